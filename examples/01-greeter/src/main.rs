@@ -1,0 +1,115 @@
+//! The greeter example: a server for `greeter.v1.Greeter` built on the code
+//! protoc-gen-svc generated into `gen/` (regenerate with `buf generate` or
+//! `protoc-gen-svc generate`, see README.md).
+//!
+//! Run: `cargo run -p greeter-example` (listens on SVC_GRPC_ADDR, default
+//! 127.0.0.1:50051; prints `listening on ADDR` once ready).
+#![deny(warnings)]
+
+#[path = "../gen/mod.rs"]
+mod generated;
+
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use generated::greeter::v1::greeter_server::{Greeter, GreeterServer};
+use generated::greeter::v1::{HelloReply, HelloRequest, HelloStreamRequest, greeter_svc};
+use svc::tonic::{self, Request, Response, Status, Streaming};
+use tokio_stream::{Stream, StreamExt};
+
+/// The service implementation.
+#[derive(Debug, Default)]
+pub struct GreeterImpl;
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send + 'static>>;
+
+fn reply(message: String) -> HelloReply {
+    HelloReply { message, created_at: Some(SystemTime::now().into()) }
+}
+
+fn check_name(name: &str) -> Result<(), Status> {
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Status::invalid_argument("name must be 1 to 100 characters"));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Greeter for GreeterImpl {
+    async fn say_hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        let name = request.into_inner().name;
+        check_name(&name)?;
+        Ok(Response::new(reply(format!("Hello, {name}!"))))
+    }
+
+    type SayHelloStreamStream = ReplyStream;
+
+    async fn say_hello_stream(
+        &self,
+        request: Request<HelloStreamRequest>,
+    ) -> Result<Response<Self::SayHelloStreamStream>, Status> {
+        let req = request.into_inner();
+        check_name(&req.name)?;
+        if !(1..=100).contains(&req.count) {
+            return Err(Status::invalid_argument("count must be between 1 and 100"));
+        }
+        let interval = Duration::from_millis(u64::from(req.interval_ms.min(1000)));
+        let name = req.name;
+        let stream = tokio_stream::iter(1..=req.count).then(move |i| {
+            let name = name.clone();
+            async move {
+                if i > 1 && !interval.is_zero() {
+                    tokio::time::sleep(interval).await;
+                }
+                Ok(reply(format!("Hello #{i}, {name}!")))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn collect_hellos(&self, request: Request<Streaming<HelloRequest>>) -> Result<Response<HelloReply>, Status> {
+        let mut stream = request.into_inner();
+        let mut names = Vec::new();
+        while let Some(req) = stream.next().await {
+            let req = req?;
+            check_name(&req.name)?;
+            names.push(req.name);
+        }
+        Ok(Response::new(reply(format!("Hello, {}!", names.join(", ")))))
+    }
+
+    type ChatStream = ReplyStream;
+
+    async fn chat(&self, request: Request<Streaming<HelloRequest>>) -> Result<Response<Self::ChatStream>, Status> {
+        let stream = request.into_inner().map(|req| {
+            let req = req?;
+            check_name(&req.name)?;
+            Ok(reply(format!("Hello, {}!", req.name)))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let spec = &greeter_svc::SERVICE;
+    let addr = match std::env::var("SVC_GRPC_ADDR") {
+        Ok(a) => a.parse().map_err(|e| format!("SVC_GRPC_ADDR={a:?} is not a socket address: {e}"))?,
+        Err(_) => std::net::SocketAddr::from(([127, 0, 0, 1], spec.port)),
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("listening on {}", listener.local_addr()?);
+    let service = GreeterServer::new(GreeterImpl)
+        .max_decoding_message_size(spec.server.max_recv_message_size)
+        .max_encoding_message_size(spec.server.max_send_message_size)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(spec.server.max_concurrent_streams)
+        .add_service(service)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

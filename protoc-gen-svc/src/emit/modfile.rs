@@ -1,0 +1,75 @@
+//! The include file (`mod.rs` by default) that declares the nested module
+//! tree, one module per protobuf package.
+
+use std::collections::BTreeMap;
+
+/// How a package's code is brought into its module.
+pub enum Body<'a> {
+    /// `include!("<file>");` — for files on disk.
+    Include(&'a str),
+    /// The code itself, inline — for the proc-macro.
+    Inline(&'a str),
+}
+
+#[derive(Default)]
+struct Node<'a> {
+    body: Option<Body<'a>>,
+    children: BTreeMap<String, Node<'a>>,
+}
+
+/// Lints that prost- and tonic-generated code is known to trip in user crates
+/// that deny warnings; allowed per package module, never crate-wide.
+pub const ALLOWED_LINTS: &[&str] = &[
+    "clippy::derive_partial_eq_without_eq",
+    "clippy::large_enum_variant",
+    "clippy::enum_variant_names",
+    "clippy::doc_lazy_continuation",
+    "clippy::doc_overindented_list_items",
+    "clippy::empty_docs",
+    "clippy::too_long_first_doc_paragraph",
+    "clippy::module_inception",
+    "non_camel_case_types",
+];
+
+/// Renders the module tree. `packages` holds (module path parts, body).
+pub fn render(packages: &[(Vec<String>, Body<'_>)]) -> String {
+    let mut root = Node::default();
+    for (parts, body) in packages {
+        let mut node = &mut root;
+        for part in parts {
+            node = node.children.entry(part.clone()).or_default();
+        }
+        node.body = Some(match body {
+            Body::Include(f) => Body::Include(f),
+            Body::Inline(s) => Body::Inline(s),
+        });
+    }
+    let mut out = super::header();
+    write_node(&root, 0, &mut out);
+    out
+}
+
+fn write_node(node: &Node<'_>, depth: usize, out: &mut String) {
+    let pad = "    ".repeat(depth);
+    match &node.body {
+        Some(Body::Include(file)) => out.push_str(&format!("{pad}include!({file:?});\n")),
+        Some(Body::Inline(code)) => {
+            for line in code.lines() {
+                if line.is_empty() {
+                    out.push('\n');
+                } else {
+                    out.push_str(&format!("{pad}{line}\n"));
+                }
+            }
+        }
+        None => {}
+    }
+    for (name, child) in &node.children {
+        if child.body.is_some() {
+            out.push_str(&format!("{pad}#[allow({})]\n", ALLOWED_LINTS.join(", ")));
+        }
+        out.push_str(&format!("{pad}pub mod {name} {{\n"));
+        write_node(child, depth + 1, out);
+        out.push_str(&format!("{pad}}}\n"));
+    }
+}

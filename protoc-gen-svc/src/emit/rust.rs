@@ -1,0 +1,388 @@
+//! `target=rust`: one self-contained `<package>.rs` per package (prost
+//! messages, tonic service traits, servers and clients, service specs, the
+//! package's encoded descriptors) plus the include file.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+
+use proc_macro2::TokenStream;
+use prost::Message;
+use quote::quote;
+
+use super::modfile::{self, Body};
+use super::{GeneratedFile, header, paths, spec};
+use crate::error::{Diagnostic, Result};
+use crate::ir;
+use crate::params::Options;
+use crate::source::FileHeader;
+
+/// The raw files of a `FileDescriptorSet`, undecoded.
+#[derive(Clone, PartialEq, Message)]
+struct RawSet {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    file: Vec<Vec<u8>>,
+}
+
+/// Generated code of one package, before assembly.
+pub struct PackageCode {
+    /// Module path parts (escaped Rust identifiers).
+    pub module: Vec<String>,
+    /// File name, e.g. `greeter.v1.rs`.
+    pub file_name: String,
+    /// Formatted code without the header.
+    pub code: String,
+}
+
+/// Generates the Rust files for `packages`.
+pub fn emit(descriptor_set: &[u8], packages: &[ir::Package], options: &Options) -> Result<Vec<GeneratedFile>> {
+    let codes = package_code(descriptor_set, packages, options)?;
+    let mut files: Vec<GeneratedFile> = codes
+        .iter()
+        .map(|p| GeneratedFile { name: p.file_name.clone(), content: format!("{}{}", header(), p.code) })
+        .collect();
+    if !options.include_file.is_empty() {
+        let tree: Vec<(Vec<String>, Body<'_>)> =
+            codes.iter().map(|p| (p.module.clone(), Body::Include(p.file_name.as_str()))).collect();
+        if files.iter().any(|f| f.name == options.include_file) {
+            return Err(Diagnostic::new(
+                "parameter include_file",
+                format!("{:?} is also the name of a package file", options.include_file),
+                "choose another include_file name, e.g. include_file=mod.rs",
+            )
+            .into());
+        }
+        files.push(GeneratedFile { name: options.include_file.clone(), content: modfile::render(&tree) });
+    }
+    Ok(files)
+}
+
+/// Generates each package's code (shared by the file emitter and the macro).
+pub fn package_code(descriptor_set: &[u8], packages: &[ir::Package], options: &Options) -> Result<Vec<PackageCode>> {
+    let raw = RawSet::decode(descriptor_set).map_err(|e| {
+        Diagnostic::new(
+            "descriptor set",
+            format!("cannot be decoded: {e}"),
+            "pass descriptors produced by protoc, buf or protox",
+        )
+    })?;
+    let mut by_name: HashMap<String, (&[u8], FileHeader)> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for bytes in &raw.file {
+        let head = FileHeader::decode(bytes.as_slice()).unwrap_or_default();
+        let name = head.name.clone().unwrap_or_default();
+        order.push(name.clone());
+        by_name.insert(name, (bytes.as_slice(), head));
+    }
+    let rt: TokenStream = options.runtime_crate.parse().unwrap_or_else(|_| quote!(::svc));
+    let rt_text = options.runtime_crate.clone();
+
+    // prost-build derives traits by walking every message a field refers to,
+    // so it is given the files to generate and all their imports; only the
+    // modules of the requested packages are kept.
+    let wanted: Vec<String> = packages.iter().flat_map(|p| p.files.iter().cloned()).collect();
+    let needed = transitive_imports(&wanted, &by_name);
+    let mut requests = Vec::new();
+    for name in order.iter().filter(|n| needed.contains(n.as_str())) {
+        let Some((bytes, _)) = by_name.get(name.as_str()) else { continue };
+        let fd = prost_types::FileDescriptorProto::decode(*bytes).map_err(|e| {
+            Diagnostic::new(
+                format!("file {name}"),
+                format!("descriptor cannot be decoded: {e}"),
+                "regenerate the descriptors",
+            )
+            .in_file(name.as_str())
+        })?;
+        requests.push((prost_build::Module::from_protobuf_package_name(fd.package()), fd));
+    }
+
+    let services: Rc<RefCell<BTreeMap<String, String>>> = Rc::default();
+    let mut config = prost_build::Config::new();
+    config
+        .prost_path(format!("{rt_text}::codegen::prost"))
+        .prost_types_path(format!("{rt_text}::codegen::prost_types"))
+        .service_generator(Box::new(ServiceCollector { out: services.clone(), options: options.clone() }));
+    for (proto, rust) in &options.extern_paths {
+        config.extern_path(proto, rust);
+    }
+    for (path, attr) in &options.type_attributes {
+        config.type_attribute(path, attr);
+    }
+    for (path, attr) in &options.field_attributes {
+        config.field_attribute(path, attr);
+    }
+    if !options.bytes.is_empty() {
+        config.bytes(&options.bytes);
+    }
+    if !options.btree_map.is_empty() {
+        config.btree_map(&options.btree_map);
+    }
+    let modules = config.generate(requests).map_err(|e| {
+        Diagnostic::new(
+            "prost code generation",
+            e.to_string(),
+            "check the extern_path, type_attribute and field_attribute parameters",
+        )
+    })?;
+    let services = services.borrow();
+
+    let mut out = Vec::new();
+    for package in packages {
+        let module = prost_build::Module::from_protobuf_package_name(&package.name);
+        let mut body = String::new();
+        if options.messages
+            && let Some(code) = modules.get(&module)
+        {
+            body.push_str(code);
+        }
+        if let Some(code) = services.get(&package.name) {
+            body.push_str(code);
+        }
+        let mut extra = TokenStream::new();
+        let version = crate::VERSION;
+        extra.extend(quote! {
+            const _: () = #rt::codegen::require_version(#version);
+        });
+        let fds = package_descriptor_set(&package.files, &by_name, &order);
+        let fds_lit = proc_macro2::Literal::byte_string(&fds);
+        let fds_doc = format!(
+            " Encoded `google.protobuf.FileDescriptorSet` of package `{}` and its imports, for gRPC reflection.",
+            package.name
+        );
+        extra.extend(quote! {
+            #[doc = #fds_doc]
+            pub const FILE_DESCRIPTOR_SET: &[u8] = #fds_lit;
+        });
+        for service in &package.services {
+            extra.extend(spec::service_module(service, &rt));
+        }
+        body.push_str(&extra.to_string());
+
+        let mut file = syn::parse_file(&body).map_err(|e| {
+            Diagnostic::new(
+                format!("package {}", package.name),
+                format!("generated code does not parse: {e}"),
+                "this is a protoc-gen-svc bug; please report it with the input .proto",
+            )
+        })?;
+        paths::rewrite(&mut file, &rt_text);
+        let mut code = format!("// source: {}\n", package.files.join(", "));
+        code.push_str(&prettyplease::unparse(&file));
+        out.push(PackageCode {
+            module: module.parts().map(str::to_owned).collect(),
+            file_name: module.to_file_name_or("_"),
+            code,
+        });
+    }
+    Ok(out)
+}
+
+/// Names of `files` and everything they import, directly or not.
+fn transitive_imports<'a>(files: &'a [String], by_name: &'a HashMap<String, (&[u8], FileHeader)>) -> HashSet<&'a str> {
+    let mut needed: HashSet<&str> = HashSet::new();
+    let mut stack: Vec<&str> = files.iter().map(String::as_str).collect();
+    while let Some(name) = stack.pop() {
+        if needed.insert(name)
+            && let Some((_, head)) = by_name.get(name)
+        {
+            stack.extend(head.dependency.iter().map(String::as_str));
+        }
+    }
+    needed
+}
+
+/// Encodes the package's files and their transitive imports, imports first.
+fn package_descriptor_set(
+    files: &[String],
+    by_name: &HashMap<String, (&[u8], FileHeader)>,
+    order: &[String],
+) -> Vec<u8> {
+    let needed = transitive_imports(files, by_name);
+    // Imports keep their types and options but lose their comments
+    // (source info), which reflection clients do not need from them.
+    let encoded: Vec<std::borrow::Cow<'_, [u8]>> = order
+        .iter()
+        .filter(|n| needed.contains(n.as_str()))
+        .filter_map(|n| {
+            let (bytes, _) = by_name.get(n)?;
+            Some(if files.contains(n) {
+                std::borrow::Cow::Borrowed(*bytes)
+            } else {
+                std::borrow::Cow::Owned(strip_field(bytes, 9))
+            })
+        })
+        .collect();
+    crate::source::encode_set(encoded.iter().map(|c| c.as_ref()))
+}
+
+/// Removes every occurrence of field `number` from an encoded message,
+/// leaving all other bytes (unknown fields and extensions included) intact.
+/// Input that does not parse is returned unchanged.
+fn strip_field(bytes: &[u8], number: u32) -> Vec<u8> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut buf = bytes;
+    while !buf.is_empty() {
+        let start = bytes.len() - buf.len();
+        let Ok((tag, wire)) = decode_key(&mut buf) else { return bytes.to_vec() };
+        let skipped = match wire {
+            WireType::Varint => decode_varint(&mut buf).is_ok(),
+            WireType::SixtyFourBit if buf.len() >= 8 => {
+                buf = &buf[8..];
+                true
+            }
+            WireType::ThirtyTwoBit if buf.len() >= 4 => {
+                buf = &buf[4..];
+                true
+            }
+            WireType::LengthDelimited => match decode_varint(&mut buf) {
+                Ok(len) if (len as usize) <= buf.len() => {
+                    buf = &buf[len as usize..];
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !skipped {
+            return bytes.to_vec();
+        }
+        let end = bytes.len() - buf.len();
+        if tag != number {
+            out.extend_from_slice(&bytes[start..end]);
+        }
+    }
+    out
+}
+
+/// Receives prost-build's services and renders them with tonic-build into a
+/// side buffer per package, so messages and services can be emitted apart.
+struct ServiceCollector {
+    out: Rc<RefCell<BTreeMap<String, String>>>,
+    options: Options,
+}
+
+impl prost_build::ServiceGenerator for ServiceCollector {
+    fn generate(&mut self, service: prost_build::Service, _buf: &mut String) {
+        let codec = format!("{}::codegen::tonic_prost::ProstCodec", self.options.runtime_crate);
+        let adapter = TonicService::new(&service, &codec);
+        let mut builder = tonic_build::CodeGenBuilder::new();
+        builder.emit_package(true).build_transport(true).compile_well_known_types(false);
+        let mut tokens = TokenStream::new();
+        if self.options.client {
+            tokens.extend(builder.generate_client(&adapter, "super"));
+        }
+        if self.options.server {
+            tokens.extend(builder.generate_server(&adapter, "super"));
+        }
+        self.out.borrow_mut().entry(service.package.clone()).or_default().push_str(&tokens.to_string());
+    }
+}
+
+/// Adapts prost-build's service model to tonic-build's traits.
+struct TonicService {
+    name: String,
+    package: String,
+    proto_name: String,
+    comments: Vec<String>,
+    methods: Vec<TonicMethod>,
+}
+
+struct TonicMethod {
+    name: String,
+    proto_name: String,
+    codec: String,
+    client_streaming: bool,
+    server_streaming: bool,
+    comments: Vec<String>,
+    deprecated: bool,
+    input: String,
+    output: String,
+}
+
+impl TonicService {
+    fn new(s: &prost_build::Service, codec: &str) -> Self {
+        TonicService {
+            name: s.name.clone(),
+            package: s.package.clone(),
+            proto_name: s.proto_name.clone(),
+            comments: s.comments.leading.clone(),
+            methods: s
+                .methods
+                .iter()
+                .map(|m| TonicMethod {
+                    name: m.name.clone(),
+                    proto_name: m.proto_name.clone(),
+                    codec: codec.to_owned(),
+                    client_streaming: m.client_streaming,
+                    server_streaming: m.server_streaming,
+                    comments: m.comments.leading.clone(),
+                    deprecated: m.options.deprecated(),
+                    input: m.input_type.clone(),
+                    output: m.output_type.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl tonic_build::Service for TonicService {
+    type Comment = String;
+    type Method = TonicMethod;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn package(&self) -> &str {
+        &self.package
+    }
+    fn identifier(&self) -> &str {
+        &self.proto_name
+    }
+    fn methods(&self) -> &[TonicMethod] {
+        &self.methods
+    }
+    fn comment(&self) -> &[String] {
+        &self.comments
+    }
+}
+
+impl tonic_build::Method for TonicMethod {
+    type Comment = String;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn identifier(&self) -> &str {
+        &self.proto_name
+    }
+    fn codec_path(&self) -> &str {
+        &self.codec
+    }
+    fn client_streaming(&self) -> bool {
+        self.client_streaming
+    }
+    fn server_streaming(&self) -> bool {
+        self.server_streaming
+    }
+    fn comment(&self) -> &[String] {
+        &self.comments
+    }
+    fn deprecated(&self) -> bool {
+        self.deprecated
+    }
+    fn request_response_name(&self, proto_path: &str, _compile_well_known_types: bool) -> (TokenStream, TokenStream) {
+        (rust_type(&self.input, proto_path), rust_type(&self.output, proto_path))
+    }
+}
+
+/// Turns a prost-resolved type (relative to the package module) into a path
+/// usable from the nested client/server modules.
+fn rust_type(ty: &str, proto_path: &str) -> TokenStream {
+    let text = if ty == "()" || ty.starts_with("::") || ty.starts_with("crate::") {
+        ty.to_owned()
+    } else {
+        format!("{proto_path}::{ty}")
+    };
+    text.parse().unwrap_or_else(|_| quote!(()))
+}

@@ -1,0 +1,187 @@
+//! Emits each service's resolved settings and per-method policy as `const`
+//! data of runtime types (`<runtime>::codegen::ServiceSpec`), which the
+//! runtime's server and client layers read.
+
+use std::time::Duration;
+
+use heck::{ToSnakeCase, ToUpperCamelCase};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::ir::{self, CODE_NAMES, LoadBalancing, RateLimitKey};
+
+/// Tokens for the `<service>_svc` module of one service.
+pub fn service_module(service: &ir::Service, rt: &TokenStream) -> TokenStream {
+    let module = format_ident!("{}_svc", service.name.to_snake_case());
+    let s = &service.settings;
+    let name = &service.full_name;
+    let port = s.port;
+    let metrics_port = s.metrics_port;
+    let server = server(&s.server, rt);
+    let auth = option(s.auth.as_ref().map(|j| {
+        let (issuer, audiences, algorithms, roles_claim) = (&j.issuer, &j.audiences, &j.algorithms, &j.roles_claim);
+        let leeway = duration(j.leeway);
+        quote!(#rt::codegen::JwtSpec {
+            issuer: #issuer,
+            audiences: &[#(#audiences),*],
+            algorithms: &[#(#algorithms),*],
+            roles_claim: #roles_claim,
+            leeway: #leeway,
+        })
+    }));
+    let client = client(&s.client, rt);
+    let methods = service.methods.iter().map(|m| method(m, rt));
+    let doc = format!(
+        " Settings and per-method policy of `{name}`, resolved from its `(svc.service)` and `(svc.method)` annotations."
+    );
+    let const_doc = format!(" The resolved specification of `{name}`.");
+    quote! {
+        #[doc = #doc]
+        pub mod #module {
+            #[doc = #const_doc]
+            pub const SERVICE: #rt::codegen::ServiceSpec = #rt::codegen::ServiceSpec {
+                name: #name,
+                port: #port,
+                metrics_port: #metrics_port,
+                server: #server,
+                auth: #auth,
+                client: #client,
+                methods: &[#(#methods),*],
+                file_descriptor_set: super::FILE_DESCRIPTOR_SET,
+            };
+        }
+    }
+}
+
+fn server(s: &ir::ServerSettings, rt: &TokenStream) -> TokenStream {
+    let (recv, send, streams, limit) = (
+        s.max_recv_message_size as usize,
+        s.max_send_message_size as usize,
+        s.max_concurrent_streams,
+        s.concurrency_limit as usize,
+    );
+    let interval = duration(s.keepalive_interval);
+    let timeout = duration(s.keepalive_timeout);
+    let min_ping = duration(s.min_ping_interval);
+    let idle = option(s.max_connection_idle.map(duration));
+    let age = option(s.max_connection_age.map(duration));
+    let grace = option(s.max_connection_age_grace.map(duration));
+    let shutdown = duration(s.shutdown_grace);
+    quote!(#rt::codegen::ServerSpec {
+        max_recv_message_size: #recv,
+        max_send_message_size: #send,
+        max_concurrent_streams: #streams,
+        concurrency_limit: #limit,
+        keepalive_interval: #interval,
+        keepalive_timeout: #timeout,
+        min_ping_interval: #min_ping,
+        max_connection_idle: #idle,
+        max_connection_age: #age,
+        max_connection_age_grace: #grace,
+        shutdown_grace: #shutdown,
+    })
+}
+
+fn client(c: &ir::ClientSettings, rt: &TokenStream) -> TokenStream {
+    let pool_size = c.pool_size;
+    let lb = match c.load_balancing {
+        LoadBalancing::RoundRobin => quote!(RoundRobin),
+        LoadBalancing::PowerOfTwoChoices => quote!(PowerOfTwoChoices),
+        LoadBalancing::PickFirst => quote!(PickFirst),
+    };
+    let connect_timeout = duration(c.connect_timeout);
+    let keepalive = option(c.keepalive.map(duration));
+    let compression = &c.compression;
+    let throttling = option(
+        c.retry_throttling.map(|(max_tokens, ratio)| quote!(#rt::codegen::RetryThrottlingSpec { max_tokens: #max_tokens, token_ratio: #ratio })),
+    );
+    quote!(#rt::codegen::ClientSpec {
+        pool_size: #pool_size,
+        load_balancing: #rt::codegen::LoadBalancing::#lb,
+        connect_timeout: #connect_timeout,
+        keepalive: #keepalive,
+        compression: #compression,
+        retry_throttling: #throttling,
+    })
+}
+
+fn method(m: &ir::Method, rt: &TokenStream) -> TokenStream {
+    let name = &m.name;
+    let path = &m.path;
+    let kind = match (m.client_streaming, m.server_streaming) {
+        (false, false) => quote!(Unary),
+        (false, true) => quote!(ServerStreaming),
+        (true, false) => quote!(ClientStreaming),
+        (true, true) => quote!(Streaming),
+    };
+    let idempotent = m.idempotency != ir::Idempotency::Unknown;
+    let p = &m.policy;
+    let timeout = option(p.timeout.map(duration));
+    let retry = option(p.retry.as_ref().map(|r| {
+        let max_attempts = r.max_attempts;
+        let initial = duration(r.initial_backoff);
+        let max = duration(r.max_backoff);
+        let mult = r.backoff_multiplier;
+        let codes = r.retryable_codes.iter().map(|c| {
+            let variant = format_ident!("{}", CODE_NAMES[usize::from(*c)].to_upper_camel_case());
+            quote!(#rt::codegen::tonic::Code::#variant)
+        });
+        quote!(#rt::codegen::RetrySpec {
+            max_attempts: #max_attempts,
+            initial_backoff: #initial,
+            max_backoff: #max,
+            backoff_multiplier: #mult,
+            retryable_codes: &[#(#codes),*],
+        })
+    }));
+    let requires_auth = p.requires_auth;
+    let roles = &p.roles;
+    let rate_limit = option(p.rate_limit.as_ref().map(|r| rate_limit(r, rt)));
+    let audit = p.audit;
+    let validate = p.validate;
+    quote!(#rt::codegen::MethodSpec {
+        name: #name,
+        path: #path,
+        kind: #rt::codegen::MethodKind::#kind,
+        idempotent: #idempotent,
+        timeout: #timeout,
+        retry: #retry,
+        requires_auth: #requires_auth,
+        roles: &[#(#roles),*],
+        rate_limit: #rate_limit,
+        audit: #audit,
+        validate: #validate,
+    })
+}
+
+fn rate_limit(r: &ir::RateLimit, rt: &TokenStream) -> TokenStream {
+    let rps = r.rps;
+    let burst = r.burst;
+    let key = match r.key {
+        RateLimitKey::Global => quote!(Global),
+        RateLimitKey::Peer => quote!(Peer),
+        RateLimitKey::Subject => quote!(Subject),
+    };
+    quote!(#rt::codegen::RateLimitSpec { rps: #rps, burst: #burst, key: #rt::codegen::RateLimitKey::#key })
+}
+
+fn option(value: Option<TokenStream>) -> TokenStream {
+    match value {
+        Some(v) => quote!(::core::option::Option::Some(#v)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+fn duration(d: Duration) -> TokenStream {
+    let nanos = d.as_nanos();
+    if nanos.is_multiple_of(1_000_000_000) {
+        let secs = d.as_secs();
+        quote!(::core::time::Duration::from_secs(#secs))
+    } else if nanos.is_multiple_of(1_000_000) {
+        let ms = nanos as u64 / 1_000_000;
+        quote!(::core::time::Duration::from_millis(#ms))
+    } else {
+        let ns = nanos as u64;
+        quote!(::core::time::Duration::from_nanos(#ns))
+    }
+}

@@ -1,0 +1,232 @@
+//! The validated intermediate representation that every emitter reads.
+//!
+//! Built from a descriptor pool by [`crate::annotations`]; free of syn/quote
+//! types. Every setting has its default applied, so emitters never guess.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::units::Quantity;
+
+/// gRPC status code names, indexed by code number.
+pub const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// Everything generated for one protobuf package.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Package {
+    /// Dotted package name; empty for files without a package.
+    pub name: String,
+    /// Files of this package that were asked for, in request order.
+    pub files: Vec<String>,
+    /// Services declared in those files.
+    pub services: Vec<Service>,
+    /// Enums marked `(svc.errors)`.
+    pub error_enums: Vec<ErrorEnum>,
+}
+
+/// One gRPC service with its resolved settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    /// Simple name, e.g. `Greeter`.
+    pub name: String,
+    /// Fully-qualified name, e.g. `greeter.v1.Greeter`.
+    pub full_name: String,
+    /// File that declares it.
+    pub file: String,
+    /// Whether `(svc.service)` was written (manifests are emitted only then).
+    pub annotated: bool,
+    /// Resolved service settings.
+    pub settings: ServiceSettings,
+    /// Methods in declaration order.
+    pub methods: Vec<Method>,
+}
+
+/// Resolved `(svc.service)` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSettings {
+    pub port: u16,
+    pub metrics_port: u16,
+    pub server: ServerSettings,
+    pub auth: Option<JwtSettings>,
+    pub rate_limit: Option<RateLimit>,
+    pub client: ClientSettings,
+    pub deploy: DeploySettings,
+}
+
+/// Resolved server transport settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    pub max_recv_message_size: u32,
+    pub max_send_message_size: u32,
+    pub max_concurrent_streams: u32,
+    pub concurrency_limit: u32,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub min_ping_interval: Duration,
+    pub max_connection_idle: Option<Duration>,
+    pub max_connection_age: Option<Duration>,
+    pub max_connection_age_grace: Option<Duration>,
+    pub shutdown_grace: Duration,
+}
+
+/// Resolved JWT settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtSettings {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    pub roles_claim: String,
+    pub leeway: Duration,
+}
+
+/// Bucket key of a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitKey {
+    Global,
+    Peer,
+    Subject,
+}
+
+/// A resolved token-bucket rate limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub rps: f64,
+    pub burst: u32,
+    pub key: RateLimitKey,
+}
+
+/// Client-side load balancing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancing {
+    RoundRobin,
+    PowerOfTwoChoices,
+    PickFirst,
+}
+
+/// Resolved client settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientSettings {
+    pub pool_size: u32,
+    pub load_balancing: LoadBalancing,
+    pub connect_timeout: Duration,
+    pub keepalive: Option<Duration>,
+    /// "gzip", "zstd" or "" for none.
+    pub compression: String,
+    /// (max_tokens, token_ratio)
+    pub retry_throttling: Option<(u32, f64)>,
+}
+
+/// Resolved deployment settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploySettings {
+    pub image: Option<String>,
+    pub namespace: Option<String>,
+    pub replicas: u32,
+    /// (min, max, cpu %, memory %)
+    pub autoscale: Option<Autoscale>,
+    pub cpu_request: Option<Quantity>,
+    pub cpu_limit: Option<Quantity>,
+    pub memory_request: Option<Quantity>,
+    pub memory_limit: Option<Quantity>,
+    pub env: BTreeMap<String, String>,
+    pub pdb_min_available: u32,
+    pub service_monitor: bool,
+    pub network_policy: bool,
+    pub headless_service: bool,
+}
+
+/// Resolved autoscaler settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Autoscale {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub target_cpu_percent: Option<u32>,
+    pub target_memory_percent: Option<u32>,
+}
+
+/// The standard `idempotency_level` method option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    Unknown,
+    NoSideEffects,
+    Idempotent,
+}
+
+/// One rpc with its resolved policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Method {
+    /// Proto name, e.g. `SayHello`.
+    pub name: String,
+    /// gRPC path, e.g. `/greeter.v1.Greeter/SayHello`.
+    pub path: String,
+    pub client_streaming: bool,
+    pub server_streaming: bool,
+    pub idempotency: Idempotency,
+    pub policy: MethodPolicy,
+}
+
+/// Resolved `(svc.method)` policy (service defaults applied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodPolicy {
+    pub timeout: Option<Duration>,
+    pub retry: Option<RetryPolicy>,
+    /// True when the service has auth and this method is not public.
+    pub requires_auth: bool,
+    pub roles: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
+    pub audit: bool,
+    pub validate: bool,
+}
+
+/// Resolved gRFC A6 retry policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub backoff_multiplier: f64,
+    /// Status code numbers.
+    pub retryable_codes: Vec<u8>,
+}
+
+/// An enum marked `(svc.errors)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorEnum {
+    /// Simple name.
+    pub name: String,
+    /// Fully-qualified name.
+    pub full_name: String,
+    pub domain: String,
+    pub values: Vec<ErrorValue>,
+}
+
+/// One value of an errors enum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorValue {
+    /// Proto value name, used as `ErrorInfo.reason`.
+    pub name: String,
+    pub number: i32,
+    /// Status code number.
+    pub code: u8,
+    pub message: String,
+    pub retryable: bool,
+    pub retry_delay: Duration,
+}

@@ -1,0 +1,122 @@
+//! Descriptor front ends: a `CodeGeneratorRequest` from protoc/buf, or .proto
+//! sources compiled in process by protox. Both produce an [`Input`]: an
+//! encoded `FileDescriptorSet` that keeps custom options (`svc.*`,
+//! `buf.validate.*`), plus the names of the files to generate.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver};
+
+use crate::error::{Diagnostic, Error, Result};
+
+/// `svc/options.proto` as shipped with this generator.
+pub const OPTIONS_PROTO: &str = include_str!("../../proto/svc/options.proto");
+
+/// Third-party .proto files resolvable without vendoring, taken from
+/// crates.io packages at build time (see build.rs).
+const THIRD_PARTY: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/third_party.rs"));
+
+/// Every .proto file built into the generator: (import path, source).
+pub fn bundled_protos() -> impl Iterator<Item = (&'static str, &'static str)> {
+    std::iter::once(("svc/options.proto", OPTIONS_PROTO)).chain(THIRD_PARTY.iter().copied())
+}
+
+/// Descriptors ready for generation.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    /// Encoded `google.protobuf.FileDescriptorSet`: every file needed, each
+    /// after its imports, with extension options intact.
+    pub descriptor_set: Vec<u8>,
+    /// Names (import paths) of the files to generate code for.
+    pub files_to_generate: Vec<String>,
+    /// Files read from disk, for `cargo:rerun-if-changed` and macro tracking.
+    pub source_paths: Vec<PathBuf>,
+}
+
+/// Resolves the generator's built-in .proto files.
+struct BundledResolver;
+
+impl FileResolver for BundledResolver {
+    fn open_file(&self, name: &str) -> std::result::Result<File, protox::Error> {
+        match bundled_protos().find(|(n, _)| *n == name) {
+            Some((n, source)) => File::from_source(n, source),
+            None => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}
+
+/// Compiles `files` with the embedded pure-Rust compiler. `includes` are
+/// searched first, then the bundled files, then the well-known types.
+pub fn compile(files: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<Input> {
+    let mut chain = ChainFileResolver::new();
+    for include in includes {
+        chain.add(IncludeFileResolver::new(include.as_ref().to_path_buf()));
+    }
+    chain.add(BundledResolver);
+    chain.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(chain);
+    compiler.include_imports(true).include_source_info(true);
+    let mut errors = Vec::new();
+    for file in files {
+        let file = file.as_ref();
+        if let Err(e) = compiler.open_file(file) {
+            errors.push(protox_diagnostic(file, &e, includes));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error { diagnostics: errors });
+    }
+    // One output file holds a whole package, so imports that share a
+    // package with a requested file are generated too.
+    let pool = compiler.descriptor_pool();
+    let package_of = |name: &str| pool.get_file_by_name(name).map(|f| f.package_name().to_owned()).unwrap_or_default();
+    let packages: Vec<String> = compiler.files().filter(|f| !f.is_import()).map(|f| package_of(f.name())).collect();
+    let files_to_generate = compiler
+        .files()
+        .filter(|f| !f.is_import() || packages.contains(&package_of(f.name())))
+        .map(|f| f.name().to_owned())
+        .collect();
+    let source_paths = compiler.files().filter_map(|f| f.path().map(Path::to_path_buf)).collect();
+    Ok(Input { descriptor_set: compiler.encode_file_descriptor_set(), files_to_generate, source_paths })
+}
+
+fn protox_diagnostic(file: &Path, e: &protox::Error, includes: &[impl AsRef<Path>]) -> Diagnostic {
+    let shown = e.file().map(str::to_owned).unwrap_or_else(|| file.display().to_string());
+    let hint = if e.is_file_not_found() {
+        let dirs: Vec<String> = includes.iter().map(|i| i.as_ref().display().to_string()).collect();
+        format!(
+            "check the import path; include directories searched: [{}], then the built-in svc/options.proto, buf/validate, google/api, google/rpc and google/protobuf files",
+            dirs.join(", ")
+        )
+    } else if e.is_parse() {
+        "fix the syntax at the reported position".to_owned()
+    } else {
+        "check that the file is a valid proto2/proto3 file whose imports resolve".to_owned()
+    };
+    Diagnostic::new(format!("file {}", file.display()), e.to_string(), hint).in_file(shown)
+}
+
+/// Encodes descriptors given as raw `FileDescriptorProto` bytes into a set.
+pub fn encode_set<'a>(files: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in files {
+        prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(f.len() as u64, &mut out);
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+/// The few fields of `FileDescriptorProto` read before building a pool.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct FileHeader {
+    #[prost(string, optional, tag = "1")]
+    pub name: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    pub package: Option<String>,
+    #[prost(string, repeated, tag = "3")]
+    pub dependency: Vec<String>,
+    #[prost(string, optional, tag = "12")]
+    pub syntax: Option<String>,
+}
