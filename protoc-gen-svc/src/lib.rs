@@ -65,10 +65,11 @@ pub fn read_ir(input: &Input) -> Result<Vec<ir::Package>> {
 
 /// Generates every output file for `input`. Does no I/O.
 pub fn generate(input: &Input, options: &Options) -> Result<Vec<GeneratedFile>> {
-    let packages = read_ir(input)?;
+    let pool = descriptor_pool(input)?;
+    let packages = annotations::read_packages(&pool, &input.files_to_generate)?;
     let mut files = Vec::new();
     if options.emits_rust() {
-        files.extend(emit::rust::emit(&input.descriptor_set, &packages, options)?);
+        files.extend(emit::rust::emit(&pool, &input.descriptor_set, &packages, options)?);
     }
     if matches!(options.target, Target::K8s | Target::Docker | Target::All) {
         return Err(Diagnostic::new(

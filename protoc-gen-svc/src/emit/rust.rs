@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use proc_macro2::TokenStream;
 use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use quote::quote;
 
 use super::modfile::{self, Body};
@@ -35,8 +36,13 @@ pub struct PackageCode {
 }
 
 /// Generates the Rust files for `packages`.
-pub fn emit(descriptor_set: &[u8], packages: &[ir::Package], options: &Options) -> Result<Vec<GeneratedFile>> {
-    let codes = package_code(descriptor_set, packages, options)?;
+pub fn emit(
+    pool: &DescriptorPool,
+    descriptor_set: &[u8],
+    packages: &[ir::Package],
+    options: &Options,
+) -> Result<Vec<GeneratedFile>> {
+    let codes = package_code(pool, descriptor_set, packages, options)?;
     let mut files: Vec<GeneratedFile> = codes
         .iter()
         .map(|p| GeneratedFile { name: p.file_name.clone(), content: format!("{}{}", header(), p.code) })
@@ -58,7 +64,12 @@ pub fn emit(descriptor_set: &[u8], packages: &[ir::Package], options: &Options) 
 }
 
 /// Generates each package's code (shared by the file emitter and the macro).
-pub fn package_code(descriptor_set: &[u8], packages: &[ir::Package], options: &Options) -> Result<Vec<PackageCode>> {
+pub fn package_code(
+    pool: &DescriptorPool,
+    descriptor_set: &[u8],
+    packages: &[ir::Package],
+    options: &Options,
+) -> Result<Vec<PackageCode>> {
     let raw = RawSet::decode(descriptor_set).map_err(|e| {
         Diagnostic::new(
             "descriptor set",
@@ -143,10 +154,10 @@ pub fn package_code(descriptor_set: &[u8], packages: &[ir::Package], options: &O
         extra.extend(quote! {
             const _: () = #rt::codegen::require_version(#version);
         });
-        let fds = package_descriptor_set(&package.files, &by_name, &order);
+        let fds = package_descriptor_set(pool, &package.files, &by_name, &order);
         let fds_lit = proc_macro2::Literal::byte_string(&fds);
         let fds_doc = format!(
-            " Encoded `google.protobuf.FileDescriptorSet` of package `{}` and its imports, for gRPC reflection.",
+            " Encoded `google.protobuf.FileDescriptorSet` of package `{}` and its imports (well-known types excepted), for gRPC reflection.",
             package.name
         );
         extra.extend(quote! {
@@ -193,26 +204,36 @@ fn transitive_imports<'a>(files: &'a [String], by_name: &'a HashMap<String, (&[u
 
 /// Encodes the package's files and their transitive imports, imports first.
 fn package_descriptor_set(
+    pool: &DescriptorPool,
     files: &[String],
     by_name: &HashMap<String, (&[u8], FileHeader)>,
     order: &[String],
 ) -> Vec<u8> {
     let needed = transitive_imports(files, by_name);
-    // Imports keep their types and options but lose their comments
-    // (source info), which reflection clients do not need from them.
-    let encoded: Vec<std::borrow::Cow<'_, [u8]>> = order
+    // The bytes must not depend on which compiler (protoc, buf, protox)
+    // produced the descriptors, so: the well-known types are left out (each
+    // compiler ships its own revision; the runtime serves them from its own
+    // copy), source info is dropped (compilers record different locations),
+    // and every file is re-encoded canonically (compilers order option
+    // fields differently). Types and options, custom ones included, are kept.
+    let file_desc = pool
+        .get_message_by_name("google.protobuf.FileDescriptorProto")
+        .or_else(|| DescriptorPool::global().get_message_by_name("google.protobuf.FileDescriptorProto"));
+    let encoded: Vec<Vec<u8>> = order
         .iter()
-        .filter(|n| needed.contains(n.as_str()))
-        .filter_map(|n| {
-            let (bytes, _) = by_name.get(n)?;
-            Some(if files.contains(n) {
-                std::borrow::Cow::Borrowed(*bytes)
-            } else {
-                std::borrow::Cow::Owned(strip_field(bytes, 9))
-            })
-        })
+        .filter(|n| needed.contains(n.as_str()) && !n.starts_with("google/protobuf/"))
+        .filter_map(|n| by_name.get(n).map(|(bytes, _)| canonical(file_desc.as_ref(), &strip_field(bytes, 9))))
         .collect();
-    crate::source::encode_set(encoded.iter().map(|c| c.as_ref()))
+    crate::source::encode_set(encoded.iter().map(Vec::as_slice))
+}
+
+/// Re-encodes a `FileDescriptorProto` with fields, extensions included, in
+/// field-number order. Bytes that do not decode are returned unchanged.
+fn canonical(desc: Option<&MessageDescriptor>, bytes: &[u8]) -> Vec<u8> {
+    match desc.map(|d| DynamicMessage::decode(d.clone(), bytes)) {
+        Some(Ok(message)) => message.encode_to_vec(),
+        _ => bytes.to_vec(),
+    }
 }
 
 /// Removes every occurrence of field `number` from an encoded message,
