@@ -575,7 +575,8 @@ impl<'a> FileCx<'a> {
             if let Some(r) = get_msg(o, "retry") {
                 policy.retry = self.retry(&at, &r, idempotency);
             }
-            if get_bool(o, "public").unwrap_or(false) {
+            let public = get_bool(o, "public").unwrap_or(false);
+            if public {
                 policy.requires_auth = false;
             }
             policy.roles = get_strs(o, "roles");
@@ -586,7 +587,7 @@ impl<'a> FileCx<'a> {
                     "add auth { jwt { ... } } to (svc.service), or remove roles",
                 );
             }
-            if !policy.roles.is_empty() && !policy.requires_auth {
+            if !policy.roles.is_empty() && public {
                 self.error(&at, "a public method cannot require roles", "remove public: true or remove roles");
             }
             if let Some(r) = get_msg(o, "rate_limit") {
@@ -660,7 +661,7 @@ impl<'a> FileCx<'a> {
             for v in e.values() {
                 if extension(&v.options(), &exts.error).is_some() {
                     let path: Vec<i32> = [v.path(), &[OPTIONS_FIELD, ERROR_EXT_NUMBER]].concat();
-                    let at = At { element: format!("enum value {}", v.full_name()), path: &path };
+                    let at = At { element: format!("enum value {}.{}", e.full_name(), v.name()), path: &path };
                     self.error(
                         &at,
                         "has (svc.error) but its enum is not marked (svc.errors)",
@@ -682,7 +683,7 @@ impl<'a> FileCx<'a> {
         for v in e.values() {
             let Some(o) = extension(&v.options(), &exts.error) else { continue };
             let path: Vec<i32> = [v.path(), &[OPTIONS_FIELD, ERROR_EXT_NUMBER]].concat();
-            let vat = At { element: format!("enum value {}", v.full_name()), path: &path };
+            let vat = At { element: format!("enum value {}.{}", e.full_name(), v.name()), path: &path };
             let code = get_enum(&o, "code").unwrap_or(2);
             if code == 0 {
                 self.error(&vat, "(svc.error).code is OK", "an error needs a failure code, e.g. code: NOT_FOUND");

@@ -39,8 +39,15 @@ pub use source::Input;
 /// Version of the generator; generated code checks the runtime against it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Builds the descriptor pool for `input`, with custom options kept.
+/// Builds the descriptor pool for `input`, with custom options kept, and
+/// checks that every name is an identifier.
 pub fn descriptor_pool(input: &Input) -> Result<prost_reflect::DescriptorPool> {
+    let pool = build_pool(input)?;
+    check_names(&pool)?;
+    Ok(pool)
+}
+
+fn build_pool(input: &Input) -> Result<prost_reflect::DescriptorPool> {
     prost_reflect::DescriptorPool::decode(input.descriptor_set.as_slice()).map_err(|e| {
         let mut d = Diagnostic::new(
             "descriptors",
@@ -55,6 +62,62 @@ pub fn descriptor_pool(input: &Input) -> Result<prost_reflect::DescriptorPool> {
         }
         Error::one(d)
     })
+}
+
+/// Rejects names that are not protobuf identifiers. protoc and buf never
+/// send them, but a hand-made or corrupt request can, and they would turn
+/// into Rust that does not parse.
+pub fn check_names(pool: &prost_reflect::DescriptorPool) -> Result<()> {
+    fn ident(s: &str) -> bool {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }
+    let mut errors = Vec::new();
+    let mut check = |file: &str, kind: &str, full: &str, name: &str| {
+        if !ident(name) {
+            errors.push(
+                Diagnostic::new(
+                    format!("{kind} {full}"),
+                    format!("{name:?} is not a valid protobuf identifier"),
+                    "use letters, digits and underscores, not starting with a digit",
+                )
+                .in_file(file),
+            );
+        }
+    };
+    for file in pool.files() {
+        let f = file.name();
+        if !file.package_name().is_empty() {
+            for part in file.package_name().split('.') {
+                check(f, "package", file.package_name(), part);
+            }
+        }
+        for s in file.services() {
+            check(f, "service", s.full_name(), s.name());
+            for m in s.methods() {
+                check(f, "rpc", m.full_name(), m.name());
+            }
+        }
+    }
+    for m in pool.all_messages() {
+        let f = m.parent_file();
+        check(f.name(), "message", m.full_name(), m.name());
+        for field in m.fields() {
+            check(f.name(), "field", field.full_name(), field.name());
+        }
+        for o in m.oneofs() {
+            check(f.name(), "oneof", o.full_name(), o.name());
+        }
+    }
+    for e in pool.all_enums() {
+        let f = e.parent_file();
+        check(f.name(), "enum", e.full_name(), e.name());
+        for v in e.values() {
+            check(f.name(), "enum value", v.full_name(), v.name());
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Error { diagnostics: errors }) }
 }
 
 /// Reads the annotations of the files to generate into the IR.

@@ -94,7 +94,20 @@ fn protox_diagnostic(file: &Path, e: &protox::Error, includes: &[impl AsRef<Path
     } else {
         "check that the file is a valid proto2/proto3 file whose imports resolve".to_owned()
     };
-    Diagnostic::new(format!("file {}", file.display()), e.to_string(), hint).in_file(shown)
+    let mut d = Diagnostic::new(format!("file {}", file.display()), e.to_string(), hint).in_file(shown);
+    (d.line, d.column) = error_position(e);
+    d
+}
+
+/// Line and column (1-based) of the first labelled span of a protox error.
+fn error_position(e: &protox::Error) -> (Option<u32>, Option<u32>) {
+    use miette::Diagnostic as _;
+    let Some(source) = e.source_code() else { return (None, None) };
+    let Some(label) = e.labels().and_then(|mut labels| labels.next()) else { return (None, None) };
+    match source.read_span(label.inner(), 0, 0) {
+        Ok(contents) => (Some(contents.line() as u32 + 1), Some(contents.column() as u32 + 1)),
+        Err(_) => (None, None),
+    }
 }
 
 /// Encodes descriptors given as raw `FileDescriptorProto` bytes into a set.

@@ -130,8 +130,8 @@ fn escape_text(line: &str) -> String {
             if let Some(close) = chars[i + 1..].iter().position(|&x| x == ']').map(|p| p + i + 1) {
                 let next = chars.get(close + 1);
                 if matches!(next, Some('(') | Some('[') | Some(':')) {
-                    out.push(c);
-                    i += 1;
+                    out.extend(&chars[i..=close]);
+                    i = close + 1;
                     continue;
                 }
                 out.push_str("\\[");

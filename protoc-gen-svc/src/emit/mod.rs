@@ -1,5 +1,6 @@
 //! Emitters: pure functions from the IR and descriptors to output files.
 
+pub mod canonical;
 pub mod docs;
 pub mod modfile;
 pub mod paths;

@@ -107,35 +107,35 @@ pub fn package_code(
         requests.push((prost_build::Module::from_protobuf_package_name(fd.package()), fd));
     }
 
-    let services: Rc<RefCell<BTreeMap<String, String>>> = Rc::default();
-    let mut config = prost_build::Config::new();
-    config
-        .prost_path(format!("{rt_text}::codegen::prost"))
-        .prost_types_path(format!("{rt_text}::codegen::prost_types"))
-        .service_generator(Box::new(ServiceCollector { out: services.clone(), options: options.clone() }));
-    for (proto, rust) in &options.extern_paths {
-        config.extern_path(proto, rust);
-    }
-    for (path, attr) in &options.type_attributes {
-        config.type_attribute(path, attr);
-    }
-    for (path, attr) in &options.field_attributes {
-        config.field_attribute(path, attr);
-    }
-    if !options.bytes.is_empty() {
-        config.bytes(&options.bytes);
-    }
-    if !options.btree_map.is_empty() {
-        config.btree_map(&options.btree_map);
-    }
-    let modules = config.generate(requests).map_err(|e| {
+    let (modules, services) = match run_prost(options, requests.clone()) {
+        Ok(out) => out,
+        // prost-build panics when source info lacks an element's location
+        // (its comments lookup unwraps). Such a request is malformed, but
+        // the code can still be generated without comments.
+        Err(Panicked(_)) => {
+            for (_, fd) in &mut requests {
+                fd.source_code_info = None;
+            }
+            match run_prost(options, requests) {
+                Ok(out) => out,
+                Err(Panicked(why)) => {
+                    return Err(Diagnostic::new(
+                        "prost code generation",
+                        format!("prost-build failed on these descriptors ({why})"),
+                        "check that the request comes from protoc or buf; if it does, please report this with the .proto files",
+                    )
+                    .into());
+                }
+            }
+        }
+    };
+    let modules = modules.map_err(|e| {
         Diagnostic::new(
             "prost code generation",
             e.to_string(),
             "check the extern_path, type_attribute and field_attribute parameters",
         )
     })?;
-    let services = services.borrow();
 
     let mut out = Vec::new();
     for package in packages {
@@ -154,18 +154,11 @@ pub fn package_code(
         extra.extend(quote! {
             const _: () = #rt::codegen::require_version(#version);
         });
-        let fds = package_descriptor_set(pool, &package.files, &by_name, &order);
-        let fds_lit = proc_macro2::Literal::byte_string(&fds);
-        let fds_doc = format!(
-            " Encoded `google.protobuf.FileDescriptorSet` of package `{}` and its imports (well-known types excepted), for gRPC reflection.",
-            package.name
-        );
-        extra.extend(quote! {
-            #[doc = #fds_doc]
-            pub const FILE_DESCRIPTOR_SET: &[u8] = #fds_lit;
-        });
-        for service in &package.services {
-            extra.extend(spec::service_module(service, &rt));
+        // Descriptors and service specs travel with the services, so a
+        // messages-only run (server=false, client=false) can be combined
+        // with a services-only run (messages=false) in one module.
+        if options.server || options.client {
+            extra.extend(service_items(pool, package, &by_name, &order, &rt));
         }
         body.push_str(&extra.to_string());
 
@@ -181,11 +174,88 @@ pub fn package_code(
         code.push_str(&prettyplease::unparse(&file));
         out.push(PackageCode {
             module: module.parts().map(str::to_owned).collect(),
-            file_name: module.to_file_name_or("_"),
+            file_name: if package.name.is_empty() { "_.rs".to_owned() } else { format!("{}.rs", package.name) },
             code,
         });
     }
     Ok(out)
+}
+
+/// A panic inside prost-build, with its message.
+struct Panicked(String);
+
+type ProstOutput = (std::io::Result<HashMap<prost_build::Module, String>>, BTreeMap<String, String>);
+
+/// Runs prost-build (messages) with the tonic service collector, catching
+/// panics so that a plugin answers with an error instead of crashing.
+fn run_prost(
+    options: &Options,
+    requests: Vec<(prost_build::Module, prost_types::FileDescriptorProto)>,
+) -> Result<ProstOutput, Panicked> {
+    let services: Rc<RefCell<BTreeMap<String, String>>> = Rc::default();
+    let rt = &options.runtime_crate;
+    let mut config = prost_build::Config::new();
+    config
+        .prost_path(format!("{rt}::codegen::prost"))
+        .prost_types_path(format!("{rt}::codegen::prost_types"))
+        .service_generator(Box::new(ServiceCollector { out: services.clone(), options: options.clone() }))
+        // Formatting happens once, on the assembled file.
+        .format(false);
+    for (proto, rust) in &options.extern_paths {
+        config.extern_path(proto, rust);
+    }
+    for (path, attr) in &options.type_attributes {
+        config.type_attribute(path, attr);
+    }
+    for (path, attr) in &options.field_attributes {
+        config.field_attribute(path, attr);
+    }
+    if !options.bytes.is_empty() {
+        config.bytes(&options.bytes);
+    }
+    if !options.btree_map.is_empty() {
+        config.btree_map(&options.btree_map);
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.generate(requests)));
+    drop(config);
+    match result {
+        Ok(modules) => {
+            let services = Rc::try_unwrap(services).map(RefCell::into_inner).unwrap_or_else(|rc| rc.borrow().clone());
+            Ok((modules, services))
+        }
+        Err(panic) => Err(Panicked(
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown cause".to_owned()),
+        )),
+    }
+}
+
+/// The package's `FILE_DESCRIPTOR_SET` and one spec module per service.
+fn service_items(
+    pool: &DescriptorPool,
+    package: &ir::Package,
+    by_name: &HashMap<String, (&[u8], FileHeader)>,
+    order: &[String],
+    rt: &TokenStream,
+) -> TokenStream {
+    let mut extra = TokenStream::new();
+    let fds = package_descriptor_set(pool, &package.files, by_name, order);
+    let fds_lit = proc_macro2::Literal::byte_string(&fds);
+    let fds_doc = format!(
+        " Encoded `google.protobuf.FileDescriptorSet` of package `{}` and its imports (well-known types excepted), for gRPC reflection.",
+        package.name
+    );
+    extra.extend(quote! {
+        #[doc = #fds_doc]
+        pub const FILE_DESCRIPTOR_SET: &[u8] = #fds_lit;
+    });
+    for service in &package.services {
+        extra.extend(spec::service_module(service, rt));
+    }
+    extra
 }
 
 /// Names of `files` and everything they import, directly or not.
@@ -231,7 +301,7 @@ fn package_descriptor_set(
 /// field-number order. Bytes that do not decode are returned unchanged.
 fn canonical(desc: Option<&MessageDescriptor>, bytes: &[u8]) -> Vec<u8> {
     match desc.map(|d| DynamicMessage::decode(d.clone(), bytes)) {
-        Some(Ok(message)) => message.encode_to_vec(),
+        Some(Ok(message)) => super::canonical::encode(&message),
         _ => bytes.to_vec(),
     }
 }
@@ -284,7 +354,10 @@ struct ServiceCollector {
 }
 
 impl prost_build::ServiceGenerator for ServiceCollector {
-    fn generate(&mut self, service: prost_build::Service, _buf: &mut String) {
+    fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
+        // prost-build drops modules whose buffer stays empty and then fails
+        // to find them when finalizing a package that only has services.
+        buf.push_str(&format!("// service {} is emitted below the messages\n", service.proto_name));
         let codec = format!("{}::codegen::tonic_prost::ProstCodec", self.options.runtime_crate);
         let adapter = TonicService::new(&service, &codec);
         let mut builder = tonic_build::CodeGenBuilder::new();

@@ -1,0 +1,72 @@
+//! Golden fixtures: generated output for each case is compared with the
+//! files under tests/golden/<case>/. Run with UPDATE_GOLDEN=1 to rewrite
+//! them, then review the diff.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+struct Case {
+    name: &'static str,
+    files: &'static [&'static str],
+    includes: &'static [&'static str],
+    params: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "maximal",
+        files: &["tests/protos/maximal/shop.proto"],
+        includes: &["tests/protos/maximal"],
+        params: "",
+    },
+    Case {
+        name: "adversarial",
+        files: &["tests/protos/adversarial/keywords.proto", "tests/protos/adversarial/legacy.proto"],
+        includes: &["tests/protos/adversarial"],
+        params: "",
+    },
+    Case {
+        name: "services_only",
+        files: &["tests/protos/maximal/shop.proto"],
+        includes: &["tests/protos/maximal"],
+        params: "messages=false,client=false,include_file=",
+    },
+    Case {
+        name: "messages_only",
+        files: &["tests/protos/maximal/shop.proto"],
+        includes: &["tests/protos/maximal"],
+        params: "server=false,client=false,bytes=.,btree_map=.shop.v1.Item.labels",
+    },
+];
+
+#[test]
+fn golden_outputs() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    for case in CASES {
+        let files: Vec<PathBuf> = case.files.iter().map(|f| repo().join(f)).collect();
+        let includes: Vec<PathBuf> = case.includes.iter().map(|f| repo().join(f)).collect();
+        let input = protoc_gen_svc::source::compile(&files, &includes).expect("fixture compiles");
+        let options = protoc_gen_svc::Options::parse(case.params).expect("params parse");
+        let generated = protoc_gen_svc::generate(&input, &options).expect("generates");
+        let dir = repo().join("protoc-gen-svc/tests/golden").join(case.name);
+        if update {
+            let _ = std::fs::remove_dir_all(&dir);
+            protoc_gen_svc::builder::write_files(&dir, &generated).expect("write golden");
+            continue;
+        }
+        let mut actual: Vec<(String, String)> = generated.into_iter().map(|f| (f.name, f.content)).collect();
+        actual.sort();
+        let expected = if dir.exists() { read_tree(&dir) } else { Vec::new() };
+        if actual != expected {
+            failures.push(case.name);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden output differs for {failures:?}; run UPDATE_GOLDEN=1 cargo test -p protoc-gen-svc --test golden and review the diff"
+    );
+}
