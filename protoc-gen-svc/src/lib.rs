@@ -21,6 +21,7 @@
 
 pub mod annotations;
 pub mod builder;
+pub mod editions;
 pub mod emit;
 pub mod error;
 pub mod ir;

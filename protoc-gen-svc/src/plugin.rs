@@ -77,8 +77,12 @@ pub fn execute(request: &[u8]) -> Vec<u8> {
 
 /// Runs the plugin on an encoded request.
 pub fn respond(request: &[u8]) -> CodeGeneratorResponse {
-    let mut response =
-        CodeGeneratorResponse { supported_features: Some(FEATURE_PROTO3_OPTIONAL), ..Default::default() };
+    let mut response = CodeGeneratorResponse {
+        supported_features: Some(FEATURE_PROTO3_OPTIONAL | FEATURE_SUPPORTS_EDITIONS),
+        minimum_edition: Some(crate::editions::EDITION_PROTO2),
+        maximum_edition: Some(crate::editions::EDITION_2023),
+        ..Default::default()
+    };
     match run(request) {
         Ok(files) => {
             response.file = files
@@ -142,13 +146,21 @@ pub fn input_from_request(request: &CodeGeneratorRequest) -> Result<Input> {
     if !errors.is_empty() {
         return Err(Error { diagnostics: errors });
     }
-    let files = request
-        .proto_file
-        .iter()
-        .zip(&headers)
-        .map(|(bytes, h)| h.name.as_deref().and_then(|n| source.get(n).copied()).unwrap_or(bytes.as_slice()));
+    let mut files: Vec<std::borrow::Cow<'_, [u8]>> = Vec::with_capacity(headers.len());
+    for (bytes, h) in request.proto_file.iter().zip(&headers) {
+        let name = h.name.as_deref().unwrap_or_default();
+        let bytes = source.get(name).copied().unwrap_or(bytes.as_slice());
+        match crate::editions::lower(bytes, h.syntax.as_deref(), name) {
+            Ok(Some(lowered)) => files.push(std::borrow::Cow::Owned(lowered)),
+            Ok(None) => files.push(std::borrow::Cow::Borrowed(bytes)),
+            Err(e) => errors.extend(e.diagnostics),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error { diagnostics: errors });
+    }
     Ok(Input {
-        descriptor_set: encode_set(files),
+        descriptor_set: encode_set(files.iter().map(|f| f.as_ref())),
         files_to_generate: request.file_to_generate.clone(),
         source_paths: Vec::new(),
     })
