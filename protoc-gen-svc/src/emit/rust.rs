@@ -47,7 +47,7 @@ pub fn emit(
         .iter()
         .map(|p| GeneratedFile { name: p.file_name.clone(), content: format!("{}{}", header(), p.code) })
         .collect();
-    if !options.include_file.is_empty() {
+    if !options.include_file.is_empty() && !codes.is_empty() {
         let tree: Vec<(Vec<String>, Body<'_>)> =
             codes.iter().map(|p| (p.module.clone(), Body::Include(p.file_name.as_str()))).collect();
         if files.iter().any(|f| f.name == options.include_file) {

@@ -1,0 +1,109 @@
+"""A Python grpcio client calls all four methods of the generated example
+server, started on 127.0.0.1:0 as a real process."""
+
+import importlib
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from conftest import EXAMPLE, run
+
+
+@pytest.fixture(scope="module")
+def stubs(third_party, grpc_tools_include, tmp_path_factory):
+    out = tmp_path_factory.mktemp("py")
+    r = run(
+        [
+            sys.executable, "-m", "grpc_tools.protoc",
+            "-I", EXAMPLE / "proto", "-I", third_party, "-I", grpc_tools_include,
+            f"--python_out={out}", f"--grpc_python_out={out}",
+            "greeter/v1/greeter.proto", "svc/options.proto", "buf/validate/validate.proto",
+        ]
+    )
+    assert r.returncode == 0, r.stderr
+    sys.path.insert(0, str(out))
+    pb2 = importlib.import_module("greeter.v1.greeter_pb2")
+    grpc_pb2 = importlib.import_module("greeter.v1.greeter_pb2_grpc")
+    return pb2, grpc_pb2
+
+
+@pytest.fixture(scope="module")
+def server(binaries):
+    proc = subprocess.Popen(
+        [str(binaries["greeter"])],
+        env={"SVC_GRPC_ADDR": "127.0.0.1:0", "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline().strip()
+    assert line.startswith("listening on "), (line, proc.stderr.read() if proc.poll() is not None else "")
+    addr = line.removeprefix("listening on ")
+    yield addr
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def stub(stubs, server):
+    pb2, grpc_pb2 = stubs
+    channel = grpc.insecure_channel(server)
+    grpc.channel_ready_future(channel).result(timeout=10)
+    yield pb2, grpc_pb2.GreeterStub(channel)
+    channel.close()
+
+
+def test_unary(stub):
+    pb2, s = stub
+    reply, call = s.SayHello.with_call(pb2.HelloRequest(name="Ada"), timeout=5)
+    assert reply.message == "Hello, Ada!"
+    assert reply.created_at.seconds > 1_700_000_000
+    assert call.code() == grpc.StatusCode.OK
+
+
+def test_server_streaming(stub):
+    pb2, s = stub
+    replies = list(s.SayHelloStream(pb2.HelloStreamRequest(name="Bo", count=3), timeout=5))
+    assert [r.message for r in replies] == ["Hello #1, Bo!", "Hello #2, Bo!", "Hello #3, Bo!"]
+
+
+def test_client_streaming(stub):
+    pb2, s = stub
+    reply = s.CollectHellos(iter([pb2.HelloRequest(name=n) for n in ("a", "b", "c")]), timeout=5)
+    assert reply.message == "Hello, a, b, c!"
+
+
+def test_bidi_streaming(stub):
+    pb2, s = stub
+    replies = [r.message for r in s.Chat(iter([pb2.HelloRequest(name=n) for n in ("x", "y")]), timeout=5)]
+    assert replies == ["Hello, x!", "Hello, y!"]
+
+
+def test_metadata_and_errors(stub):
+    pb2, s = stub
+    with pytest.raises(grpc.RpcError) as err:
+        s.SayHello(pb2.HelloRequest(name=""), timeout=5, metadata=[("x-request-id", "abc")])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "name must be 1 to 100 characters" in err.value.details()
+
+
+def test_deadline_exceeded(stub):
+    pb2, s = stub
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        list(s.SayHelloStream(pb2.HelloStreamRequest(name="slow", count=50, interval_ms=200), timeout=0.5))
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 5
+
+
+def test_gzip(stubs, server):
+    pb2, grpc_pb2 = stubs
+    with grpc.insecure_channel(server, compression=grpc.Compression.Gzip) as channel:
+        reply = grpc_pb2.GreeterStub(channel).SayHello(pb2.HelloRequest(name="Zed" * 30), timeout=5)
+    assert reply.message == f"Hello, {'Zed' * 30}!"
