@@ -1,8 +1,9 @@
 //! Deterministic protobuf encoding of a dynamic message: fields and
 //! extensions in field-number order, map entries sorted by key, unknown
-//! fields last in the order they were read. Used to make embedded
-//! descriptor sets byte-identical whichever compiler produced them
-//! (compilers order option fields differently, and maps have no order).
+//! fields last in the order they were read, and empty `options` messages
+//! left out. Used to make embedded descriptor sets byte-identical whichever
+//! compiler produced them (compilers order option fields differently, some
+//! write `options {}` where others write nothing, and maps have no order).
 
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint};
@@ -33,7 +34,12 @@ fn write(message: &DynamicMessage, out: &mut Vec<u8>) {
             Slot::Extension(e, v) => (e.kind(), *v),
         };
         match (value, &kind) {
-            (Value::Message(m), Kind::Message(_)) => write_message(number, is_group(&slot), m, out),
+            (Value::Message(m), Kind::Message(_)) => {
+                let empty_options = matches!(&slot, Slot::Field(f, _) if f.name() == "options") && encode(m).is_empty();
+                if !empty_options {
+                    write_message(number, is_group(&slot), m, out);
+                }
+            }
             (Value::List(items), Kind::Message(_)) => {
                 for item in items {
                     if let Value::Message(m) = item {

@@ -158,7 +158,7 @@ pub fn package_code(
         // messages-only run (server=false, client=false) can be combined
         // with a services-only run (messages=false) in one module.
         if options.server || options.client {
-            extra.extend(service_items(pool, package, &by_name, &order, &rt));
+            extra.extend(service_items(pool, package, &by_name, &rt));
         }
         body.push_str(&extra.to_string());
 
@@ -170,7 +170,9 @@ pub fn package_code(
             )
         })?;
         paths::rewrite(&mut file, &rt_text);
-        let mut code = format!("// source: {}\n", package.files.join(", "));
+        let mut sources = package.files.clone();
+        sources.sort();
+        let mut code = format!("// source: {}\n", sources.join(", "));
         code.push_str(&prettyplease::unparse(&file));
         out.push(PackageCode {
             module: module.parts().map(str::to_owned).collect(),
@@ -238,11 +240,10 @@ fn service_items(
     pool: &DescriptorPool,
     package: &ir::Package,
     by_name: &HashMap<String, (&[u8], FileHeader)>,
-    order: &[String],
     rt: &TokenStream,
 ) -> TokenStream {
     let mut extra = TokenStream::new();
-    let fds = package_descriptor_set(pool, &package.files, by_name, order);
+    let fds = package_descriptor_set(pool, &package.files, by_name);
     let fds_lit = proc_macro2::Literal::byte_string(&fds);
     let fds_doc = format!(
         " Encoded `google.protobuf.FileDescriptorSet` of package `{}` and its imports (well-known types excepted), for gRPC reflection.",
@@ -277,24 +278,54 @@ fn package_descriptor_set(
     pool: &DescriptorPool,
     files: &[String],
     by_name: &HashMap<String, (&[u8], FileHeader)>,
-    order: &[String],
 ) -> Vec<u8> {
-    let needed = transitive_imports(files, by_name);
     // The bytes must not depend on which compiler (protoc, buf, protox)
     // produced the descriptors, so: the well-known types are left out (each
     // compiler ships its own revision; the runtime serves them from its own
     // copy), source info is dropped (compilers record different locations),
     // and every file is re-encoded canonically (compilers order option
-    // fields differently). Types and options, custom ones included, are kept.
+    // fields differently), and files come in a canonical dependency order
+    // (compilers pick different topological orders). Types and options,
+    // custom ones included, are kept.
     let file_desc = pool
         .get_message_by_name("google.protobuf.FileDescriptorProto")
         .or_else(|| DescriptorPool::global().get_message_by_name("google.protobuf.FileDescriptorProto"));
-    let encoded: Vec<Vec<u8>> = order
-        .iter()
-        .filter(|n| needed.contains(n.as_str()) && !n.starts_with("google/protobuf/"))
+    let encoded: Vec<Vec<u8>> = canonical_order(files, by_name)
+        .into_iter()
+        .filter(|n| !n.starts_with("google/protobuf/"))
         .filter_map(|n| by_name.get(n).map(|(bytes, _)| canonical(file_desc.as_ref(), &strip_field(bytes, 9))))
         .collect();
     crate::source::encode_set(encoded.iter().map(Vec::as_slice))
+}
+
+/// `files` (sorted by name) and their imports, each after its imports:
+/// a depth-first post-order over imports in declaration order, which depends
+/// only on the files' contents.
+fn canonical_order<'a>(files: &'a [String], by_name: &'a HashMap<String, (&[u8], FileHeader)>) -> Vec<&'a str> {
+    fn visit<'a>(
+        name: &'a str,
+        by_name: &'a HashMap<String, (&[u8], FileHeader)>,
+        seen: &mut HashSet<&'a str>,
+        out: &mut Vec<&'a str>,
+    ) {
+        if !seen.insert(name) {
+            return;
+        }
+        if let Some((_, head)) = by_name.get(name) {
+            for dep in &head.dependency {
+                visit(dep, by_name, seen, out);
+            }
+        }
+        out.push(name);
+    }
+    let mut roots: Vec<&str> = files.iter().map(String::as_str).collect();
+    roots.sort_unstable();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for root in roots {
+        visit(root, by_name, &mut seen, &mut out);
+    }
+    out
 }
 
 /// Re-encodes a `FileDescriptorProto` with fields, extensions included, in
