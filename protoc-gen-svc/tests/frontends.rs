@@ -129,3 +129,23 @@ fn generate_reports_missing_imports_and_bad_syntax() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn macro_errors_name_the_proto_file_and_line() {
+    let request = protoc_gen_svc::macro_support::MacroRequest {
+        files: vec!["tests/protos/bad/bad_annotations.proto".into()],
+        includes: vec![],
+        options: String::new(),
+    };
+    let error = protoc_gen_svc::macro_support::expand(&request, &repo()).expect_err("bad annotations").to_string();
+    assert!(error.contains("bad_annotations.proto:9:3: service bad.v1.Bad: port 70000 is out of range"), "{error}");
+    let request = protoc_gen_svc::macro_support::MacroRequest {
+        files: vec!["tests/protos/nope.proto".into()],
+        ..Default::default()
+    };
+    let error = protoc_gen_svc::macro_support::expand(&request, &repo()).expect_err("missing file").to_string();
+    assert!(error.contains("nope.proto"), "{error}");
+    let request = protoc_gen_svc::macro_support::MacroRequest { options: "bogus=1".into(), ..request };
+    let error = protoc_gen_svc::macro_support::expand(&request, &repo()).expect_err("bad option").to_string();
+    assert!(error.contains("parameter bogus: unknown parameter"), "{error}");
+}

@@ -1,6 +1,19 @@
 //! Compile tests of generated code. Each module includes what build.rs
 //! generated for one parameter combination; the crate denies warnings, so a
 //! warning in generated code fails the build (and clippy checks it too).
+//!
+//! A proto with bad annotations stops compilation at the macro call:
+//!
+//! ```compile_fail
+//! svc::proto!("protos/bad/bad_annotations.proto");
+//! ```
+//!
+//! while a valid one expands:
+//!
+//! ```
+//! svc::proto!("protos/maximal/shop.proto");
+//! assert_eq!(shop::v1::shop_svc::SERVICE.port, 8443);
+//! ```
 #![deny(warnings)]
 
 /// Default parameters.

@@ -217,6 +217,21 @@ pub mod async_client {
     pub struct AsyncClient<T> {
         inner: ::svc::codegen::tonic::client::Grpc<T>,
     }
+    impl AsyncClient<::svc::codegen::tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(
+            dst: D,
+        ) -> Result<Self, ::svc::codegen::tonic::transport::Error>
+        where
+            D: TryInto<::svc::codegen::tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = ::svc::codegen::tonic::transport::Endpoint::new(dst)?
+                .connect()
+                .await?;
+            Ok(Self::new(conn))
+        }
+    }
     impl<T> AsyncClient<T>
     where
         T: ::svc::codegen::tonic::client::GrpcService<::svc::codegen::tonic::body::Body>,
