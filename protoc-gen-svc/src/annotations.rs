@@ -252,32 +252,25 @@ impl<'a> FileCx<'a> {
     }
 
     fn server_settings(&mut self, at: &At<'_>, server: &Option<DynamicMessage>) -> ServerSettings {
-        let Some(s) = server else { return ServerSettings::defaults() };
-        let keepalive = get_msg(s, "keepalive");
-        let (interval, timeout, min_ping, idle, age, grace) = match &keepalive {
-            Some(k) => (
-                self.duration(at, k, "interval", Duration::from_secs(7200)),
-                self.duration(at, k, "timeout", Duration::from_secs(20)),
-                self.duration(at, k, "min_ping_interval", Duration::from_secs(300)),
-                self.opt_duration(at, k, "max_connection_idle"),
-                self.opt_duration(at, k, "max_connection_age"),
-                self.opt_duration(at, k, "max_connection_age_grace"),
-            ),
-            None => (Duration::from_secs(7200), Duration::from_secs(20), Duration::from_secs(300), None, None, None),
+        let d = ServerSettings::defaults();
+        let Some(s) = server else { return d };
+        let mut out = ServerSettings {
+            max_recv_message_size: self.positive(at, s, "max_recv_message_size", d.max_recv_message_size),
+            max_send_message_size: self.positive(at, s, "max_send_message_size", d.max_send_message_size),
+            max_concurrent_streams: self.positive(at, s, "max_concurrent_streams", d.max_concurrent_streams),
+            concurrency_limit: self.positive(at, s, "concurrency_limit", d.concurrency_limit),
+            shutdown_grace: self.duration(at, s, "shutdown_grace", d.shutdown_grace),
+            ..d.clone()
         };
-        ServerSettings {
-            max_recv_message_size: self.positive(at, s, "max_recv_message_size", 4 << 20),
-            max_send_message_size: self.positive(at, s, "max_send_message_size", 4 << 20),
-            max_concurrent_streams: self.positive(at, s, "max_concurrent_streams", 200),
-            concurrency_limit: self.positive(at, s, "concurrency_limit", 1000),
-            keepalive_interval: interval,
-            keepalive_timeout: timeout,
-            min_ping_interval: min_ping,
-            max_connection_idle: idle,
-            max_connection_age: age,
-            max_connection_age_grace: grace,
-            shutdown_grace: self.duration(at, s, "shutdown_grace", Duration::from_secs(30)),
+        if let Some(k) = get_msg(s, "keepalive") {
+            out.keepalive_interval = self.duration(at, &k, "interval", d.keepalive_interval);
+            out.keepalive_timeout = self.duration(at, &k, "timeout", d.keepalive_timeout);
+            out.min_ping_interval = self.duration(at, &k, "min_ping_interval", d.min_ping_interval);
+            out.max_connection_idle = self.opt_duration(at, &k, "max_connection_idle");
+            out.max_connection_age = self.opt_duration(at, &k, "max_connection_age");
+            out.max_connection_age_grace = self.opt_duration(at, &k, "max_connection_age_grace");
         }
+        out
     }
 
     fn jwt(&mut self, at: &At<'_>, j: &DynamicMessage) -> JwtSettings {
@@ -702,6 +695,8 @@ impl<'a> FileCx<'a> {
 }
 
 impl ServerSettings {
+    /// Defaults documented in svc/options.proto (grpc-core's keepalive
+    /// defaults, tonic's 4 MiB message limit, bounded streams and queueing).
     fn defaults() -> Self {
         ServerSettings {
             max_recv_message_size: 4 << 20,

@@ -1,6 +1,6 @@
 //! Rewrites the paths that tonic-build hard-codes (`tonic::...`) so that
 //! generated code names only the runtime crate (`<runtime>::codegen::tonic`),
-//! and applies [`docs::sanitize`](super::docs::sanitize) to every item.
+//! and applies [`docs::sanitize`] to every item.
 
 use syn::visit_mut::{self, VisitMut};
 
