@@ -2,7 +2,7 @@
 # Installs the tools the examples and tests use, idempotently: each step is
 # skipped when its tool is already there.
 #   - Python packages: grpcio, grpcio-tools (protoc 3x as a module),
-#     grpcio-health-checking, protobuf, googleapis-common-protos, pytest
+#     grpcio-status, protobuf, googleapis-common-protos, pytest
 #   - buf (npm package @bufbuild/buf, into .tools/node)
 #   - protoc from Debian (protobuf-compiler)
 set -euo pipefail
@@ -16,12 +16,13 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 py_pkgs=(
   "grpcio>=1.70,<2"
   "grpcio-tools>=1.70,<2"
+  "grpcio-status>=1.70,<2"
   "protobuf>=5.29,<8"
   "googleapis-common-protos>=1.66,<2"
   "pytest>=8"
 )
 if python3 - <<'PY' 2>/dev/null
-import grpc, grpc_tools, google.protobuf, google.api, pytest  # noqa: F401
+import grpc, grpc_tools, grpc_status, google.protobuf, google.api, pytest  # noqa: F401
 PY
 then
   log "python packages present"

@@ -24,6 +24,7 @@ pub mod builder;
 pub mod editions;
 pub mod emit;
 pub mod error;
+pub mod ident;
 pub mod ir;
 pub mod macro_support;
 pub mod params;

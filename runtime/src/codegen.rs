@@ -7,6 +7,8 @@ pub use prost_types;
 pub use tonic;
 pub use tonic_prost;
 
+pub use crate::errors::{ErrorSpec, TypedErrors};
+
 /// Version of this runtime.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

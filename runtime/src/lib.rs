@@ -13,8 +13,11 @@
 //! ```
 
 pub mod codegen;
+pub mod errors;
 
+pub use errors::{TypedError, TypedErrors};
 pub use tonic;
+pub use tonic_types;
 
 #[cfg(feature = "macros")]
 pub use svc_macros::proto;

@@ -107,3 +107,26 @@ def test_gzip(stubs, server):
     with grpc.insecure_channel(server, compression=grpc.Compression.Gzip) as channel:
         reply = grpc_pb2.GreeterStub(channel).SayHello(pb2.HelloRequest(name="Zed" * 30), timeout=5)
     assert reply.message == f"Hello, {'Zed' * 30}!"
+
+
+def test_typed_error_carries_error_info(stub):
+    """A (svc.errors) value reaches a Python client as google.rpc.ErrorInfo."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    pb2, s = stub
+    with pytest.raises(grpc.RpcError) as err:
+        s.SayHello(pb2.HelloRequest(name="Voldemort"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert err.value.details() == "the name Voldemort may not be greeted"
+    status = rpc_status.from_call(err.value)
+    assert status is not None, "grpc-status-details-bin is present"
+    infos = []
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            infos.append(info)
+    assert len(infos) == 1
+    assert infos[0].reason == "NAME_BLOCKED"
+    assert infos[0].domain == "greeter.example.com"
+    assert dict(infos[0].metadata) == {"name": "Voldemort"}

@@ -13,7 +13,8 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use generated::greeter::v1::greeter_server::{Greeter, GreeterServer};
-use generated::greeter::v1::{HelloReply, HelloRequest, HelloStreamRequest, greeter_svc};
+use generated::greeter::v1::{GreeterError, HelloReply, HelloRequest, HelloStreamRequest, greeter_svc};
+use svc::TypedErrors;
 use svc::tonic::{self, Request, Response, Status, Streaming};
 use tokio_stream::{Stream, StreamExt};
 
@@ -27,9 +28,15 @@ fn reply(message: String) -> HelloReply {
     HelloReply { message, created_at: Some(SystemTime::now().into()) }
 }
 
+/// Names the greeter refuses, answered with the typed error `NAME_BLOCKED`.
+const BLOCKED: &[&str] = &["Voldemort"];
+
 fn check_name(name: &str) -> Result<(), Status> {
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Status::invalid_argument("name must be 1 to 100 characters"));
+    }
+    if BLOCKED.contains(&name) {
+        return Err(GreeterError::NameBlocked.error().with("name", name).into());
     }
     Ok(())
 }

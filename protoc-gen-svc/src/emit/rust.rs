@@ -154,6 +154,20 @@ pub fn package_code(
         extra.extend(quote! {
             const _: () = #rt::codegen::require_version(#version);
         });
+        // Typed errors belong to their enums, so they come with the messages
+        // (and not for enums mapped to other crates with extern_path).
+        if options.messages {
+            for e in &package.error_enums {
+                let fq = format!(".{}", e.full_name);
+                let external = options
+                    .extern_paths
+                    .iter()
+                    .any(|(proto, _)| fq == *proto || fq.starts_with(&format!("{}.", proto.trim_end_matches('.'))));
+                if !external {
+                    extra.extend(spec::typed_errors(e, &package.name, &rt));
+                }
+            }
+        }
         // Descriptors and service specs travel with the services, so a
         // messages-only run (server=false, client=false) can be combined
         // with a services-only run (messages=false) in one module.

@@ -185,3 +185,61 @@ fn duration(d: Duration) -> TokenStream {
         quote!(::core::time::Duration::from_nanos(#ns))
     }
 }
+
+/// Tokens implementing `<runtime>::codegen::TypedErrors` for an enum marked
+/// `(svc.errors)`. The enum is reached through the names prost gives it and
+/// its values through prost's `as_str_name`/`from_str_name`.
+pub fn typed_errors(e: &ir::ErrorEnum, package: &str, rt: &TokenStream) -> TokenStream {
+    let path: TokenStream = crate::ident::type_path(package, &e.full_name).parse().unwrap_or_default();
+    let domain = &e.domain;
+    let consts = e.values.iter().enumerate().map(|(i, v)| {
+        let name = format_ident!("SPEC_{i}");
+        let reason = &v.name;
+        let code = format_ident!("{}", CODE_NAMES[usize::from(v.code)].to_upper_camel_case());
+        let message = &v.message;
+        let delay = option(v.retryable.then(|| duration(v.retry_delay)));
+        quote! {
+            const #name: #rt::codegen::ErrorSpec = #rt::codegen::ErrorSpec {
+                reason: #reason,
+                code: #rt::codegen::tonic::Code::#code,
+                message: #message,
+                retry_delay: #delay,
+            };
+        }
+    });
+    let arms = e.values.iter().enumerate().map(|(i, v)| {
+        let name = format_ident!("SPEC_{i}");
+        let reason = &v.name;
+        quote!(#reason => ::core::option::Option::Some(&#name),)
+    });
+    let body = if e.values.is_empty() {
+        quote!(::core::option::Option::None)
+    } else {
+        quote! {
+            #(#consts)*
+            match self.as_str_name() {
+                #(#arms)*
+                _ => ::core::option::Option::None,
+            }
+        }
+    };
+    let doc = format!(
+        " `{}` values are typed errors of domain `{domain}`: their `Status` carries `google.rpc.ErrorInfo`.",
+        e.full_name
+    );
+    quote! {
+        #[doc = #doc]
+        impl #rt::codegen::TypedErrors for #path {
+            const DOMAIN: &'static str = #domain;
+            fn spec(self) -> ::core::option::Option<&'static #rt::codegen::ErrorSpec> {
+                #body
+            }
+            fn reason(self) -> &'static str {
+                self.as_str_name()
+            }
+            fn from_reason(reason: &str) -> ::core::option::Option<Self> {
+                Self::from_str_name(reason)
+            }
+        }
+    }
+}

@@ -99,3 +99,34 @@ impl ShopError {
     }
 }
 const _: () = ::svc::codegen::require_version("0.1.0");
+/// `shop.v1.ShopError` values are typed errors of domain `shop.example.com`: their `Status` carries `google.rpc.ErrorInfo`.
+impl ::svc::codegen::TypedErrors for ShopError {
+    const DOMAIN: &'static str = "shop.example.com";
+    fn spec(self) -> ::core::option::Option<&'static ::svc::codegen::ErrorSpec> {
+        const SPEC_0: ::svc::codegen::ErrorSpec = ::svc::codegen::ErrorSpec {
+            reason: "ITEM_NOT_FOUND",
+            code: ::svc::codegen::tonic::Code::NotFound,
+            message: "item {sku} not found",
+            retry_delay: ::core::option::Option::None,
+        };
+        const SPEC_1: ::svc::codegen::ErrorSpec = ::svc::codegen::ErrorSpec {
+            reason: "OUT_OF_STOCK",
+            code: ::svc::codegen::tonic::Code::FailedPrecondition,
+            message: "out of stock",
+            retry_delay: ::core::option::Option::Some(
+                ::core::time::Duration::from_secs(30u64),
+            ),
+        };
+        match self.as_str_name() {
+            "ITEM_NOT_FOUND" => ::core::option::Option::Some(&SPEC_0),
+            "OUT_OF_STOCK" => ::core::option::Option::Some(&SPEC_1),
+            _ => ::core::option::Option::None,
+        }
+    }
+    fn reason(self) -> &'static str {
+        self.as_str_name()
+    }
+    fn from_reason(reason: &str) -> ::core::option::Option<Self> {
+        Self::from_str_name(reason)
+    }
+}
