@@ -29,16 +29,16 @@ fi
 step "run the server"
 cargo build -q -p greeter-example
 log="$(mktemp)"
-SVC_GRPC_ADDR=127.0.0.1:0 "$root/target/debug/greeter" >"$log" 2>&1 &
+SVC_GRPC_ADDR=127.0.0.1:0 SVC_METRICS_ADDR=127.0.0.1:0 "$root/target/debug/greeter" >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do
-  grep -q "listening on" "$log" && break
+  grep -q "svc: serving" "$log" && break
   sleep 0.1
 done
-addr="$(sed -n 's/^listening on //p' "$log")"
+addr="$(sed -n 's/^svc: serving [^ ]* on \([^ ]*\) .*/\1/p' "$log")"
 [ -n "$addr" ] || { cat "$log"; echo "server did not start" >&2; exit 1; }
-echo "server listening on $addr" >&2
+cat "$log" >&2
 
 step "call it with Python grpcio"
 python3 "$root/scripts/greeter_client.py" "$addr" "$example/proto" "$example/third_party"

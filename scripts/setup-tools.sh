@@ -2,7 +2,9 @@
 # Installs the tools the examples and tests use, idempotently: each step is
 # skipped when its tool is already there.
 #   - Python packages: grpcio, grpcio-tools (protoc 3x as a module),
-#     grpcio-status, protobuf, googleapis-common-protos, pytest
+#     grpcio-status, grpcio-health-checking, protobuf, googleapis-common-protos,
+#     pytest
+#   - grpcurl (Go module, into .tools/go/bin)
 #   - buf (npm package @bufbuild/buf, into .tools/node)
 #   - protoc from Debian (protobuf-compiler)
 set -euo pipefail
@@ -17,12 +19,13 @@ py_pkgs=(
   "grpcio>=1.70,<2"
   "grpcio-tools>=1.70,<2"
   "grpcio-status>=1.70,<2"
+  "grpcio-health-checking>=1.70,<2"
   "protobuf>=5.29,<8"
   "googleapis-common-protos>=1.66,<2"
   "pytest>=8"
 )
 if python3 - <<'PY' 2>/dev/null
-import grpc, grpc_tools, grpc_status, google.protobuf, google.api, pytest  # noqa: F401
+import grpc, grpc_tools, grpc_status, grpc_health, google.protobuf, google.api, pytest  # noqa: F401
 PY
 then
   log "python packages present"
@@ -38,6 +41,14 @@ else
   log "installing buf from npm"
   mkdir -p "$tools/node"
   (cd "$tools/node" && npm install --silent --no-audit --no-fund --prefix . "@bufbuild/buf@^1.50" >/dev/null)
+fi
+
+# grpcurl from the Go module proxy, kept inside .tools/go/bin.
+if [ -x "$tools/go/bin/grpcurl" ]; then
+  log "grpcurl present"
+else
+  log "installing grpcurl with go install"
+  (cd "$tools" && GOBIN="$tools/go/bin" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3)
 fi
 
 # protoc from Debian.

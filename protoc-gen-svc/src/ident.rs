@@ -37,6 +37,19 @@ fn escape(ident: String) -> String {
     }
 }
 
+/// tonic-build's module naming for `<name>_server` / `<name>_client`: an
+/// underscore before every uppercase letter but the first, then lowercase.
+pub fn tonic_snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
 /// The Rust path, relative to its package module, of a type with
 /// fully-qualified proto name `full_name` in package `package`.
 pub fn type_path(package: &str, full_name: &str) -> String {
@@ -80,5 +93,7 @@ mod tests {
         assert_eq!(type_path("shop.v1", "shop.v1.Outer.Inner.Kind"), "outer::inner::Kind");
         assert_eq!(type_path("", "Top"), "Top");
         assert_eq!(type_path("a", "a.Type.Self"), "r#type::Self_");
+        assert_eq!(tonic_snake("HTTPService"), "h_t_t_p_service");
+        assert_eq!(tonic_snake("Greeter"), "greeter");
     }
 }

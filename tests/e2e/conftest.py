@@ -1,6 +1,7 @@
 """Shared fixtures of the end-to-end suite: built binaries, the bundled
 third-party protos, and helpers to run commands and servers."""
 
+import importlib
 import os
 import pathlib
 import shutil
@@ -12,6 +13,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
 BUF = REPO / ".tools" / "node" / "node_modules" / ".bin" / "buf"
+GRPCURL = REPO / ".tools" / "go" / "bin" / "grpcurl"
 EXAMPLE = REPO / "examples" / "01-greeter"
 
 
@@ -71,3 +73,54 @@ def tree(path):
     """{relative name: content} of every file under path."""
     path = pathlib.Path(path)
     return {str(p.relative_to(path)): p.read_text() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+class Served:
+    """A running example server process and its addresses."""
+
+    def __init__(self, proc, grpc_addr, metrics_addr):
+        self.proc, self.grpc, self.metrics = proc, grpc_addr, metrics_addr
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def start_greeter(binary, extra_env=None):
+    """Starts the example server on 127.0.0.1 port 0 and waits for its
+    start-up line: `svc: serving NAME on ADDR (health and metrics on ADDR)`."""
+    import re
+
+    env = {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0", "PATH": "/usr/bin:/bin"}
+    env.update(extra_env or {})
+    proc = subprocess.Popen([str(binary)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline().strip()
+    m = re.match(r"svc: serving (\S+) on (\S+) \(health and metrics on (\S+)\)", line)
+    if not m:
+        proc.kill()
+        raise AssertionError(f"unexpected start-up output {line!r} {proc.stderr.read()!r}")
+    return Served(proc, m.group(2), m.group(3))
+
+
+@pytest.fixture(scope="session")
+def stubs(third_party, grpc_tools_include, tmp_path_factory):
+    out = tmp_path_factory.mktemp("py")
+    r = run(
+        [
+            sys.executable, "-m", "grpc_tools.protoc",
+            "-I", EXAMPLE / "proto", "-I", third_party, "-I", grpc_tools_include,
+            f"--python_out={out}", f"--grpc_python_out={out}",
+            "greeter/v1/greeter.proto", "svc/options.proto", "buf/validate/validate.proto",
+        ]
+    )
+    assert r.returncode == 0, r.stderr
+    sys.path.insert(0, str(out))
+    pb2 = importlib.import_module("greeter.v1.greeter_pb2")
+    grpc_pb2 = importlib.import_module("greeter.v1.greeter_pb2_grpc")
+    return pb2, grpc_pb2
+
+

@@ -1,53 +1,20 @@
 """A Python grpcio client calls all four methods of the generated example
 server, started on 127.0.0.1:0 as a real process."""
 
-import importlib
-import subprocess
 import sys
 import time
 
 import grpc
 import pytest
 
-from conftest import EXAMPLE, run
-
-
-@pytest.fixture(scope="module")
-def stubs(third_party, grpc_tools_include, tmp_path_factory):
-    out = tmp_path_factory.mktemp("py")
-    r = run(
-        [
-            sys.executable, "-m", "grpc_tools.protoc",
-            "-I", EXAMPLE / "proto", "-I", third_party, "-I", grpc_tools_include,
-            f"--python_out={out}", f"--grpc_python_out={out}",
-            "greeter/v1/greeter.proto", "svc/options.proto", "buf/validate/validate.proto",
-        ]
-    )
-    assert r.returncode == 0, r.stderr
-    sys.path.insert(0, str(out))
-    pb2 = importlib.import_module("greeter.v1.greeter_pb2")
-    grpc_pb2 = importlib.import_module("greeter.v1.greeter_pb2_grpc")
-    return pb2, grpc_pb2
+from conftest import EXAMPLE, run, start_greeter
 
 
 @pytest.fixture(scope="module")
 def server(binaries):
-    proc = subprocess.Popen(
-        [str(binaries["greeter"])],
-        env={"SVC_GRPC_ADDR": "127.0.0.1:0", "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline().strip()
-    assert line.startswith("listening on "), (line, proc.stderr.read() if proc.poll() is not None else "")
-    addr = line.removeprefix("listening on ")
-    yield addr
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    served = start_greeter(binaries["greeter"])
+    yield served.grpc
+    served.stop()
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 //! protoc-gen-svc generated into `gen/` (regenerate with `buf generate` or
 //! `protoc-gen-svc generate`, see README.md).
 //!
-//! Run: `cargo run -p greeter-example` (listens on SVC_GRPC_ADDR, default
-//! 127.0.0.1:50051; prints `listening on ADDR` once ready).
+//! Run: `cargo run -p greeter-example` (gRPC on SVC_GRPC_ADDR, default
+//! 0.0.0.0:50051; health and metrics on SVC_METRICS_ADDR, default
+//! 0.0.0.0:9090; prints `svc: serving greeter.v1.Greeter on ADDR ...`).
 #![deny(warnings)]
 
 #[path = "../gen/mod.rs"]
@@ -12,7 +13,7 @@ mod generated;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
-use generated::greeter::v1::greeter_server::{Greeter, GreeterServer};
+use generated::greeter::v1::greeter_server::Greeter;
 use generated::greeter::v1::{GreeterError, HelloReply, HelloRequest, HelloStreamRequest, greeter_svc};
 use svc::TypedErrors;
 use svc::tonic::{self, Request, Response, Status, Streaming};
@@ -98,25 +99,10 @@ impl Greeter for GreeterImpl {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let spec = &greeter_svc::SERVICE;
-    let addr = match std::env::var("SVC_GRPC_ADDR") {
-        Ok(a) => a.parse().map_err(|e| format!("SVC_GRPC_ADDR={a:?} is not a socket address: {e}"))?,
-        Err(_) => std::net::SocketAddr::from(([127, 0, 0, 1], spec.port)),
-    };
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("listening on {}", listener.local_addr()?);
-    let service = GreeterServer::new(GreeterImpl)
-        .max_decoding_message_size(spec.server.max_recv_message_size)
-        .max_encoding_message_size(spec.server.max_send_message_size)
-        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
-    tonic::transport::Server::builder()
-        .max_concurrent_streams(spec.server.max_concurrent_streams)
-        .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+async fn main() -> Result<(), svc::server::Error> {
+    // One call: listeners from SVC_GRPC_ADDR / SVC_METRICS_ADDR (defaults
+    // from the annotations), health, reflection, /healthz and /readyz,
+    // graceful shutdown on SIGTERM/SIGINT.
+    greeter_svc::serve(GreeterImpl).await?;
     Ok(())
 }

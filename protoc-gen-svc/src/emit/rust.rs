@@ -172,7 +172,7 @@ pub fn package_code(
         // messages-only run (server=false, client=false) can be combined
         // with a services-only run (messages=false) in one module.
         if options.server || options.client {
-            extra.extend(service_items(pool, package, &by_name, &rt));
+            extra.extend(service_items(pool, package, &by_name, &rt, options.server));
         }
         body.push_str(&extra.to_string());
 
@@ -255,6 +255,7 @@ fn service_items(
     package: &ir::Package,
     by_name: &HashMap<String, (&[u8], FileHeader)>,
     rt: &TokenStream,
+    server: bool,
 ) -> TokenStream {
     let mut extra = TokenStream::new();
     let fds = package_descriptor_set(pool, &package.files, by_name);
@@ -268,7 +269,7 @@ fn service_items(
         pub const FILE_DESCRIPTOR_SET: &[u8] = #fds_lit;
     });
     for service in &package.services {
-        extra.extend(spec::service_module(service, rt));
+        extra.extend(spec::service_module(service, rt, server));
     }
     extra
 }

@@ -10,14 +10,16 @@ use quote::{format_ident, quote};
 
 use crate::ir::{self, CODE_NAMES, LoadBalancing, RateLimitKey};
 
-/// Tokens for the `<service>_svc` module of one service.
-pub fn service_module(service: &ir::Service, rt: &TokenStream) -> TokenStream {
+/// Tokens for the `<service>_svc` module of one service; with `server`, it
+/// also gets `server(impl)` and `serve(impl)`.
+pub fn service_module(service: &ir::Service, rt: &TokenStream, with_server: bool) -> TokenStream {
     let module = format_ident!("{}_svc", service.name.to_snake_case());
     let s = &service.settings;
     let name = &service.full_name;
     let port = s.port;
     let metrics_port = s.metrics_port;
     let server = server(&s.server, rt);
+    let entry = if with_server { server_entry(service, rt) } else { TokenStream::new() };
     let auth = option(s.auth.as_ref().map(|j| {
         let (issuer, audiences, algorithms, roles_claim) = (&j.issuer, &j.audiences, &j.algorithms, &j.roles_claim);
         let leeway = duration(j.leeway);
@@ -49,6 +51,37 @@ pub fn service_module(service: &ir::Service, rt: &TokenStream) -> TokenStream {
                 methods: &[#(#methods),*],
                 file_descriptor_set: super::FILE_DESCRIPTOR_SET,
             };
+            #entry
+        }
+    }
+}
+
+/// `server(impl)` (the tonic server with the annotated limits) and
+/// `serve(impl)` (the complete server until SIGTERM/SIGINT).
+fn server_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
+    let trait_name = crate::ident::to_upper_camel(&service.name);
+    let module = format_ident!("{}_server", crate::ident::tonic_snake(&trait_name));
+    let server = format_ident!("{}Server", trait_name.trim_end_matches('_'));
+    let trait_ident: TokenStream = trait_name.parse().unwrap_or_default();
+    let name = &service.full_name;
+    let server_doc = format!(
+        " Wraps an implementation of `{name}` in its tonic server with the annotated message-size limits; gzip accepted and sent."
+    );
+    let serve_doc = format!(
+        " Runs `{name}` for `inner` until SIGTERM or SIGINT: gRPC with health and reflection, `/healthz` and `/readyz`, settings from the annotations and the `SVC_*` environment, graceful drain within `shutdown_grace`."
+    );
+    quote! {
+        #[doc = #server_doc]
+        pub fn server<T: super::#module::#trait_ident>(inner: T) -> super::#module::#server<T> {
+            super::#module::#server::new(inner)
+                .max_decoding_message_size(SERVICE.server.max_recv_message_size)
+                .max_encoding_message_size(SERVICE.server.max_send_message_size)
+                .accept_compressed(#rt::codegen::tonic::codec::CompressionEncoding::Gzip)
+                .send_compressed(#rt::codegen::tonic::codec::CompressionEncoding::Gzip)
+        }
+        #[doc = #serve_doc]
+        pub async fn serve<T: super::#module::#trait_ident>(inner: T) -> ::core::result::Result<(), #rt::server::Error> {
+            #rt::server::Server::from_env(&SERVICE)?.serve(server(inner)).await
         }
     }
 }

@@ -1,0 +1,425 @@
+//! The generated server entry point: one call runs a service with
+//! `grpc.health.v1` (Check and Watch, per-service status), reflection (v1
+//! and v1alpha), `/healthz` and `/readyz` on the metrics port, transport
+//! limits from the annotations, and graceful shutdown on SIGTERM/SIGINT.
+//!
+//! Generated code wraps it as `<service>_svc::serve(implementation)`; use
+//! [`Server`] directly to bind first (tests, port 0) or to serve several
+//! services' specs.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::transport::server::Router;
+use tonic_health::ServingStatus;
+
+use crate::codegen::ServiceSpec;
+
+/// Start-up and serving failures; each names what to fix. `Debug` prints
+/// the same text as `Display`, so `fn main() -> Result<(), Error>` reports
+/// them readably.
+pub enum Error {
+    /// An environment variable has a value that cannot be used.
+    Config {
+        /// The variable, e.g. `SVC_GRPC_ADDR`.
+        variable: &'static str,
+        /// What is wrong with its value.
+        problem: String,
+    },
+    /// A listener could not be bound.
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The gRPC transport failed.
+    Transport(tonic::transport::Error),
+    /// Descriptors for reflection could not be registered.
+    Reflection(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config { variable, problem } => write!(f, "{variable}: {problem}"),
+            Error::Bind { what, addr, source } => write!(f, "cannot listen for {what} on {addr}: {source}"),
+            Error::Transport(e) => write!(f, "gRPC transport: {e}"),
+            Error::Reflection(e) => write!(f, "reflection descriptors: {e}"),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Run-time settings, lowest to highest precedence: annotation defaults,
+/// then the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// gRPC listen address (`SVC_GRPC_ADDR`; default `0.0.0.0:<port>`).
+    pub grpc_addr: SocketAddr,
+    /// Health/metrics HTTP listen address (`SVC_METRICS_ADDR`; default
+    /// `0.0.0.0:<metrics_port>`).
+    pub metrics_addr: SocketAddr,
+    /// Drain time after SIGTERM (annotation `shutdown_grace`).
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The annotation defaults of `spec`.
+    pub fn defaults(spec: &ServiceSpec) -> Config {
+        Config {
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], spec.port)),
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], spec.metrics_port)),
+            shutdown_grace: spec.server.shutdown_grace,
+        }
+    }
+
+    /// Defaults overridden by `SVC_GRPC_ADDR` and `SVC_METRICS_ADDR`.
+    pub fn from_env(spec: &ServiceSpec) -> Result<Config, Error> {
+        Self::from_lookup(spec, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(spec: &ServiceSpec, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let mut config = Config::defaults(spec);
+        let addr = |variable: &'static str, value: String| {
+            value.trim().parse::<SocketAddr>().map_err(|e| Error::Config {
+                variable,
+                problem: format!("{value:?} is not a socket address ({e}); write e.g. 0.0.0.0:50051 or 127.0.0.1:0"),
+            })
+        };
+        if let Some(v) = lookup("SVC_GRPC_ADDR") {
+            config.grpc_addr = addr("SVC_GRPC_ADDR", v)?;
+        }
+        if let Some(v) = lookup("SVC_METRICS_ADDR") {
+            config.metrics_addr = addr("SVC_METRICS_ADDR", v)?;
+        }
+        Ok(config)
+    }
+}
+
+/// A server for one service spec.
+pub struct Server {
+    spec: &'static ServiceSpec,
+    config: Config,
+}
+
+/// A server whose listeners are bound; [`Bound::serve`] runs it.
+pub struct Bound {
+    spec: &'static ServiceSpec,
+    config: Config,
+    grpc: TcpListener,
+    metrics: TcpListener,
+}
+
+impl Server {
+    /// A server configured from the annotations and the environment.
+    pub fn from_env(spec: &'static ServiceSpec) -> Result<Server, Error> {
+        Ok(Server { spec, config: Config::from_env(spec)? })
+    }
+
+    /// A server with explicit settings.
+    pub fn with_config(spec: &'static ServiceSpec, config: Config) -> Server {
+        Server { spec, config }
+    }
+
+    /// Binds the gRPC and metrics listeners.
+    pub async fn bind(self) -> Result<Bound, Error> {
+        let bind = |what: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })
+        };
+        let grpc = bind("gRPC", self.config.grpc_addr).await?;
+        let metrics = bind("metrics", self.config.metrics_addr).await?;
+        Ok(Bound { spec: self.spec, config: self.config, grpc, metrics })
+    }
+
+    /// Binds and serves `service` until SIGTERM or SIGINT.
+    pub async fn serve<S>(self, service: S) -> Result<(), Error>
+    where
+        S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let bound = self.bind().await?;
+        eprintln!(
+            "svc: serving {} on {} (health and metrics on {})",
+            bound.spec.name,
+            bound.grpc_addr(),
+            bound.metrics_addr()
+        );
+        bound.serve(service, shutdown_signal()).await
+    }
+}
+
+impl Bound {
+    /// The bound gRPC address (useful with port 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.config.grpc_addr)
+    }
+
+    /// The bound health/metrics address.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics.local_addr().unwrap_or(self.config.metrics_addr)
+    }
+
+    /// Serves `service` until `shutdown` completes, then drains: health
+    /// turns NOT_SERVING and `/readyz` 503 first, new connections are
+    /// refused, in-flight calls get `shutdown_grace` to finish; calls still
+    /// open then are cancelled.
+    pub async fn serve<S>(self, service: S, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error>
+    where
+        S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let spec = self.spec;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_service_status("", ServingStatus::Serving).await;
+        health.set_service_status(spec.name, ServingStatus::Serving).await;
+
+        // Both reflection versions describe everything served: the service,
+        // health, and both reflection protocols (clients such as grpcurl
+        // look a service up before calling it).
+        let reflection = reflection_descriptors(spec)?;
+        let builder = || {
+            tonic_reflection::server::Builder::configure()
+                .register_file_descriptor_set(reflection.clone())
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+                .include_reflection_service(false)
+        };
+        let v1 = builder().build_v1().map_err(|e| Error::Reflection(e.to_string()))?;
+        let v1alpha = builder().build_v1alpha().map_err(|e| Error::Reflection(e.to_string()))?;
+
+        let ready = Arc::new(AtomicBool::new(true));
+        let probes = tokio::spawn(serve_probes(self.metrics, ready.clone()));
+
+        let s = &spec.server;
+        let router: Router = tonic::transport::Server::builder()
+            .max_concurrent_streams(s.max_concurrent_streams)
+            .http2_keepalive_interval(Some(s.keepalive_interval))
+            .http2_keepalive_timeout(Some(s.keepalive_timeout))
+            .http2_max_local_error_reset_streams(Some(1024))
+            .max_connection_age_opt(s.max_connection_age)
+            .max_connection_age_grace_opt(s.max_connection_age_grace)
+            .add_service(health_service)
+            .add_service(v1)
+            .add_service(v1alpha)
+            .add_service(service);
+
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let incoming = TcpListenerStream::new(self.grpc);
+        let server = router.serve_with_incoming_shutdown(incoming, async {
+            let _ = drain_rx.await;
+        });
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => {
+                probes.abort();
+                return result.map_err(Error::Transport);
+            }
+            () = shutdown => {}
+        }
+        // Draining: tell load balancers first, then stop accepting.
+        ready.store(false, Ordering::SeqCst);
+        health.set_service_status("", ServingStatus::NotServing).await;
+        health.set_service_status(spec.name, ServingStatus::NotServing).await;
+        let _ = drain_tx.send(());
+        let outcome = match tokio::time::timeout(self.config.shutdown_grace, &mut server).await {
+            Ok(result) => result.map_err(Error::Transport),
+            Err(_) => Ok(()),
+        };
+        probes.abort();
+        outcome
+    }
+}
+
+/// Sets the optional connection-age limits that tonic takes unwrapped.
+trait OptionalAge {
+    fn max_connection_age_opt(self, age: Option<Duration>) -> Self;
+    fn max_connection_age_grace_opt(self, grace: Option<Duration>) -> Self;
+}
+
+impl<L> OptionalAge for tonic::transport::Server<L> {
+    fn max_connection_age_opt(self, age: Option<Duration>) -> Self {
+        match age {
+            Some(a) => self.max_connection_age(a),
+            None => self,
+        }
+    }
+    fn max_connection_age_grace_opt(self, grace: Option<Duration>) -> Self {
+        match grace {
+            Some(g) => self.max_connection_age_grace(g),
+            None => self,
+        }
+    }
+}
+
+/// The service's descriptors plus the well-known types (left out of the
+/// generated sets so they do not depend on the compiler that produced them).
+fn reflection_descriptors(spec: &ServiceSpec) -> Result<prost_types::FileDescriptorSet, Error> {
+    use prost::Message;
+    let mut set = prost_types::FileDescriptorSet::decode(spec.file_descriptor_set)
+        .map_err(|e| Error::Reflection(format!("generated descriptors do not decode: {e}")))?;
+    let wkt = prost_reflect::DescriptorPool::global();
+    let mut files: Vec<prost_types::FileDescriptorProto> = wkt.file_descriptor_protos().cloned().collect();
+    files.append(&mut set.file);
+    Ok(prost_types::FileDescriptorSet { file: files })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// `/healthz` (the process is up) and `/readyz` (serving; 503 while
+/// draining) over plain HTTP/1.1, one request per connection.
+async fn serve_probes(listener: TcpListener, ready: Arc<AtomicBool>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            let mut len = 0;
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while len < buf.len() {
+                    match stream.read(&mut buf[len..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            len += n;
+                            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let head = String::from_utf8_lossy(&buf[..len]);
+            let mut parts = head.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let path = path.split('?').next().unwrap_or("");
+            let (status, body) = match (method, path) {
+                ("GET" | "HEAD", "/healthz") => ("200 OK", "ok\n"),
+                ("GET" | "HEAD", "/readyz") if ready.load(Ordering::SeqCst) => ("200 OK", "ready\n"),
+                ("GET" | "HEAD", "/readyz") => ("503 Service Unavailable", "draining\n"),
+                ("GET" | "HEAD", _) => ("404 Not Found", "not found\n"),
+                _ => ("405 Method Not Allowed", "method not allowed\n"),
+            };
+            let body = if method == "HEAD" { "" } else { body };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codegen::*;
+
+    static SPEC: ServiceSpec = ServiceSpec {
+        name: "t.v1.T",
+        port: 50051,
+        metrics_port: 9090,
+        server: ServerSpec {
+            max_recv_message_size: 4 << 20,
+            max_send_message_size: 4 << 20,
+            max_concurrent_streams: 100,
+            concurrency_limit: 100,
+            keepalive_interval: Duration::from_secs(7200),
+            keepalive_timeout: Duration::from_secs(20),
+            min_ping_interval: Duration::from_secs(300),
+            max_connection_idle: None,
+            max_connection_age: None,
+            max_connection_age_grace: None,
+            shutdown_grace: Duration::from_secs(3),
+        },
+        auth: None,
+        client: ClientSpec {
+            pool_size: 1,
+            load_balancing: LoadBalancing::RoundRobin,
+            connect_timeout: Duration::from_secs(5),
+            keepalive: None,
+            compression: "",
+            retry_throttling: None,
+        },
+        methods: &[],
+        file_descriptor_set: &[],
+    };
+
+    #[test]
+    fn config_layers_defaults_and_environment() {
+        let c = Config::from_lookup(&SPEC, |_| None).expect("defaults");
+        assert_eq!(c.grpc_addr, "0.0.0.0:50051".parse().expect("addr"));
+        assert_eq!(c.metrics_addr, "0.0.0.0:9090".parse().expect("addr"));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(3));
+        let c = Config::from_lookup(&SPEC, |k| (k == "SVC_GRPC_ADDR").then(|| "127.0.0.1:0".to_owned())).expect("env");
+        assert_eq!(c.grpc_addr, "127.0.0.1:0".parse().expect("addr"));
+    }
+
+    #[test]
+    fn bad_environment_names_the_variable() {
+        let e = Config::from_lookup(&SPEC, |k| (k == "SVC_METRICS_ADDR").then(|| "localhost".to_owned()))
+            .expect_err("bad address");
+        let text = e.to_string();
+        assert!(text.starts_with("SVC_METRICS_ADDR: \"localhost\" is not a socket address"), "{text}");
+    }
+
+    #[test]
+    fn reflection_includes_well_known_types() {
+        let set = reflection_descriptors(&SPEC).expect("descriptors");
+        assert!(set.file.iter().any(|f| f.name() == "google/protobuf/timestamp.proto"));
+    }
+}

@@ -1,0 +1,142 @@
+"""The generated server entry point (`greeter_svc::serve`) against real
+peers: grpcurl (reflection v1/v1alpha, health), the Python gRPC health
+client (Check, Watch), HTTP probes, and graceful shutdown on SIGTERM."""
+
+import json
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from conftest import GRPCURL, run, start_greeter
+
+
+@pytest.fixture(scope="module")
+def served(binaries):
+    s = start_greeter(binaries["greeter"])
+    yield s
+    s.stop()
+
+
+def grpcurl(*args):
+    if not GRPCURL.exists():
+        pytest.fail(f"grpcurl is not installed at {GRPCURL}; run scripts/setup-tools.sh")
+    return run([GRPCURL, "-plaintext", *args], timeout=60)
+
+
+def test_reflection_lists_services(served):
+    r = grpcurl(served.grpc, "list")
+    assert r.returncode == 0, r.stderr
+    services = set(r.stdout.split())
+    assert {"greeter.v1.Greeter", "grpc.health.v1.Health"} <= services, services
+    assert "grpc.reflection.v1.ServerReflection" in services or "grpc.reflection.v1alpha.ServerReflection" in services
+
+
+def test_reflection_v1alpha_is_served_too(served):
+    # grpcurl tries v1 first; force the old protocol through the Python
+    # reflection stubs' wire name by calling it directly with grpcurl's
+    # generic invoker (reflection itself can describe its own service).
+    r = grpcurl(served.grpc, "describe", "grpc.reflection.v1alpha.ServerReflection")
+    assert r.returncode == 0, r.stderr
+    assert "ServerReflectionInfo" in r.stdout
+
+
+def test_reflection_describes_messages_with_well_known_types(served):
+    r = grpcurl(served.grpc, "describe", "greeter.v1.HelloReply")
+    assert r.returncode == 0, r.stderr
+    assert ".google.protobuf.Timestamp created_at = 2;" in r.stdout, r.stdout
+
+
+def test_call_through_reflection(served):
+    r = grpcurl("-d", '{"name": "Ada"}', served.grpc, "greeter.v1.Greeter/SayHello")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["message"] == "Hello, Ada!"
+
+
+def test_health_check(served):
+    r = grpcurl("-d", '{"service": "greeter.v1.Greeter"}', served.grpc, "grpc.health.v1.Health/Check")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["status"] == "SERVING"
+    with grpc.insecure_channel(served.grpc) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        overall = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert overall.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def http_get(addr, path):
+    try:
+        with urllib.request.urlopen(f"http://{addr}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_http_probes(served):
+    assert http_get(served.metrics, "/healthz") == (200, "ok\n")
+    assert http_get(served.metrics, "/readyz") == (200, "ready\n")
+    assert http_get(served.metrics, "/nope")[0] == 404
+
+
+def test_bad_environment_stops_start_up_naming_the_variable(binaries):
+    r = run([binaries["greeter"]], env={"SVC_GRPC_ADDR": "not-an-address", "PATH": "/usr/bin:/bin"}, timeout=30)
+    assert r.returncode != 0
+    assert "SVC_GRPC_ADDR: \"not-an-address\" is not a socket address" in r.stderr, r.stderr
+
+
+def test_graceful_shutdown(binaries, stubs):
+    """SIGTERM: health Watch sees NOT_SERVING, in-flight calls finish, the
+    process exits 0 well within shutdown_grace (10s in the example)."""
+    pb2, grpc_pb2 = stubs
+    s = start_greeter(binaries["greeter"])
+    try:
+        channel = grpc.insecure_channel(s.grpc)
+        grpc.channel_ready_future(channel).result(timeout=10)
+        health = health_pb2_grpc.HealthStub(channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service="greeter.v1.Greeter"), timeout=30)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+
+        greeter = grpc_pb2.GreeterStub(channel)
+        results = {}
+
+        def slow_stream():
+            req = pb2.HelloStreamRequest(name="drain", count=8, interval_ms=150)
+            results["stream"] = [r.message for r in greeter.SayHelloStream(req, timeout=20)]
+
+        def unary_burst():
+            futures = [greeter.SayHello.future(pb2.HelloRequest(name=f"n{i}"), timeout=20) for i in range(50)]
+            results["unary"] = [f.result().message for f in futures]
+
+        threads = [threading.Thread(target=slow_stream), threading.Thread(target=unary_burst)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # the stream is in flight
+        started = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        statuses = []
+        try:
+            for r in watch:
+                statuses.append(r.status)
+                if r.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    break
+        except grpc.RpcError as e:  # the stream may end with the connection
+            assert e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), e
+        assert statuses == [health_pb2.HealthCheckResponse.NOT_SERVING], statuses
+        watch.cancel()
+        for t in threads:
+            t.join(timeout=20)
+        assert results["stream"] == [f"Hello #{i}, drain!" for i in range(1, 9)]
+        assert len(results["unary"]) == 50
+        assert s.proc.wait(timeout=15) == 0
+        elapsed = time.monotonic() - started
+        assert elapsed < 10, f"exited {elapsed:.1f}s after SIGTERM"
+        channel.close()
+    finally:
+        s.stop()
