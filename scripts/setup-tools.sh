@@ -2,8 +2,8 @@
 # Installs the tools the examples and tests use, idempotently: each step is
 # skipped when its tool is already there.
 #   - Python packages: grpcio, grpcio-tools (protoc 3x as a module),
-#     grpcio-status, grpcio-health-checking, protobuf, googleapis-common-protos,
-#     pytest
+#     grpcio-status, grpcio-health-checking, prometheus-client, protobuf,
+#     googleapis-common-protos, pytest
 #   - grpcurl (Go module, into .tools/go/bin)
 #   - buf (npm package @bufbuild/buf, into .tools/node)
 #   - protoc from Debian (protobuf-compiler)
@@ -20,12 +20,13 @@ py_pkgs=(
   "grpcio-tools>=1.70,<2"
   "grpcio-status>=1.70,<2"
   "grpcio-health-checking>=1.70,<2"
+  "prometheus-client>=0.20"
   "protobuf>=5.29,<8"
   "googleapis-common-protos>=1.66,<2"
   "pytest>=8"
 )
 if python3 - <<'PY' 2>/dev/null
-import grpc, grpc_tools, grpc_status, grpc_health, google.protobuf, google.api, pytest  # noqa: F401
+import grpc, grpc_tools, grpc_status, grpc_health, prometheus_client, google.protobuf, google.api, pytest  # noqa: F401
 PY
 then
   log "python packages present"

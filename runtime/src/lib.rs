@@ -14,6 +14,7 @@
 
 pub mod codegen;
 pub mod errors;
+pub mod metrics;
 pub mod server;
 
 pub use errors::{TypedError, TypedErrors};

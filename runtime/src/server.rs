@@ -1,6 +1,7 @@
 //! The generated server entry point: one call runs a service with
 //! `grpc.health.v1` (Check and Watch, per-service status), reflection (v1
-//! and v1alpha), `/healthz` and `/readyz` on the metrics port, transport
+//! and v1alpha), `/metrics` (Prometheus, see [`crate::metrics`]),
+//! `/healthz` and `/readyz` on the metrics port, transport
 //! limits from the annotations, and graceful shutdown on SIGTERM/SIGINT.
 //!
 //! Generated code wraps it as `<service>_svc::serve(implementation)`; use
@@ -219,10 +220,12 @@ impl Bound {
         let v1alpha = builder().build_v1alpha().map_err(|e| Error::Reflection(e.to_string()))?;
 
         let ready = Arc::new(AtomicBool::new(true));
-        let probes = tokio::spawn(serve_probes(self.metrics, ready.clone()));
+        let registry = Arc::new(crate::metrics::Registry::new(&[spec]));
+        let probes = tokio::spawn(serve_http(self.metrics, ready.clone(), registry.clone()));
 
         let s = &spec.server;
-        let router: Router = tonic::transport::Server::builder()
+        let router: Router<_> = tonic::transport::Server::builder()
+            .layer(crate::metrics::MetricsLayer::new(registry))
             .max_concurrent_streams(s.max_concurrent_streams)
             .http2_keepalive_interval(Some(s.keepalive_interval))
             .http2_keepalive_timeout(Some(s.keepalive_timeout))
@@ -316,12 +319,14 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// `/healthz` (the process is up) and `/readyz` (serving; 503 while
-/// draining) over plain HTTP/1.1, one request per connection.
-async fn serve_probes(listener: TcpListener, ready: Arc<AtomicBool>) {
+/// `/metrics` (Prometheus text), `/healthz` (the process is up) and
+/// `/readyz` (serving; 503 while draining) over plain HTTP/1.1, one request
+/// per connection.
+async fn serve_http(listener: TcpListener, ready: Arc<AtomicBool>, registry: Arc<crate::metrics::Registry>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let ready = ready.clone();
+        let registry = registry.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
             let mut len = 0;
@@ -346,17 +351,21 @@ async fn serve_probes(listener: TcpListener, ready: Arc<AtomicBool>) {
             let mut parts = head.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let path = path.split('?').next().unwrap_or("");
-            let (status, body) = match (method, path) {
-                ("GET" | "HEAD", "/healthz") => ("200 OK", "ok\n"),
-                ("GET" | "HEAD", "/readyz") if ready.load(Ordering::SeqCst) => ("200 OK", "ready\n"),
-                ("GET" | "HEAD", "/readyz") => ("503 Service Unavailable", "draining\n"),
-                ("GET" | "HEAD", _) => ("404 Not Found", "not found\n"),
-                _ => ("405 Method Not Allowed", "method not allowed\n"),
+            const TEXT: &str = "text/plain; charset=utf-8";
+            let (status, content_type, body) = match (method, path) {
+                ("GET" | "HEAD", "/metrics") => {
+                    ("200 OK", "text/plain; version=0.0.4; charset=utf-8", registry.render())
+                }
+                ("GET" | "HEAD", "/healthz") => ("200 OK", TEXT, "ok\n".to_owned()),
+                ("GET" | "HEAD", "/readyz") if ready.load(Ordering::SeqCst) => ("200 OK", TEXT, "ready\n".to_owned()),
+                ("GET" | "HEAD", "/readyz") => ("503 Service Unavailable", TEXT, "draining\n".to_owned()),
+                ("GET" | "HEAD", _) => ("404 Not Found", TEXT, "not found\n".to_owned()),
+                _ => ("405 Method Not Allowed", TEXT, "method not allowed\n".to_owned()),
             };
-            let body = if method == "HEAD" { "" } else { body };
+            let length = body.len();
+            let body = if method == "HEAD" { String::new() } else { body };
             let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
+                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n{body}"
             );
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.shutdown().await;

@@ -140,3 +140,50 @@ def test_graceful_shutdown(binaries, stubs):
         channel.close()
     finally:
         s.stop()
+
+
+def test_prometheus_metrics(binaries, stubs):
+    """Metrics parse with the Prometheus client's own parser and agree with
+    the calls made."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    pb2, grpc_pb2 = stubs
+    s = start_greeter(binaries["greeter"])
+    try:
+        with grpc.insecure_channel(s.grpc) as channel:
+            g = grpc_pb2.GreeterStub(channel)
+            for name in ("a", "b", "c"):
+                g.SayHello(pb2.HelloRequest(name=name), timeout=5)
+            for name in ("", "Voldemort"):
+                with pytest.raises(grpc.RpcError):
+                    g.SayHello(pb2.HelloRequest(name=name), timeout=5)
+            assert len(list(g.SayHelloStream(pb2.HelloStreamRequest(name="s", count=3), timeout=5))) == 3
+        status, text = http_get(s.metrics, "/metrics")
+        assert status == 200
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+
+        def value(family, suffix, **labels):
+            total = 0
+            for sample in families[family].samples:
+                if sample.name == family + suffix and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+            return total
+
+        hello = dict(grpc_service="greeter.v1.Greeter", grpc_method="SayHello", grpc_type="unary")
+        assert value("grpc_server_started", "_total", **hello) == 5
+        assert value("grpc_server_handled", "_total", grpc_code="OK", **hello) == 3
+        assert value("grpc_server_handled", "_total", grpc_code="InvalidArgument", **hello) == 1
+        assert value("grpc_server_handled", "_total", grpc_code="PermissionDenied", **hello) == 1
+        assert value("grpc_server_handling_seconds", "_count", **hello) == 5
+        buckets = [
+            (float(x.labels["le"]), x.value)
+            for x in families["grpc_server_handling_seconds"].samples
+            if x.name.endswith("_bucket") and x.labels["grpc_method"] == "SayHello"
+        ]
+        assert buckets == sorted(buckets), "cumulative buckets"
+        assert buckets[-1] == (float("inf"), 5)
+        stream = dict(grpc_service="greeter.v1.Greeter", grpc_method="SayHelloStream", grpc_type="server_stream")
+        assert value("grpc_server_handled", "_total", grpc_code="OK", **stream) == 1
+        assert value("grpc_server_in_flight", "", **hello) == 0
+    finally:
+        s.stop()
