@@ -15,6 +15,7 @@
 pub mod codegen;
 pub mod errors;
 pub mod metrics;
+pub mod middleware;
 pub mod server;
 
 pub use errors::{TypedError, TypedErrors};

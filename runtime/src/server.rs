@@ -225,7 +225,10 @@ impl Bound {
 
         let s = &spec.server;
         let router: Router<_> = tonic::transport::Server::builder()
+            .layer(crate::middleware::RequestIdLayer)
             .layer(crate::metrics::MetricsLayer::new(registry))
+            .layer(crate::middleware::DeadlineLayer::new(&[spec]))
+            .layer(crate::middleware::RecoverLayer)
             .max_concurrent_streams(s.max_concurrent_streams)
             .http2_keepalive_interval(Some(s.keepalive_interval))
             .http2_keepalive_timeout(Some(s.keepalive_timeout))

@@ -1,0 +1,282 @@
+//! Tower layers of the generated server, outermost first:
+//! [`RequestIdLayer`] → metrics ([`crate::metrics`]) → [`DeadlineLayer`] →
+//! [`RecoverLayer`] → handler. (Tracing spans, authentication, rate limits
+//! and validation slot in between as they land, in the documented order.)
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tonic::Status;
+use tonic::body::Body;
+
+use crate::codegen::ServiceSpec;
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+/// The request's id, from `x-request-id` or minted; in request extensions
+/// (handlers read it with `request.extensions().get::<RequestId>()`) and
+/// echoed in the response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    /// Accepts a caller's id when it is 1..=128 visible ASCII characters.
+    fn from_header(value: &http::HeaderValue) -> Option<RequestId> {
+        let s = value.to_str().ok()?;
+        (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| RequestId(s.to_owned()))
+    }
+
+    /// A new id: 32 hex digits from a per-process random seed and a counter.
+    fn mint() -> RequestId {
+        use std::hash::{BuildHasher, Hasher};
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        RequestId(format!("{seed:016x}{:016x}", h.finish() ^ n))
+    }
+}
+
+/// Reads or mints the request id and echoes it back.
+#[derive(Debug, Clone, Default)]
+pub struct RequestIdLayer;
+
+impl<S> tower_layer::Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService { inner }
+    }
+}
+
+/// Service of [`RequestIdLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestIdService<S> {
+    inner: S,
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+impl<S, B> tower_service::Service<http::Request<B>> for RequestIdService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let id = req.headers().get(REQUEST_ID).and_then(RequestId::from_header).unwrap_or_else(RequestId::mint);
+        let header = http::HeaderValue::from_str(&id.0).ok();
+        req.extensions_mut().insert(id);
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let mut response = future.await?;
+            if let Some(h) = header {
+                response.headers_mut().insert(REQUEST_ID, h);
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// Enforces each method's deadline: the annotated `timeout` or the
+/// caller's `grpc-timeout`, whichever is sooner, answered with
+/// `DEADLINE_EXCEEDED`. (tonic's own timeout answers `CANCELLED` and knows
+/// no per-method defaults.) It bounds the time to the response headers,
+/// which for unary and client-streaming calls is the whole handler.
+#[derive(Debug, Clone)]
+pub struct DeadlineLayer {
+    timeouts: Arc<HashMap<&'static str, Duration>>,
+}
+
+impl DeadlineLayer {
+    /// Deadlines from the method specs of `specs`.
+    pub fn new(specs: &[&'static ServiceSpec]) -> Self {
+        let timeouts =
+            specs.iter().flat_map(|s| s.methods.iter()).filter_map(|m| m.timeout.map(|t| (m.path, t))).collect();
+        DeadlineLayer { timeouts: Arc::new(timeouts) }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for DeadlineLayer {
+    type Service = DeadlineService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        DeadlineService { inner, timeouts: self.timeouts.clone() }
+    }
+}
+
+/// Service of [`DeadlineLayer`].
+#[derive(Debug, Clone)]
+pub struct DeadlineService<S> {
+    inner: S,
+    timeouts: Arc<HashMap<&'static str, Duration>>,
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m,
+/// u, n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for DeadlineService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let annotated = self.timeouts.get(req.uri().path()).copied();
+        let caller = req.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+        let deadline = match (annotated, caller) {
+            (Some(a), Some(c)) => Some(a.min(c)),
+            (a, c) => a.or(c),
+        };
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            match deadline {
+                None => future.await,
+                Some(d) => match tokio::time::timeout(d, future).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        Ok(Status::deadline_exceeded(format!("deadline of {}ms exceeded", d.as_millis())).into_http())
+                    }
+                },
+            }
+        })
+    }
+}
+
+/// Turns a panicking handler into `INTERNAL` and keeps serving; the panic
+/// is reported on stderr with the method and request id.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverLayer;
+
+impl<S> tower_layer::Layer<S> for RecoverLayer {
+    type Service = RecoverService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RecoverService { inner }
+    }
+}
+
+/// Service of [`RecoverLayer`].
+#[derive(Debug, Clone)]
+pub struct RecoverService<S> {
+    inner: S,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for RecoverService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().to_owned();
+        let id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+        let call = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
+        Box::pin(async move {
+            let future = match call {
+                Ok(f) => f,
+                Err(panic) => return Ok(panicked(&path, &id, panic.as_ref())),
+            };
+            match CatchUnwind(Box::pin(future)).await {
+                Ok(result) => result,
+                Err(panic) => Ok(panicked(&path, &id, panic.as_ref())),
+            }
+        })
+    }
+}
+
+fn panicked(path: &str, id: &str, panic: &(dyn std::any::Any + Send)) -> http::Response<Body> {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(non-string panic)");
+    eprintln!("svc: handler of {path} panicked (request id {id}): {message}");
+    Status::internal("the handler failed unexpectedly").into_http()
+}
+
+/// Polls a future, turning a panic into `Err`.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_values() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
+        for bad in ["", "m", "123456789S", "10x", "-1S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_ids() {
+        let a = RequestId::mint();
+        let b = RequestId::mint();
+        assert_ne!(a, b);
+        assert_eq!(a.0.len(), 32);
+        let ok = http::HeaderValue::from_static("abc-123");
+        assert_eq!(RequestId::from_header(&ok), Some(RequestId("abc-123".into())));
+        let long = http::HeaderValue::from_str(&"x".repeat(129)).expect("header");
+        assert_eq!(RequestId::from_header(&long), None);
+    }
+}
