@@ -15,8 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         protos.join("maximal/shop.proto"),
         protos.join("adversarial/keywords.proto"),
         protos.join("adversarial/legacy.proto"),
+        protos.join("auth/vault.proto"),
     ];
-    let includes = [example.clone(), protos.join("maximal"), protos.join("adversarial")];
+    let includes = [example.clone(), protos.join("maximal"), protos.join("adversarial"), protos.join("auth")];
     let run = |name: &str, builder: protoc_gen_svc::Builder, files: &[PathBuf], includes: &[PathBuf]| {
         builder
             .out_dir(out.join(name))

@@ -12,6 +12,7 @@
 //! svc::proto!("proto/greeter/v1/greeter.proto");
 //! ```
 
+pub mod auth;
 pub mod codegen;
 pub mod errors;
 pub mod metrics;

@@ -23,6 +23,7 @@ use tonic::server::NamedService;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 
+use crate::auth::{AuthLayer, Verifier};
 use crate::codegen::ServiceSpec;
 
 /// Start-up and serving failures; each names what to fix. `Debug` prints
@@ -121,35 +122,55 @@ impl Config {
 pub struct Server {
     spec: &'static ServiceSpec,
     config: Config,
+    verifier: Option<Verifier>,
 }
 
 /// A server whose listeners are bound; [`Bound::serve`] runs it.
 pub struct Bound {
     spec: &'static ServiceSpec,
     config: Config,
+    verifier: Option<Verifier>,
     grpc: TcpListener,
     metrics: TcpListener,
 }
 
 impl Server {
-    /// A server configured from the annotations and the environment.
+    /// A server configured from the annotations and the environment,
+    /// including the JWT key when the service requires authentication.
     pub fn from_env(spec: &'static ServiceSpec) -> Result<Server, Error> {
-        Ok(Server { spec, config: Config::from_env(spec)? })
+        let verifier = spec.auth.as_ref().map(Verifier::from_env).transpose()?;
+        Ok(Server { spec, config: Config::from_env(spec)?, verifier })
     }
 
-    /// A server with explicit settings.
+    /// A server with explicit settings. A service that requires
+    /// authentication also needs [`Server::verifier`].
     pub fn with_config(spec: &'static ServiceSpec, config: Config) -> Server {
-        Server { spec, config }
+        Server { spec, config, verifier: None }
+    }
+
+    /// Sets the JWT verifier (see [`Verifier::from_lookup`]).
+    pub fn verifier(mut self, verifier: Verifier) -> Server {
+        self.verifier = Some(verifier);
+        self
     }
 
     /// Binds the gRPC and metrics listeners.
     pub async fn bind(self) -> Result<Bound, Error> {
+        if self.spec.auth.is_some() && self.verifier.is_none() {
+            return Err(Error::Config {
+                variable: "SVC_JWT_SECRET",
+                problem: format!(
+                    "{} requires JWT authentication but no key is configured (SVC_JWT_SECRET or SVC_JWT_PUBLIC_KEY_FILE)",
+                    self.spec.name
+                ),
+            });
+        }
         let bind = |what: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })
         };
         let grpc = bind("gRPC", self.config.grpc_addr).await?;
         let metrics = bind("metrics", self.config.metrics_addr).await?;
-        Ok(Bound { spec: self.spec, config: self.config, grpc, metrics })
+        Ok(Bound { spec: self.spec, config: self.config, verifier: self.verifier, grpc, metrics })
     }
 
     /// Binds and serves `service` until SIGTERM or SIGINT.
@@ -227,6 +248,7 @@ impl Bound {
         let router: Router<_> = tonic::transport::Server::builder()
             .layer(crate::middleware::RequestIdLayer)
             .layer(crate::metrics::MetricsLayer::new(registry))
+            .layer(AuthLayer::new(spec, self.verifier))
             .layer(crate::middleware::DeadlineLayer::new(&[spec]))
             .layer(crate::middleware::RecoverLayer)
             .max_concurrent_streams(s.max_concurrent_streams)

@@ -28,9 +28,13 @@ def run(cmd, **kw):
 @pytest.fixture(scope="session")
 def binaries():
     """Builds the plugin and the example server once per session."""
-    r = run(["cargo", "build", "-q", "-p", "protoc-gen-svc", "-p", "greeter-example"], cwd=REPO)
+    r = run(["cargo", "build", "-q", "-p", "protoc-gen-svc", "-p", "greeter-example", "-p", "svc-tests", "--bins"], cwd=REPO)
     assert r.returncode == 0, r.stderr
-    return {"plugin": TARGET / "debug" / "protoc-gen-svc", "greeter": TARGET / "debug" / "greeter"}
+    return {
+        "plugin": TARGET / "debug" / "protoc-gen-svc",
+        "greeter": TARGET / "debug" / "greeter",
+        "shop": TARGET / "debug" / "shop-server",
+    }
 
 
 @pytest.fixture(scope="session")

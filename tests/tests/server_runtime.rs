@@ -1,114 +1,213 @@
-//! The runtime server with the generated `shop.v1` service: per-method
-//! deadlines, panic recovery, request ids, all over 127.0.0.1:0.
+//! The runtime server with generated services over 127.0.0.1:0: per-method
+//! deadlines, panic recovery, request ids (greeter.v1) and JWT
+//! authentication with roles (vault.v1, HS256).
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use svc::auth::{Principal, Verifier};
+use svc::codegen::ServiceSpec;
 use svc::server::{Config, Server};
-use svc::tonic::{self, Code, Request, Response, Status};
-use svc_tests::default::shop::v1::shop_client::ShopClient;
-use svc_tests::default::shop::v1::shop_server::Shop;
-use svc_tests::default::shop::v1::{GetItemRequest, Item, Order, PlaceOrderRequest, shop_svc};
+use svc::tonic::{self, Code, Request, Response, Status, Streaming};
+use svc_tests::default::greeter::v1::greeter_client::GreeterClient;
+use svc_tests::default::greeter::v1::greeter_server::Greeter;
+use svc_tests::default::greeter::v1::{HelloReply, HelloRequest, HelloStreamRequest, greeter_svc};
+use svc_tests::default::vault::v1::vault_client::VaultClient;
+use svc_tests::default::vault::v1::vault_server::Vault;
+use svc_tests::default::vault::v1::{Secret, vault_svc};
 use tokio_stream::Stream;
 
-struct SlowAndBroken;
+struct Probe;
+
+type Replies = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Shop for SlowAndBroken {
-    async fn get_item(&self, r: Request<GetItemRequest>) -> Result<Response<Item>, Status> {
-        let sku = r.into_inner().sku;
-        if sku == "slow" {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-        Ok(Response::new(Item { sku, ..Default::default() }))
-    }
-    async fn place_order(&self, _: Request<PlaceOrderRequest>) -> Result<Response<Order>, Status> {
-        panic!("order book corrupted");
-    }
-    async fn ping(&self, r: Request<()>) -> Result<Response<()>, Status> {
+impl Greeter for Probe {
+    async fn say_hello(&self, r: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
         let id = r.extensions().get::<svc::middleware::RequestId>().map(|id| id.0.clone()).unwrap_or_default();
-        let mut response = Response::new(());
-        response.metadata_mut().insert("seen-request-id", id.parse().map_err(|_| Status::internal("id"))?);
-        Ok(response)
+        match r.into_inner().name.as_str() {
+            "slow" => tokio::time::sleep(Duration::from_secs(10)).await,
+            "panic" => panic!("greeting book corrupted"),
+            _ => {}
+        }
+        Ok(Response::new(HelloReply { message: id, created_at: None }))
     }
-    type WatchInventoryStream = Pin<Box<dyn Stream<Item = Result<Item, Status>> + Send>>;
-    async fn watch_inventory(&self, _: Request<()>) -> Result<Response<Self::WatchInventoryStream>, Status> {
+    type SayHelloStreamStream = Replies;
+    async fn say_hello_stream(&self, _: Request<HelloStreamRequest>) -> Result<Response<Replies>, Status> {
         Ok(Response::new(Box::pin(tokio_stream::empty())))
+    }
+    async fn collect_hellos(&self, _: Request<Streaming<HelloRequest>>) -> Result<Response<HelloReply>, Status> {
+        Err(Status::unimplemented("not needed"))
+    }
+    type ChatStream = Replies;
+    async fn chat(&self, _: Request<Streaming<HelloRequest>>) -> Result<Response<Replies>, Status> {
+        Err(Status::unimplemented("not needed"))
     }
 }
 
-async fn start() -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let config = Config {
+struct Safe;
+
+#[tonic::async_trait]
+impl Vault for Safe {
+    async fn peek(&self, r: Request<Secret>) -> Result<Response<Secret>, Status> {
+        let subject = r.extensions().get::<Principal>().and_then(|p| p.subject.clone()).unwrap_or_default();
+        Ok(Response::new(Secret { name: r.into_inner().name, subject }))
+    }
+    async fn open(&self, r: Request<Secret>) -> Result<Response<Secret>, Status> {
+        Ok(Response::new(r.into_inner()))
+    }
+    async fn status(&self, r: Request<Secret>) -> Result<Response<Secret>, Status> {
+        Ok(Response::new(r.into_inner()))
+    }
+}
+
+fn config() -> Config {
+    Config {
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         metrics_addr: "127.0.0.1:0".parse().expect("addr"),
         shutdown_grace: Duration::from_secs(2),
-    };
-    let bound = Server::with_config(&shop_svc::SERVICE, config).bind().await.expect("bind");
+    }
+}
+
+struct Running {
+    addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        let _ = self.stop.take().expect("once").send(());
+        self.task.take().expect("once").await.expect("server task");
+    }
+}
+
+async fn start<S>(spec: &'static ServiceSpec, server: Server, service: S) -> Running
+where
+    S: tower_service::Service<
+            svc::tonic::codegen::http::Request<svc::tonic::body::Body>,
+            Response = svc::tonic::codegen::http::Response<svc::tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + svc::tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let _ = spec;
+    let bound = server.bind().await.expect("bind");
     let addr = format!("http://{}", bound.grpc_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         bound
-            .serve(shop_svc::server(SlowAndBroken), async {
+            .serve(service, async {
                 let _ = stopped.await;
             })
             .await
             .expect("serves");
     });
-    (addr, stop, task)
+    Running { addr, stop: Some(stop), task: Some(task) }
+}
+
+async fn greeter() -> (Running, GreeterClient<svc::tonic::transport::Channel>) {
+    let spec = &greeter_svc::SERVICE;
+    let running = start(spec, Server::with_config(spec, config()), greeter_svc::server(Probe)).await;
+    let client = GreeterClient::connect(running.addr.clone()).await.expect("connect");
+    (running, client)
 }
 
 #[tokio::test]
 async fn annotated_deadline_answers_deadline_exceeded() {
-    let (addr, stop, task) = start().await;
-    let mut client = ShopClient::connect(addr).await.expect("connect");
+    let (running, mut client) = greeter().await;
     let started = Instant::now();
-    let err = client.get_item(GetItemRequest { sku: "slow".into() }).await.expect_err("deadline");
+    let err = client.say_hello(HelloRequest { name: "slow".into() }).await.expect_err("deadline");
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(700) && elapsed < Duration::from_secs(3),
-        "GetItem timeout is 750ms: {elapsed:?}"
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(5),
+        "SayHello timeout is 2s: {elapsed:?}"
     );
     // A shorter caller deadline wins.
-    let mut req = Request::new(GetItemRequest { sku: "slow".into() });
+    let mut req = Request::new(HelloRequest { name: "slow".into() });
     req.set_timeout(Duration::from_millis(100));
     let started = Instant::now();
-    let err = client.get_item(req).await.expect_err("deadline");
+    let err = client.say_hello(req).await.expect_err("deadline");
     assert!(matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled), "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(700));
-    // Fast calls are unaffected.
-    assert_eq!(client.get_item(GetItemRequest { sku: "ok".into() }).await.expect("fast").into_inner().sku, "ok");
-    let _ = stop.send(());
-    task.await.expect("server task");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    client.say_hello(HelloRequest { name: "fast".into() }).await.expect("fast calls are unaffected");
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn panics_become_internal_and_the_server_keeps_serving() {
-    let (addr, stop, task) = start().await;
-    let mut client = ShopClient::connect(addr).await.expect("connect");
+    let (running, mut client) = greeter().await;
     for _ in 0..3 {
-        let err = client.place_order(PlaceOrderRequest::default()).await.expect_err("panic");
+        let err = client.say_hello(HelloRequest { name: "panic".into() }).await.expect_err("panic");
         assert_eq!(err.code(), Code::Internal, "{err:?}");
         assert_eq!(err.message(), "the handler failed unexpectedly");
     }
-    client.ping(()).await.expect("still serving");
-    let _ = stop.send(());
-    task.await.expect("server task");
+    client.say_hello(HelloRequest { name: "ok".into() }).await.expect("still serving");
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn request_ids_are_accepted_or_minted_and_echoed() {
-    let (addr, stop, task) = start().await;
-    let mut client = ShopClient::connect(addr).await.expect("connect");
-    let mut req = Request::new(());
+    let (running, mut client) = greeter().await;
+    let mut req = Request::new(HelloRequest { name: "id".into() });
     req.metadata_mut().insert("x-request-id", "trace-me-42".parse().expect("value"));
-    let response = client.ping(req).await.expect("ping");
+    let response = client.say_hello(req).await.expect("call");
     assert_eq!(response.metadata().get("x-request-id").and_then(|v| v.to_str().ok()), Some("trace-me-42"));
-    assert_eq!(response.metadata().get("seen-request-id").and_then(|v| v.to_str().ok()), Some("trace-me-42"));
-    let minted = client.ping(()).await.expect("ping");
+    assert_eq!(response.into_inner().message, "trace-me-42", "the handler sees it too");
+    let minted = client.say_hello(HelloRequest { name: "id".into() }).await.expect("call");
     let id = minted.metadata().get("x-request-id").and_then(|v| v.to_str().ok()).expect("minted id").to_owned();
     assert_eq!(id.len(), 32);
-    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-    let _ = stop.send(());
-    task.await.expect("server task");
+    assert_eq!(minted.into_inner().message, id);
+    running.stop().await;
+}
+
+const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
+
+fn token(claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("encode")
+}
+
+fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut req = Request::new(message);
+    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    req
+}
+
+#[tokio::test]
+async fn jwt_authentication_and_roles() {
+    let spec = &vault_svc::SERVICE;
+    let jwt = spec.auth.as_ref().expect("vault requires auth");
+    assert!(Server::with_config(spec, config()).bind().await.is_err(), "no key, no server");
+    let verifier = Verifier::from_lookup(jwt, |k| (k == "SVC_JWT_SECRET").then(|| SECRET.to_owned())).expect("key");
+    let running = start(spec, Server::with_config(spec, config()).verifier(verifier), vault_svc::server(Safe)).await;
+    let mut client = VaultClient::connect(running.addr.clone()).await.expect("connect");
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 300;
+    let secret = || Secret { name: "s".into(), subject: String::new() };
+
+    let err = client.peek(secret()).await.expect_err("no token");
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert_eq!(client.status(secret()).await.expect("public").into_inner().name, "s");
+
+    let user = token(serde_json::json!({"iss": "https://issuer.test", "aud": "vault", "exp": exp, "sub": "ada"}));
+    assert_eq!(client.peek(with_token(secret(), &user)).await.expect("peek").into_inner().subject, "ada");
+    let err = client.open(with_token(secret(), &user)).await.expect_err("no admin role");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let admin =
+        token(serde_json::json!({"iss": "https://issuer.test", "aud": "vault", "exp": exp, "roles": ["admin"]}));
+    client.open(with_token(secret(), &admin)).await.expect("admin opens");
+
+    let wrong_aud = token(serde_json::json!({"iss": "https://issuer.test", "aud": "other", "exp": exp}));
+    assert_eq!(client.peek(with_token(secret(), &wrong_aud)).await.expect_err("aud").code(), Code::Unauthenticated);
+    running.stop().await;
 }

@@ -1,0 +1,313 @@
+//! JWT authentication and role authorization, driven by `auth { jwt {...} }`
+//! on the service and `public` / `roles` on each method.
+//!
+//! Every method needs `authorization: Bearer <token>` unless it is
+//! `public`. A token is accepted only if its signature verifies with the
+//! configured key under one of the annotated algorithms (never `none`),
+//! `exp`, `iss` and `aud` are present and valid (`iss` equal to the
+//! issuer, `aud` containing one of the audiences), `nbf` (if present) has
+//! passed, all within the annotated leeway. Failures answer
+//! `UNAUTHENTICATED`; a valid token without one of the method's `roles`
+//! answers `PERMISSION_DENIED`. The verified [`Principal`] is put in the
+//! request extensions.
+//!
+//! Keys come from the environment: `SVC_JWT_SECRET` (HS256/384/512) or
+//! `SVC_JWT_PUBLIC_KEY_FILE` (PEM; RSA, EC or Ed25519 public key).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use tonic::Status;
+use tonic::body::Body;
+
+use crate::codegen::{JwtSpec, ServiceSpec};
+use crate::server::Error;
+
+/// Longest accepted `authorization` value, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The verified caller, in request extensions of authenticated calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// The `sub` claim, if any.
+    pub subject: Option<String>,
+    /// Roles from the annotated roles claim (string or list of strings).
+    pub roles: Vec<String>,
+    /// Every claim of the token.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A verification key and the rules it is used with.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+    roles_claim: &'static str,
+}
+
+impl Verifier {
+    /// Builds the verifier of `jwt` from the environment.
+    pub fn from_env(jwt: &JwtSpec) -> Result<Verifier, Error> {
+        Self::from_lookup(jwt, |k| std::env::var(k).ok())
+    }
+
+    /// Like [`Verifier::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(jwt: &JwtSpec, lookup: impl Fn(&str) -> Option<String>) -> Result<Verifier, Error> {
+        let mut algorithms: Vec<Algorithm> = jwt.algorithms.iter().filter_map(|a| a.parse().ok()).collect();
+        let hmac = algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+        let config = |variable: &'static str, problem: String| Error::Config { variable, problem };
+        let key = match (lookup("SVC_JWT_SECRET"), lookup("SVC_JWT_PUBLIC_KEY_FILE")) {
+            (Some(secret), _) if hmac => {
+                if secret.len() < 32 {
+                    return Err(config(
+                        "SVC_JWT_SECRET",
+                        "is shorter than 32 bytes; use a random secret of at least 32 bytes".into(),
+                    ));
+                }
+                DecodingKey::from_secret(secret.as_bytes())
+            }
+            (Some(_), _) => {
+                return Err(config(
+                    "SVC_JWT_SECRET",
+                    format!(
+                        "is set, but the service accepts only {:?}; give a PEM public key in SVC_JWT_PUBLIC_KEY_FILE",
+                        jwt.algorithms
+                    ),
+                ));
+            }
+            (None, Some(path)) if !hmac => {
+                let pem = std::fs::read(&path)
+                    .map_err(|e| config("SVC_JWT_PUBLIC_KEY_FILE", format!("cannot read {path:?}: {e}")))?;
+                // Keep only the algorithms of the key's family: a token naming
+                // another family is rejected before any signature check.
+                let (key, family): (DecodingKey, &[Algorithm]) = if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
+                    (
+                        k,
+                        &[
+                            Algorithm::RS256,
+                            Algorithm::RS384,
+                            Algorithm::RS512,
+                            Algorithm::PS256,
+                            Algorithm::PS384,
+                            Algorithm::PS512,
+                        ],
+                    )
+                } else if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
+                    (k, &[Algorithm::ES256, Algorithm::ES384])
+                } else if let Ok(k) = DecodingKey::from_ed_pem(&pem) {
+                    (k, &[Algorithm::EdDSA])
+                } else {
+                    return Err(config(
+                        "SVC_JWT_PUBLIC_KEY_FILE",
+                        format!("{path:?} is not a PEM RSA, EC or Ed25519 public key"),
+                    ));
+                };
+                algorithms.retain(|a| family.contains(a));
+                if algorithms.is_empty() {
+                    return Err(config(
+                        "SVC_JWT_PUBLIC_KEY_FILE",
+                        format!("the key in {path:?} fits none of the service's algorithms {:?}", jwt.algorithms),
+                    ));
+                }
+                key
+            }
+            (None, Some(_)) => {
+                return Err(config(
+                    "SVC_JWT_PUBLIC_KEY_FILE",
+                    "is set, but the service accepts only HMAC algorithms; set SVC_JWT_SECRET instead".into(),
+                ));
+            }
+            (None, None) => {
+                let which = if hmac { "SVC_JWT_SECRET" } else { "SVC_JWT_PUBLIC_KEY_FILE" };
+                return Err(config(which, "is not set, but the service requires JWT authentication".into()));
+            }
+        };
+        let mut validation = Validation::new(algorithms.first().copied().unwrap_or(Algorithm::RS256));
+        validation.algorithms = algorithms;
+        validation.set_issuer(&[jwt.issuer]);
+        validation.set_audience(jwt.audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = jwt.leeway.as_secs();
+        Ok(Verifier { key, validation, roles_claim: jwt.roles_claim })
+    }
+
+    /// Verifies an `authorization` header value.
+    pub fn verify(&self, header: Option<&http::HeaderValue>) -> Result<Principal, Status> {
+        let header = header.ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
+        if header.len() > MAX_TOKEN_BYTES {
+            return Err(Status::unauthenticated("authorization header is too large"));
+        }
+        let value = header.to_str().map_err(|_| Status::unauthenticated("malformed authorization header"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization is not a bearer token"))?;
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token.trim(),
+            &self.key,
+            &self.validation,
+        )
+        .map_err(|_| Status::unauthenticated("invalid token"))?;
+        let claims = data.claims;
+        let roles = match claims.get(self.roles_claim) {
+            Some(serde_json::Value::String(s)) => vec![s.clone()],
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+            }
+            _ => Vec::new(),
+        };
+        let subject = claims.get("sub").and_then(|v| v.as_str()).map(str::to_owned);
+        Ok(Principal { subject, roles, claims })
+    }
+}
+
+/// What a method requires.
+#[derive(Debug, Clone)]
+struct Rule {
+    roles: &'static [&'static str],
+}
+
+/// Authenticates and authorizes calls to the annotated methods.
+#[derive(Clone)]
+pub struct AuthLayer {
+    verifier: Option<Arc<Verifier>>,
+    rules: Arc<HashMap<&'static str, Rule>>,
+}
+
+impl AuthLayer {
+    /// A layer for the methods of `spec` that require authentication; with
+    /// no verifier (a service without `auth`) it passes every call through.
+    pub fn new(spec: &'static ServiceSpec, verifier: Option<Verifier>) -> AuthLayer {
+        let rules = match verifier {
+            Some(_) => {
+                spec.methods.iter().filter(|m| m.requires_auth).map(|m| (m.path, Rule { roles: m.roles })).collect()
+            }
+            None => HashMap::new(),
+        };
+        AuthLayer { verifier: verifier.map(Arc::new), rules: Arc::new(rules) }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService { inner, verifier: self.verifier.clone(), rules: self.rules.clone() }
+    }
+}
+
+/// Service of [`AuthLayer`].
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    verifier: Option<Arc<Verifier>>,
+    rules: Arc<HashMap<&'static str, Rule>>,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if let (Some(rule), Some(verifier)) = (self.rules.get(req.uri().path()), &self.verifier) {
+            let principal = match verifier.verify(req.headers().get(http::header::AUTHORIZATION)) {
+                Ok(p) => p,
+                Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
+            };
+            if !rule.roles.is_empty() && !principal.roles.iter().any(|r| rule.roles.contains(&r.as_str())) {
+                let status = Status::permission_denied(format!("requires one of the roles {:?}", rule.roles));
+                return Box::pin(async move { Ok(status.into_http()) });
+            }
+            req.extensions_mut().insert(principal);
+        }
+        let future = self.inner.call(req);
+        Box::pin(future)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const JWT: JwtSpec = JwtSpec {
+        issuer: "https://issuer.test",
+        audiences: &["api"],
+        algorithms: &["HS256"],
+        roles_claim: "roles",
+        leeway: Duration::from_secs(5),
+    };
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn verifier() -> Verifier {
+        Verifier::from_lookup(&JWT, |k| (k == "SVC_JWT_SECRET").then(|| SECRET.to_owned())).expect("verifier")
+    }
+
+    fn token(claims: serde_json::Value) -> http::HeaderValue {
+        let t = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("encode");
+        http::HeaderValue::from_str(&format!("Bearer {t}")).expect("header")
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+    }
+
+    #[test]
+    fn valid_token_yields_principal() {
+        let h = token(
+            serde_json::json!({"iss": JWT.issuer, "aud": "api", "exp": now() + 60, "sub": "u1", "roles": ["a", "b"]}),
+        );
+        let p = verifier().verify(Some(&h)).expect("valid");
+        assert_eq!(p.subject.as_deref(), Some("u1"));
+        assert_eq!(p.roles, ["a", "b"]);
+    }
+
+    #[test]
+    fn required_claims_are_enforced() {
+        let v = verifier();
+        for claims in [
+            serde_json::json!({"aud": "api", "exp": now() + 60}),
+            serde_json::json!({"iss": JWT.issuer, "exp": now() + 60}),
+            serde_json::json!({"iss": JWT.issuer, "aud": "api"}),
+            serde_json::json!({"iss": JWT.issuer, "aud": "other", "exp": now() + 60}),
+            serde_json::json!({"iss": "https://evil.test", "aud": "api", "exp": now() + 60}),
+            serde_json::json!({"iss": JWT.issuer, "aud": "api", "exp": now() - 60}),
+            serde_json::json!({"iss": JWT.issuer, "aud": "api", "exp": now() + 60, "nbf": now() + 60}),
+        ] {
+            let err = v.verify(Some(&token(claims.clone()))).expect_err("rejected");
+            assert_eq!(err.code(), tonic::Code::Unauthenticated, "{claims}");
+        }
+        assert_eq!(v.verify(None).expect_err("missing").code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn configuration_errors_name_the_variable() {
+        let e = Verifier::from_lookup(&JWT, |_| None).err().expect("missing key").to_string();
+        assert!(e.starts_with("SVC_JWT_SECRET: is not set"), "{e}");
+        let e = Verifier::from_lookup(&JWT, |k| (k == "SVC_JWT_SECRET").then(|| "short".to_owned()))
+            .err()
+            .expect("short")
+            .to_string();
+        assert!(e.contains("shorter than 32 bytes"), "{e}");
+    }
+}
