@@ -16,8 +16,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         protos.join("adversarial/keywords.proto"),
         protos.join("adversarial/legacy.proto"),
         protos.join("auth/vault.proto"),
+        protos.join("limits/meter.proto"),
     ];
-    let includes = [example.clone(), protos.join("maximal"), protos.join("adversarial"), protos.join("auth")];
+    let includes = [
+        example.clone(),
+        protos.join("maximal"),
+        protos.join("adversarial"),
+        protos.join("auth"),
+        protos.join("limits"),
+    ];
     let run = |name: &str, builder: protoc_gen_svc::Builder, files: &[PathBuf], includes: &[PathBuf]| {
         builder
             .out_dir(out.join(name))

@@ -1,7 +1,8 @@
 //! Tower layers of the generated server, outermost first:
-//! [`RequestIdLayer`] → metrics ([`crate::metrics`]) → [`DeadlineLayer`] →
-//! [`RecoverLayer`] → handler. (Tracing spans, authentication, rate limits
-//! and validation slot in between as they land, in the documented order.)
+//! [`RequestIdLayer`] → metrics ([`crate::metrics`]) → authentication
+//! ([`crate::auth`]) → rate limit and load shedding ([`crate::limits`]) →
+//! [`DeadlineLayer`] → [`RecoverLayer`] → handler. (Tracing spans and
+//! validation slot in at their documented places as they land.)
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;

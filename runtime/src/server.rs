@@ -249,6 +249,8 @@ impl Bound {
             .layer(crate::middleware::RequestIdLayer)
             .layer(crate::metrics::MetricsLayer::new(registry))
             .layer(AuthLayer::new(spec, self.verifier))
+            .layer(crate::limits::RateLimitLayer::new(spec))
+            .layer(crate::limits::ConcurrencyLayer::new(spec))
             .layer(crate::middleware::DeadlineLayer::new(&[spec]))
             .layer(crate::middleware::RecoverLayer)
             .max_concurrent_streams(s.max_concurrent_streams)

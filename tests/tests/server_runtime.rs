@@ -211,3 +211,75 @@ async fn jwt_authentication_and_roles() {
     assert_eq!(client.peek(with_token(secret(), &wrong_aud)).await.expect_err("aud").code(), Code::Unauthenticated);
     running.stop().await;
 }
+
+mod meter {
+    use super::*;
+    use svc::tonic_types::StatusExt;
+    use svc_tests::default::meter::v1::meter_client::MeterClient;
+    use svc_tests::default::meter::v1::meter_server::Meter;
+    use svc_tests::default::meter::v1::{Tick, meter_svc};
+
+    struct M;
+
+    #[tonic::async_trait]
+    impl Meter for M {
+        async fn global(&self, r: Request<Tick>) -> Result<Response<Tick>, Status> {
+            Ok(Response::new(r.into_inner()))
+        }
+        async fn per_peer(&self, r: Request<Tick>) -> Result<Response<Tick>, Status> {
+            Ok(Response::new(r.into_inner()))
+        }
+        async fn slow(&self, r: Request<Tick>) -> Result<Response<Tick>, Status> {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(Response::new(r.into_inner()))
+        }
+    }
+
+    async fn meter() -> (Running, MeterClient<svc::tonic::transport::Channel>) {
+        let spec = &meter_svc::SERVICE;
+        let running = start(spec, Server::with_config(spec, config()), meter_svc::server(M)).await;
+        let client = MeterClient::connect(running.addr.clone()).await.expect("connect");
+        (running, client)
+    }
+
+    #[tokio::test]
+    async fn empty_bucket_answers_resource_exhausted_with_retry_info() {
+        let (running, mut client) = meter().await;
+        for n in 0..3 {
+            client.global(Tick { n }).await.expect("within burst");
+        }
+        let err = client.global(Tick { n: 3 }).await.expect_err("limited");
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        let delay = err.get_error_details().retry_info().and_then(|r| r.retry_delay).expect("RetryInfo");
+        assert!(delay > Duration::ZERO && delay <= Duration::from_millis(500), "{delay:?}");
+        tokio::time::sleep(delay + Duration::from_millis(50)).await;
+        client.global(Tick { n: 4 }).await.expect("refilled");
+        // A method with its own limit has its own bucket.
+        client.per_peer(Tick { n: 0 }).await.expect("own bucket");
+        running.stop().await;
+    }
+
+    #[tokio::test]
+    async fn calls_beyond_the_concurrency_limit_are_shed_not_queued() {
+        let (running, client) = meter().await;
+        let started = Instant::now();
+        let calls: Vec<_> = (0..10)
+            .map(|n| {
+                let mut c = client.clone();
+                tokio::spawn(async move { c.slow(Tick { n }).await.map(|_| ()).map_err(|e| e.code()) })
+            })
+            .collect();
+        let mut ok = 0;
+        let mut shed = 0;
+        for call in calls {
+            match call.await.expect("task") {
+                Ok(()) => ok += 1,
+                Err(Code::ResourceExhausted) => shed += 1,
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((ok, shed), (4, 6), "limit is 4");
+        assert!(started.elapsed() < Duration::from_millis(1500), "shed calls return at once");
+        running.stop().await;
+    }
+}

@@ -1,0 +1,254 @@
+//! Rate limits and load shedding.
+//!
+//! [`RateLimitLayer`]: a token bucket per method (`GLOBAL`), per client
+//! address (`PEER`) or per authenticated subject (`SUBJECT`), from the
+//! method's `rate_limit` or the service default. An empty bucket answers
+//! `RESOURCE_EXHAUSTED` with `google.rpc.RetryInfo` saying when a token
+//! will be back.
+//!
+//! [`ConcurrencyLayer`]: at most `concurrency_limit` calls in the service's
+//! handlers at once; a call beyond it is shed at once with
+//! `RESOURCE_EXHAUSTED`, never queued. Health checks and reflection are not
+//! counted, so probes keep answering under load.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::auth::Principal;
+use crate::codegen::{RateLimitKey, RateLimitSpec, ServiceSpec};
+
+/// Buckets kept per method before idle (full) ones are dropped.
+const MAX_BUCKETS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum BucketKey {
+    Global,
+    Peer(Option<IpAddr>),
+    Subject(Option<String>),
+}
+
+struct Limiter {
+    spec: RateLimitSpec,
+    buckets: Mutex<HashMap<BucketKey, Bucket>>,
+}
+
+impl Limiter {
+    /// Takes a token, or says how long until one is available.
+    fn take(&self, key: BucketKey, now: Instant) -> Result<(), Duration> {
+        let burst = f64::from(self.spec.burst.max(1));
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&key) {
+            let rps = self.spec.rps;
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rps < burst);
+        }
+        let bucket = buckets.entry(key).or_insert(Bucket { tokens: burst, at: now });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * self.spec.rps;
+        bucket.tokens = (bucket.tokens + refill).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.spec.rps))
+        }
+    }
+}
+
+/// Applies the annotated rate limits.
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    limiters: Arc<HashMap<&'static str, Limiter>>,
+}
+
+impl RateLimitLayer {
+    /// Limiters for the methods of `spec` that have a rate limit.
+    pub fn new(spec: &'static ServiceSpec) -> RateLimitLayer {
+        let limiters = spec
+            .methods
+            .iter()
+            .filter_map(|m| m.rate_limit.map(|r| (m.path, Limiter { spec: r, buckets: Mutex::default() })))
+            .collect();
+        RateLimitLayer { limiters: Arc::new(limiters) }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for RateLimitLayer {
+    type Service = RateLimitService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService { inner, limiters: self.limiters.clone() }
+    }
+}
+
+/// Service of [`RateLimitLayer`].
+#[derive(Clone)]
+pub struct RateLimitService<S> {
+    inner: S,
+    limiters: Arc<HashMap<&'static str, Limiter>>,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B> tower_service::Service<http::Request<B>> for RateLimitService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if let Some(limiter) = self.limiters.get(req.uri().path()) {
+            let key = match limiter.spec.key {
+                RateLimitKey::Global => BucketKey::Global,
+                RateLimitKey::Peer => BucketKey::Peer(
+                    req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr()).map(|a| a.ip()),
+                ),
+                RateLimitKey::Subject => {
+                    BucketKey::Subject(req.extensions().get::<Principal>().and_then(|p| p.subject.clone()))
+                }
+            };
+            if let Err(wait) = limiter.take(key, Instant::now()) {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(wait));
+                let status = Status::with_error_details(
+                    Code::ResourceExhausted,
+                    format!("rate limit of {} requests per second exceeded", limiter.spec.rps),
+                    details,
+                );
+                return Box::pin(async move { Ok(status.into_http()) });
+            }
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
+
+/// Sheds calls beyond the concurrency limit.
+#[derive(Clone)]
+pub struct ConcurrencyLayer {
+    limit: usize,
+    prefix: Arc<str>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl ConcurrencyLayer {
+    /// At most `spec.server.concurrency_limit` calls of `spec`'s methods at once.
+    pub fn new(spec: &ServiceSpec) -> ConcurrencyLayer {
+        ConcurrencyLayer {
+            limit: spec.server.concurrency_limit.max(1),
+            prefix: format!("/{}/", spec.name).into(),
+            in_flight: Arc::default(),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ConcurrencyLayer {
+    type Service = ConcurrencyService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ConcurrencyService { inner, limit: self.limit, prefix: self.prefix.clone(), in_flight: self.in_flight.clone() }
+    }
+}
+
+/// Service of [`ConcurrencyLayer`].
+#[derive(Clone)]
+pub struct ConcurrencyService<S> {
+    inner: S,
+    limit: usize,
+    prefix: Arc<str>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Releases a concurrency slot when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for ConcurrencyService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if !req.uri().path().starts_with(&*self.prefix) {
+            return Box::pin(self.inner.call(req));
+        }
+        let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(self.in_flight.clone());
+        if previous >= self.limit {
+            drop(slot);
+            let status = Status::resource_exhausted("server is at its concurrency limit; retry later");
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let response = future.await;
+            drop(slot);
+            response
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_refills_at_rps() {
+        let l = Limiter {
+            spec: RateLimitSpec { rps: 2.0, burst: 3, key: RateLimitKey::Global },
+            buckets: Mutex::default(),
+        };
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            l.take(BucketKey::Global, t0).expect("burst");
+        }
+        let wait = l.take(BucketKey::Global, t0).expect_err("empty");
+        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
+        l.take(BucketKey::Global, t0 + Duration::from_millis(500)).expect("one token back");
+        l.take(BucketKey::Global, t0 + Duration::from_millis(500)).expect_err("only one");
+    }
+
+    #[test]
+    fn keys_have_their_own_buckets() {
+        let l =
+            Limiter { spec: RateLimitSpec { rps: 1.0, burst: 1, key: RateLimitKey::Peer }, buckets: Mutex::default() };
+        let t0 = Instant::now();
+        l.take(BucketKey::Peer(Some([10, 0, 0, 1].into())), t0).expect("first peer");
+        l.take(BucketKey::Peer(Some([10, 0, 0, 2].into())), t0).expect("second peer");
+        l.take(BucketKey::Peer(Some([10, 0, 0, 1].into())), t0).expect_err("first peer again");
+    }
+}
