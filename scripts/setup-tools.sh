@@ -2,7 +2,8 @@
 # Installs the tools the examples and tests use, idempotently: each step is
 # skipped when its tool is already there.
 #   - Python packages: grpcio, grpcio-tools (protoc 3x as a module),
-#     grpcio-status, grpcio-health-checking, prometheus-client, PyJWT, protobuf,
+#     grpcio-status, grpcio-health-checking, prometheus-client, PyJWT, h2,
+#     protobuf,
 #     googleapis-common-protos, pytest
 #   - grpcurl (Go module, into .tools/go/bin)
 #   - buf (npm package @bufbuild/buf, into .tools/node)
@@ -22,12 +23,13 @@ py_pkgs=(
   "grpcio-health-checking>=1.70,<2"
   "prometheus-client>=0.20"
   "PyJWT[crypto]>=2.8"
+  "h2>=4.1"
   "protobuf>=5.29,<8"
   "googleapis-common-protos>=1.66,<2"
   "pytest>=8"
 )
 if python3 - <<'PY' 2>/dev/null
-import grpc, grpc_tools, grpc_status, grpc_health, prometheus_client, jwt, cryptography, google.protobuf, google.api, pytest  # noqa: F401
+import grpc, grpc_tools, grpc_status, grpc_health, prometheus_client, jwt, cryptography, h2, google.protobuf, google.api, pytest  # noqa: F401
 PY
 then
   log "python packages present"

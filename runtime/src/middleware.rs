@@ -1,8 +1,9 @@
 //! Tower layers of the generated server, outermost first:
 //! [`RequestIdLayer`] → metrics ([`crate::metrics`]) → authentication
 //! ([`crate::auth`]) → rate limit and load shedding ([`crate::limits`]) →
-//! [`DeadlineLayer`] → [`RecoverLayer`] → handler. (Tracing spans and
-//! validation slot in at their documented places as they land.)
+//! [`DeadlineLayer`] → [`RecoverLayer`] → [`MessageLimitLayer`] → handler.
+//! (Tracing spans and validation slot in at their documented places as
+//! they land.)
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -279,5 +280,93 @@ mod tests {
         assert_eq!(RequestId::from_header(&ok), Some(RequestId("abc-123".into())));
         let long = http::HeaderValue::from_str(&"x".repeat(129)).expect("header");
         assert_eq!(RequestId::from_header(&long), None);
+    }
+}
+
+/// Reports an oversized request message as `RESOURCE_EXHAUSTED`, as gRPC
+/// specifies and other implementations do (tonic answers `OUT_OF_RANGE`).
+/// Innermost, so every other layer sees the corrected code.
+#[derive(Debug, Clone, Default)]
+pub struct MessageLimitLayer;
+
+impl<S> tower_layer::Layer<S> for MessageLimitLayer {
+    type Service = MessageLimitService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MessageLimitService { inner }
+    }
+}
+
+/// Service of [`MessageLimitLayer`].
+#[derive(Debug, Clone)]
+pub struct MessageLimitService<S> {
+    inner: S,
+}
+
+/// tonic's decode-limit message, as it appears percent-encoded in
+/// `grpc-message`.
+const TOO_LARGE: &str = "Error,%20decoded%20message%20length%20too%20large";
+
+fn fix_status(headers: &mut http::HeaderMap) {
+    let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| m.starts_with(TOO_LARGE));
+    if too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for MessageLimitService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let response = future.await?;
+            let (mut parts, body) = response.into_parts();
+            fix_status(&mut parts.headers);
+            Ok(http::Response::from_parts(parts, Body::new(FixTrailers(body))))
+        })
+    }
+}
+
+/// Applies [`fix_status`] to the trailers of a streaming response.
+struct FixTrailers(Body);
+
+impl http_body::Body for FixTrailers {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match Pin::new(&mut self.0).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_trailers() {
+                Ok(mut trailers) => {
+                    fix_status(&mut trailers);
+                    Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        http_body::Body::is_end_stream(&self.0)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::Body::size_hint(&self.0)
     }
 }

@@ -253,6 +253,7 @@ impl Bound {
             .layer(crate::limits::ConcurrencyLayer::new(spec))
             .layer(crate::middleware::DeadlineLayer::new(&[spec]))
             .layer(crate::middleware::RecoverLayer)
+            .layer(crate::middleware::MessageLimitLayer)
             .max_concurrent_streams(s.max_concurrent_streams)
             .http2_keepalive_interval(Some(s.keepalive_interval))
             .http2_keepalive_timeout(Some(s.keepalive_timeout))
