@@ -593,6 +593,10 @@ impl<'a> FileCx<'a> {
         Method {
             name: m.name().to_owned(),
             path: format!("/{service_name}/{}", m.name()),
+            input: m.input().full_name().to_owned(),
+            input_package: m.input().package_name().to_owned(),
+            output: m.output().full_name().to_owned(),
+            output_package: m.output().package_name().to_owned(),
             client_streaming: m.is_client_streaming(),
             server_streaming: m.is_server_streaming(),
             idempotency,

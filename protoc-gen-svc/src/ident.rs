@@ -50,6 +50,12 @@ pub fn tonic_snake(name: &str) -> String {
     out
 }
 
+/// Name of the `<service>_svc` module that holds a service's spec and
+/// server entry point.
+pub fn svc_module(service_name: &str) -> String {
+    format!("{}_svc", service_name.to_snake_case())
+}
+
 /// The Rust path, relative to its package module, of a type with
 /// fully-qualified proto name `full_name` in package `package`.
 pub fn type_path(package: &str, full_name: &str) -> String {

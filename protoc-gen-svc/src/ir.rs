@@ -177,6 +177,14 @@ pub struct Method {
     pub name: String,
     /// gRPC path, e.g. `/greeter.v1.Greeter/SayHello`.
     pub path: String,
+    /// Fully-qualified request type, e.g. `greeter.v1.HelloRequest`.
+    pub input: String,
+    /// Package of the request type.
+    pub input_package: String,
+    /// Fully-qualified response type.
+    pub output: String,
+    /// Package of the response type.
+    pub output_package: String,
     pub client_streaming: bool,
     pub server_streaming: bool,
     pub idempotency: Idempotency,

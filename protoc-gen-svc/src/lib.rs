@@ -29,6 +29,7 @@ pub mod ir;
 pub mod macro_support;
 pub mod params;
 pub mod plugin;
+pub mod scaffold;
 pub mod source;
 pub mod units;
 

@@ -14,6 +14,9 @@ USAGE:
     protoc-gen-svc                      run as a protoc/buf plugin (request on stdin)
     protoc-gen-svc generate [OPTIONS] FILE...
                                         compile FILEs without protoc and write the code
+    protoc-gen-svc new NAME [--proto FILE -I DIR] [--path DIR]
+                                        create a complete service crate (sample proto
+                                        without --proto)
     protoc-gen-svc protos DIR           write the built-in .proto files (svc/options.proto,
                                         buf/validate, google/api, google/rpc) under DIR,
                                         for use with protoc -I DIR
@@ -67,6 +70,7 @@ fn run(args: &[String]) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some("generate") => generate(&args[1..]),
+        Some("new") => new(&args[1..]),
         Some("protos") => {
             let [dir] = &args[1..] else { bail!("usage: protoc-gen-svc protos DIR") };
             for (name, source) in protoc_gen_svc::source::bundled_protos() {
@@ -111,5 +115,45 @@ fn generate(args: &[String]) -> anyhow::Result<ExitCode> {
     let input = protoc_gen_svc::source::compile(&files, &includes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let generated = protoc_gen_svc::generate(&input, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
     protoc_gen_svc::builder::write_files(&PathBuf::from(out), &generated).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn new(args: &[String]) -> anyhow::Result<ExitCode> {
+    let mut name = None;
+    let mut proto = None;
+    let mut includes = Vec::new();
+    let mut path = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |flag: &str| it.next().cloned().with_context(|| format!("{flag} needs a value"));
+        match arg.as_str() {
+            "--proto" => proto = Some(PathBuf::from(value(arg)?)),
+            "-I" | "--include" => includes.push(PathBuf::from(value(arg)?)),
+            "--path" => path = Some(PathBuf::from(value(arg)?)),
+            s if s.starts_with('-') => bail!("unknown option {s:?}; run `protoc-gen-svc --help`"),
+            s if name.is_none() => name = Some(s.to_owned()),
+            s => bail!("unexpected argument {s:?}; usage: protoc-gen-svc new NAME [--proto FILE -I DIR] [--path DIR]"),
+        }
+    }
+    let Some(name) = name else { bail!("usage: protoc-gen-svc new NAME [--proto FILE -I DIR] [--path DIR]") };
+    let source = match proto {
+        Some(file) => {
+            if includes.is_empty() {
+                includes.push(file.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")));
+            }
+            Some(protoc_gen_svc::scaffold::ProtoSource { file, includes })
+        }
+        None if !includes.is_empty() => bail!("-I needs --proto FILE"),
+        None => None,
+    };
+    let dir = path.unwrap_or_else(|| PathBuf::from(".")).join(&name);
+    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} already exists and is not empty; choose another NAME or --path", dir.display());
+    }
+    let deps = protoc_gen_svc::scaffold::Dependencies::detect();
+    let files =
+        protoc_gen_svc::scaffold::scaffold(&name, source.as_ref(), &deps).map_err(|e| anyhow::anyhow!("{e}"))?;
+    protoc_gen_svc::builder::write_files(&dir, &files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("created {} — cd there and `cargo run` / `cargo test`", dir.display());
     Ok(ExitCode::SUCCESS)
 }

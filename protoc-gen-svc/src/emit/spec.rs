@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use heck::{ToSnakeCase, ToUpperCamelCase};
+use heck::ToUpperCamelCase;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -13,7 +13,7 @@ use crate::ir::{self, CODE_NAMES, LoadBalancing, RateLimitKey};
 /// Tokens for the `<service>_svc` module of one service; with `server`, it
 /// also gets `server(impl)` and `serve(impl)`.
 pub fn service_module(service: &ir::Service, rt: &TokenStream, with_server: bool) -> TokenStream {
-    let module = format_ident!("{}_svc", service.name.to_snake_case());
+    let module = format_ident!("{}", crate::ident::svc_module(&service.name));
     let s = &service.settings;
     let name = &service.full_name;
     let port = s.port;
