@@ -5,7 +5,7 @@
 #     grpcio-status, grpcio-health-checking, prometheus-client, PyJWT, h2,
 #     protobuf,
 #     googleapis-common-protos, pytest
-#   - grpcurl (Go module, into .tools/go/bin)
+#   - grpcurl (Go module, into .tools/go/bin); with --bench also ghz
 #   - buf (npm package @bufbuild/buf, into .tools/node)
 #   - protoc from Debian (protobuf-compiler)
 set -euo pipefail
@@ -53,6 +53,17 @@ if [ -x "$tools/go/bin/grpcurl" ]; then
 else
   log "installing grpcurl with go install"
   (cd "$tools" && GOBIN="$tools/go/bin" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3)
+fi
+
+# ghz (load generator for bench/run.py), same place; only with --bench,
+# since only the benchmark needs it.
+if [ "${1:-}" != "--bench" ]; then
+  :
+elif [ -x "$tools/go/bin/ghz" ]; then
+  log "ghz present"
+else
+  log "installing ghz with go install"
+  (cd "$tools" && GOBIN="$tools/go/bin" go install github.com/bojand/ghz/cmd/ghz@v0.120.0)
 fi
 
 # protoc from Debian.

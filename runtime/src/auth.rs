@@ -40,13 +40,24 @@ pub struct Principal {
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
-/// A verification key and the rules it is used with.
+/// Verified tokens kept before the cache is emptied.
+const CACHE_ENTRIES: usize = 10_000;
+/// Longest time a verified token is reused without verifying it again.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A verification key and the rules it is used with. Verified tokens are
+/// cached (at most [`CACHE_TTL`], never past their `exp`), so a client
+/// that reuses its token pays for one signature check, not one per call.
 #[derive(Clone)]
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
     roles_claim: &'static str,
+    cache: Arc<std::sync::RwLock<TokenCache>>,
 }
+
+/// Verified tokens: token → (principal, reusable until).
+type TokenCache = HashMap<String, (Arc<Principal>, std::time::Instant)>;
 
 impl Verifier {
     /// Builds the verifier of `jwt` from the environment.
@@ -133,11 +144,12 @@ impl Verifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = jwt.leeway.as_secs();
-        Ok(Verifier { key, validation, roles_claim: jwt.roles_claim })
+        Ok(Verifier { key, validation, roles_claim: jwt.roles_claim, cache: Arc::default() })
     }
 
-    /// Verifies an `authorization` header value.
-    pub fn verify(&self, header: Option<&http::HeaderValue>) -> Result<Principal, Status> {
+    /// Verifies an `authorization` header value, from the cache when the
+    /// same token was verified recently.
+    pub fn verify(&self, header: Option<&http::HeaderValue>) -> Result<Arc<Principal>, Status> {
         let header = header.ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
         if header.len() > MAX_TOKEN_BYTES {
             return Err(Status::unauthenticated("authorization header is too large"));
@@ -147,13 +159,21 @@ impl Verifier {
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| Status::unauthenticated("authorization is not a bearer token"))?;
-        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            token.trim(),
-            &self.key,
-            &self.validation,
-        )
-        .map_err(|_| Status::unauthenticated("invalid token"))?;
+        let token = token.trim();
+        let now = std::time::Instant::now();
+        if let Some((principal, until)) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(token)
+            && now < *until
+        {
+            return Ok(principal.clone());
+        }
+        let data =
+            jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &self.key, &self.validation)
+                .map_err(|_| Status::unauthenticated("invalid token"))?;
         let claims = data.claims;
+        // Reuse it until it expires (leeway excluded) or for CACHE_TTL.
+        let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let remaining = claims.get("exp").and_then(|e| e.as_u64()).map_or(0, |exp| exp.saturating_sub(unix_now));
+        let until = now + CACHE_TTL.min(std::time::Duration::from_secs(remaining));
         let roles = match claims.get(self.roles_claim) {
             Some(serde_json::Value::String(s)) => vec![s.clone()],
             Some(serde_json::Value::Array(items)) => {
@@ -162,7 +182,18 @@ impl Verifier {
             _ => Vec::new(),
         };
         let subject = claims.get("sub").and_then(|v| v.as_str()).map(str::to_owned);
-        Ok(Principal { subject, roles, claims })
+        let principal = Arc::new(Principal { subject, roles, claims });
+        if until > now {
+            let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= CACHE_ENTRIES {
+                cache.retain(|_, (_, until)| *until > now);
+                if cache.len() >= CACHE_ENTRIES {
+                    cache.clear();
+                }
+            }
+            cache.insert(token.to_owned(), (principal.clone(), until));
+        }
+        Ok(principal)
     }
 }
 
@@ -232,7 +263,7 @@ where
                 let status = Status::permission_denied(format!("requires one of the roles {:?}", rule.roles));
                 return Box::pin(async move { Ok(status.into_http()) });
             }
-            req.extensions_mut().insert(principal);
+            req.extensions_mut().insert(Principal::clone(&principal));
         }
         let future = self.inner.call(req);
         Box::pin(future)
@@ -298,6 +329,21 @@ mod tests {
             assert_eq!(err.code(), tonic::Code::Unauthenticated, "{claims}");
         }
         assert_eq!(v.verify(None).expect_err("missing").code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn verified_tokens_are_reused_until_they_expire() {
+        let v = verifier();
+        let h = token(serde_json::json!({"iss": JWT.issuer, "aud": "api", "exp": now() + 60, "sub": "c"}));
+        let first = v.verify(Some(&h)).expect("valid");
+        let second = v.verify(Some(&h)).expect("cached");
+        assert!(Arc::ptr_eq(&first, &second), "the second check comes from the cache");
+        // A token about to expire is not cached past its exp.
+        let short = token(serde_json::json!({"iss": JWT.issuer, "aud": "api", "exp": now(), "sub": "d"}));
+        if let Ok(p) = v.verify(Some(&short)) {
+            let again = v.verify(Some(&short)).expect("still within leeway");
+            assert!(!Arc::ptr_eq(&p, &again), "not reused beyond exp");
+        }
     }
 
     #[test]

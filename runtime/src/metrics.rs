@@ -12,9 +12,10 @@
 //! (trailers-only responses) or trailers; a call whose response is dropped
 //! before its trailers (client gone, deadline) counts as `CANCELLED`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -50,121 +51,143 @@ const CODES: [&str; 17] = [
 /// (service, method, type)
 type Key = (String, String, &'static str);
 
-#[derive(Default)]
+/// Counters of one (service, method, type), updated without locks.
 struct Series {
-    started: u64,
-    in_flight: i64,
-    handled: BTreeMap<u8, u64>,
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+    started: AtomicU64,
+    in_flight: AtomicI64,
+    handled: [AtomicU64; 17],
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
 }
 
-/// The metrics of one server.
+impl Default for Series {
+    fn default() -> Self {
+        Series {
+            started: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            handled: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Series {
+    fn start(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn finish(&self, code: u8, elapsed: std::time::Duration) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.handled[usize::from(code.min(16))].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The metrics of one server. Series of the services' own methods are
+/// created up front and updated without locks; other paths (health,
+/// reflection, unknown methods) share a locked map.
 #[derive(Default)]
 pub struct Registry {
-    series: Mutex<BTreeMap<Key, Series>>,
-    kinds: BTreeMap<&'static str, MethodKind>,
+    known: HashMap<&'static str, (Key, Arc<Series>)>,
+    other: Mutex<BTreeMap<Key, Arc<Series>>>,
 }
 
 impl Registry {
-    /// A registry that knows the streaming kinds of `specs`' methods (other
-    /// paths, such as health and reflection, are typed by their well-known
-    /// shapes or `unknown`).
+    /// A registry with series for every method of `specs`.
     pub fn new(specs: &[&'static ServiceSpec]) -> Registry {
-        let mut kinds = BTreeMap::new();
+        let mut known = HashMap::new();
         for spec in specs {
             for m in spec.methods {
-                kinds.insert(m.path, m.kind);
+                let key: Key = (spec.name.to_owned(), m.name.to_owned(), kind_name(Some(m.kind)));
+                known.insert(m.path, (key, Arc::default()));
             }
         }
-        Registry { series: Mutex::default(), kinds }
+        Registry { known, other: Mutex::default() }
     }
 
-    fn grpc_type(&self, path: &str) -> &'static str {
-        let kind = self.kinds.get(path).copied().or(match path {
+    /// The series of `path`, created on first use for paths outside the specs.
+    fn series(&self, path: &str) -> Arc<Series> {
+        if let Some((_, series)) = self.known.get(path) {
+            return series.clone();
+        }
+        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+        let kind = match path {
             "/grpc.health.v1.Health/Check" => Some(MethodKind::Unary),
             "/grpc.health.v1.Health/Watch" => Some(MethodKind::ServerStreaming),
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
             | "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo" => Some(MethodKind::Streaming),
             _ => None,
-        });
-        match kind {
-            Some(MethodKind::Unary) => "unary",
-            Some(MethodKind::ServerStreaming) => "server_stream",
-            Some(MethodKind::ClientStreaming) => "client_stream",
-            Some(MethodKind::Streaming) => "bidi_stream",
-            None => "unknown",
-        }
-    }
-
-    fn with<R>(&self, key: &Key, f: impl FnOnce(&mut Series) -> R) -> R {
-        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = match series.get_mut(key) {
-            Some(s) => s,
-            None => series.entry(key.clone()).or_default(),
         };
-        f(entry)
-    }
-
-    fn start(&self, key: &Key) {
-        self.with(key, |s| {
-            s.started += 1;
-            s.in_flight += 1;
-        });
-    }
-
-    fn finish(&self, key: &Key, code: u8, seconds: f64) {
-        self.with(key, |s| {
-            s.in_flight -= 1;
-            *s.handled.entry(code).or_default() += 1;
-            s.count += 1;
-            s.sum += seconds;
-            for (bucket, bound) in s.buckets.iter_mut().zip(BUCKETS) {
-                if seconds <= bound {
-                    *bucket += 1;
-                }
-            }
-        });
+        let key: Key = (service.to_owned(), method.to_owned(), kind_name(kind));
+        self.other.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone()
     }
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
-        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: BTreeMap<Key, Arc<Series>> = self.other.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (key, series) in self.known.values() {
+            all.insert(key.clone(), series.clone());
+        }
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
         let labels = |(service, method, kind): &Key| {
             format!("grpc_method=\"{}\",grpc_service=\"{}\",grpc_type=\"{kind}\"", escape(method), escape(service))
         };
         out.push_str("# HELP grpc_server_started_total Total number of RPCs started on the server.\n");
         out.push_str("# TYPE grpc_server_started_total counter\n");
-        for (key, s) in series.iter() {
-            let _ = writeln!(out, "grpc_server_started_total{{{}}} {}", labels(key), s.started);
+        for (key, s) in &all {
+            let _ = writeln!(out, "grpc_server_started_total{{{}}} {}", labels(key), load(&s.started));
         }
         out.push_str("# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.\n");
         out.push_str("# TYPE grpc_server_handled_total counter\n");
-        for (key, s) in series.iter() {
-            for (code, n) in &s.handled {
-                let name = CODES.get(usize::from(*code)).copied().unwrap_or("Unknown");
-                let _ = writeln!(out, "grpc_server_handled_total{{grpc_code=\"{name}\",{}}} {n}", labels(key));
+        for (key, s) in &all {
+            for (code, n) in s.handled.iter().enumerate() {
+                let n = load(n);
+                if n > 0 {
+                    let _ =
+                        writeln!(out, "grpc_server_handled_total{{grpc_code=\"{}\",{}}} {n}", CODES[code], labels(key));
+                }
             }
         }
         out.push_str("# HELP grpc_server_handling_seconds Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.\n");
         out.push_str("# TYPE grpc_server_handling_seconds histogram\n");
-        for (key, s) in series.iter() {
+        for (key, s) in &all {
             let l = labels(key);
-            for (bound, n) in BUCKETS.iter().zip(s.buckets) {
-                let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"{bound}\"}} {n}");
+            for (bound, n) in BUCKETS.iter().zip(&s.buckets) {
+                let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"{bound}\"}} {}", load(n));
             }
-            let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "grpc_server_handling_seconds_sum{{{l}}} {}", s.sum);
-            let _ = writeln!(out, "grpc_server_handling_seconds_count{{{l}}} {}", s.count);
+            let count = load(&s.count);
+            let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "grpc_server_handling_seconds_sum{{{l}}} {}", load(&s.sum_nanos) as f64 / 1e9);
+            let _ = writeln!(out, "grpc_server_handling_seconds_count{{{l}}} {count}");
         }
         out.push_str("# HELP grpc_server_in_flight Number of RPCs currently being handled by the server.\n");
         out.push_str("# TYPE grpc_server_in_flight gauge\n");
-        for (key, s) in series.iter() {
-            let _ = writeln!(out, "grpc_server_in_flight{{{}}} {}", labels(key), s.in_flight);
+        for (key, s) in &all {
+            let _ = writeln!(out, "grpc_server_in_flight{{{}}} {}", labels(key), s.in_flight.load(Ordering::Relaxed));
         }
         out
+    }
+}
+
+fn kind_name(kind: Option<MethodKind>) -> &'static str {
+    match kind {
+        Some(MethodKind::Unary) => "unary",
+        Some(MethodKind::ServerStreaming) => "server_stream",
+        Some(MethodKind::ClientStreaming) => "client_stream",
+        Some(MethodKind::Streaming) => "bidi_stream",
+        None => "unknown",
     }
 }
 
@@ -214,12 +237,9 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path();
-        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
-        let key: Key = (service.to_owned(), method.to_owned(), self.registry.grpc_type(path));
-        let registry = self.registry.clone();
-        registry.start(&key);
-        let call = Call { registry, key: Some(key), started: Instant::now() };
+        let series = self.registry.series(req.uri().path());
+        series.start();
+        let call = Call { series: Some(series), started: Instant::now() };
         let future = self.inner.call(req);
         Box::pin(async move {
             let response = future.await?;
@@ -237,8 +257,7 @@ where
 /// One call's bookkeeping; finishing twice is impossible and dropping an
 /// unfinished call records `CANCELLED`.
 struct Call {
-    registry: Arc<Registry>,
-    key: Option<Key>,
+    series: Option<Arc<Series>>,
     started: Instant,
 }
 
@@ -248,8 +267,8 @@ impl Call {
     }
 
     fn record(&mut self, code: u8) {
-        if let Some(key) = self.key.take() {
-            self.registry.finish(&key, code, self.started.elapsed().as_secs_f64());
+        if let Some(series) = self.series.take() {
+            series.finish(code, self.started.elapsed());
         }
     }
 }
@@ -309,30 +328,33 @@ mod tests {
     #[test]
     fn render_follows_the_text_format() {
         let r = Registry::new(&[]);
-        let key: Key = ("a.B".into(), "C".into(), "unary");
-        r.start(&key);
-        r.finish(&key, 0, 0.02);
-        r.start(&key);
-        r.finish(&key, 5, 3.0);
-        r.start(&key);
+        let s = r.series("/a.B/C");
+        s.start();
+        s.finish(0, std::time::Duration::from_millis(20));
+        s.start();
+        s.finish(5, std::time::Duration::from_secs(3));
+        s.start();
         let text = r.render();
         assert!(
-            text.contains("grpc_server_started_total{grpc_method=\"C\",grpc_service=\"a.B\",grpc_type=\"unary\"} 3")
+            text.contains("grpc_server_started_total{grpc_method=\"C\",grpc_service=\"a.B\",grpc_type=\"unknown\"} 3")
         );
         assert!(text.contains("grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"C\""));
         assert!(text.contains("grpc_server_handled_total{grpc_code=\"NotFound\",grpc_method=\"C\""));
         assert!(text.contains("le=\"0.025\"} 1"));
         assert!(text.contains("le=\"5\"} 2"));
         assert!(text.contains("le=\"+Inf\"} 2"));
-        assert!(text.contains("grpc_server_in_flight{grpc_method=\"C\",grpc_service=\"a.B\",grpc_type=\"unary\"} 1"));
+        assert!(text.contains(
+            "grpc_server_handling_seconds_sum{grpc_method=\"C\",grpc_service=\"a.B\",grpc_type=\"unknown\"} 3.02"
+        ));
+        assert!(text.contains("grpc_server_in_flight{grpc_method=\"C\",grpc_service=\"a.B\",grpc_type=\"unknown\"} 1"));
     }
 
     #[test]
     fn dropped_calls_count_as_cancelled() {
-        let registry = Arc::new(Registry::new(&[]));
-        let key: Key = ("s".into(), "m".into(), "unknown");
-        registry.start(&key);
-        drop(Call { registry: registry.clone(), key: Some(key), started: Instant::now() });
+        let registry = Registry::new(&[]);
+        let series = registry.series("/s/m");
+        series.start();
+        drop(Call { series: Some(series), started: Instant::now() });
         assert!(registry.render().contains("grpc_code=\"Canceled\""));
     }
 }

@@ -65,7 +65,7 @@ fn server_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
     let trait_ident: TokenStream = trait_name.parse().unwrap_or_default();
     let name = &service.full_name;
     let server_doc = format!(
-        " Wraps an implementation of `{name}` in its tonic server with the annotated message-size limits; gzip accepted and sent."
+        " Wraps an implementation of `{name}` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves)."
     );
     let serve_doc = format!(
         " Runs `{name}` for `inner` until SIGTERM or SIGINT: gRPC with health and reflection, `/healthz` and `/readyz`, settings from the annotations and the `SVC_*` environment, graceful drain within `shutdown_grace`."
@@ -77,7 +77,6 @@ fn server_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
                 .max_decoding_message_size(SERVICE.server.max_recv_message_size)
                 .max_encoding_message_size(SERVICE.server.max_send_message_size)
                 .accept_compressed(#rt::codegen::tonic::codec::CompressionEncoding::Gzip)
-                .send_compressed(#rt::codegen::tonic::codec::CompressionEncoding::Gzip)
         }
         #[doc = #serve_doc]
         pub async fn serve<T: super::#module::#trait_ident>(inner: T) -> ::core::result::Result<(), #rt::server::Error> {

@@ -868,7 +868,7 @@ pub mod async_svc {
         ],
         file_descriptor_set: super::FILE_DESCRIPTOR_SET,
     };
-    /// Wraps an implementation of `adversarial.type.async.Async` in its tonic server with the annotated message-size limits; gzip accepted and sent.
+    /// Wraps an implementation of `adversarial.type.async.Async` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves).
     pub fn server<T: super::async_server::Async>(
         inner: T,
     ) -> super::async_server::AsyncServer<T> {
@@ -876,7 +876,6 @@ pub mod async_svc {
             .max_decoding_message_size(SERVICE.server.max_recv_message_size)
             .max_encoding_message_size(SERVICE.server.max_send_message_size)
             .accept_compressed(::svc::codegen::tonic::codec::CompressionEncoding::Gzip)
-            .send_compressed(::svc::codegen::tonic::codec::CompressionEncoding::Gzip)
     }
     /// Runs `adversarial.type.async.Async` for `inner` until SIGTERM or SIGINT: gRPC with health and reflection, `/healthz` and `/readyz`, settings from the annotations and the `SVC_*` environment, graceful drain within `shutdown_grace`.
     pub async fn serve<T: super::async_server::Async>(

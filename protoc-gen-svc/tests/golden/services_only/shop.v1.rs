@@ -495,7 +495,7 @@ pub mod shop_svc {
         ],
         file_descriptor_set: super::FILE_DESCRIPTOR_SET,
     };
-    /// Wraps an implementation of `shop.v1.Shop` in its tonic server with the annotated message-size limits; gzip accepted and sent.
+    /// Wraps an implementation of `shop.v1.Shop` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves).
     pub fn server<T: super::shop_server::Shop>(
         inner: T,
     ) -> super::shop_server::ShopServer<T> {
@@ -503,7 +503,6 @@ pub mod shop_svc {
             .max_decoding_message_size(SERVICE.server.max_recv_message_size)
             .max_encoding_message_size(SERVICE.server.max_send_message_size)
             .accept_compressed(::svc::codegen::tonic::codec::CompressionEncoding::Gzip)
-            .send_compressed(::svc::codegen::tonic::codec::CompressionEncoding::Gzip)
     }
     /// Runs `shop.v1.Shop` for `inner` until SIGTERM or SIGINT: gRPC with health and reflection, `/healthz` and `/readyz`, settings from the annotations and the `SVC_*` environment, graceful drain within `shutdown_grace`.
     pub async fn serve<T: super::shop_server::Shop>(
