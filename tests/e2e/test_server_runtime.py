@@ -92,32 +92,28 @@ def test_bad_environment_stops_start_up_naming_the_variable(binaries):
 
 
 def test_graceful_shutdown(binaries, stubs):
-    """SIGTERM: health Watch sees NOT_SERVING, in-flight calls finish, the
-    process exits 0 well within shutdown_grace (10s in the example)."""
+    """SIGTERM with ~1,000 calls in flight: health Watch sees NOT_SERVING,
+    every in-flight call completes, the process exits 0 well within
+    shutdown_grace (10s in the example)."""
     pb2, grpc_pb2 = stubs
     s = start_greeter(binaries["greeter"])
     try:
-        channel = grpc.insecure_channel(s.grpc)
-        grpc.channel_ready_future(channel).result(timeout=10)
-        health = health_pb2_grpc.HealthStub(channel)
+        channels = [grpc.insecure_channel(s.grpc, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(8)]
+        for c in channels:
+            grpc.channel_ready_future(c).result(timeout=10)
+        health = health_pb2_grpc.HealthStub(channels[0])
         watch = health.Watch(health_pb2.HealthCheckRequest(service="greeter.v1.Greeter"), timeout=30)
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
 
-        greeter = grpc_pb2.GreeterStub(channel)
-        results = {}
-
-        def slow_stream():
-            req = pb2.HelloStreamRequest(name="drain", count=8, interval_ms=150)
-            results["stream"] = [r.message for r in greeter.SayHelloStream(req, timeout=20)]
-
-        def unary_burst():
-            futures = [greeter.SayHello.future(pb2.HelloRequest(name=f"n{i}"), timeout=20) for i in range(50)]
-            results["unary"] = [f.result().message for f in futures]
-
-        threads = [threading.Thread(target=slow_stream), threading.Thread(target=unary_burst)]
-        for t in threads:
-            t.start()
-        time.sleep(0.3)  # the stream is in flight
+        # grpcio starts a call when it is created: 500 streams and 500 unary
+        # futures are in flight (8 connections x 128 streams) before SIGTERM.
+        stubs_ = [grpc_pb2.GreeterStub(c) for c in channels]
+        streams = [
+            stubs_[i % 8].SayHelloStream(pb2.HelloStreamRequest(name=f"n{i}", count=3, interval_ms=300), timeout=30)
+            for i in range(500)
+        ]
+        unaries = [stubs_[i % 8].SayHello.future(pb2.HelloRequest(name=f"u{i}"), timeout=30) for i in range(500)]
+        time.sleep(0.2)
         started = time.monotonic()
         s.proc.send_signal(signal.SIGTERM)
         statuses = []
@@ -130,14 +126,15 @@ def test_graceful_shutdown(binaries, stubs):
             assert e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), e
         assert statuses == [health_pb2.HealthCheckResponse.NOT_SERVING], statuses
         watch.cancel()
-        for t in threads:
-            t.join(timeout=20)
-        assert results["stream"] == [f"Hello #{i}, drain!" for i in range(1, 9)]
-        assert len(results["unary"]) == 50
+        stream_results = [[r.message for r in call] for call in streams]
+        unary_results = [f.result(timeout=30).message for f in unaries]
+        assert all(len(r) == 3 for r in stream_results), "every in-flight stream finished"
+        assert unary_results == [f"Hello, u{i}!" for i in range(500)]
         assert s.proc.wait(timeout=15) == 0
         elapsed = time.monotonic() - started
         assert elapsed < 10, f"exited {elapsed:.1f}s after SIGTERM"
-        channel.close()
+        for c in channels:
+            c.close()
     finally:
         s.stop()
 
