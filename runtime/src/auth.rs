@@ -46,7 +46,7 @@ const CACHE_ENTRIES: usize = 10_000;
 const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A verification key and the rules it is used with. Verified tokens are
-/// cached (at most [`CACHE_TTL`], never past their `exp`), so a client
+/// cached (at most 60 s, never past their `exp`), so a client
 /// that reuses its token pays for one signature check, not one per call.
 #[derive(Clone)]
 pub struct Verifier {
