@@ -14,8 +14,10 @@
 
 pub mod auth;
 pub mod codegen;
+mod completion;
 pub mod errors;
 pub mod limits;
+pub mod log;
 pub mod metrics;
 pub mod middleware;
 pub mod server;

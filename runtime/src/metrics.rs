@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http_body::{Frame, SizeHint};
 use tonic::body::Body;
 
 use crate::codegen::{MethodKind, ServiceSpec};
@@ -181,6 +180,12 @@ impl Registry {
     }
 }
 
+/// The code's name as gRPC Prometheus conventions spell it (`OK`,
+/// `NotFound`, ...).
+pub(crate) fn code_name(code: u8) -> &'static str {
+    CODES.get(usize::from(code)).copied().unwrap_or("Unknown")
+}
+
 fn kind_name(kind: Option<MethodKind>) -> &'static str {
     match kind {
         Some(MethodKind::Unary) => "unary",
@@ -239,85 +244,12 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let series = self.registry.series(req.uri().path());
         series.start();
-        let call = Call { series: Some(series), started: Instant::now() };
+        let started = Instant::now();
         let future = self.inner.call(req);
         Box::pin(async move {
             let response = future.await?;
-            let (parts, body) = response.into_parts();
-            // Trailers-only responses (errors) carry grpc-status in the headers.
-            if let Some(code) = status_of(&parts.headers) {
-                call.finish(code);
-                return Ok(http::Response::from_parts(parts, body));
-            }
-            Ok(http::Response::from_parts(parts, Body::new(MeteredBody { inner: body, call })))
+            Ok(crate::completion::observe(response, move |code| series.finish(code, started.elapsed())))
         })
-    }
-}
-
-/// One call's bookkeeping; finishing twice is impossible and dropping an
-/// unfinished call records `CANCELLED`.
-struct Call {
-    series: Option<Arc<Series>>,
-    started: Instant,
-}
-
-impl Call {
-    fn finish(mut self, code: u8) {
-        self.record(code);
-    }
-
-    fn record(&mut self, code: u8) {
-        if let Some(series) = self.series.take() {
-            series.finish(code, self.started.elapsed());
-        }
-    }
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        self.record(1);
-    }
-}
-
-fn status_of(headers: &http::HeaderMap) -> Option<u8> {
-    let value = headers.get("grpc-status")?.to_str().ok()?;
-    value.parse::<u8>().ok().filter(|c| *c <= 16).or(Some(2))
-}
-
-/// A response body that records the call when its trailers pass by.
-struct MeteredBody {
-    inner: Body,
-    call: Call,
-}
-
-impl http_body::Body for MeteredBody {
-    type Data = bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(code) = frame.trailers_ref().and_then(status_of) {
-                    self.call.record(code);
-                }
-            }
-            Poll::Ready(Some(Err(_))) => self.call.record(13),
-            Poll::Ready(None) => self.call.record(0),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -354,7 +286,8 @@ mod tests {
         let registry = Registry::new(&[]);
         let series = registry.series("/s/m");
         series.start();
-        drop(Call { series: Some(series), started: Instant::now() });
+        let started = Instant::now();
+        drop(crate::completion::Completion(Some(move |code| series.finish(code, started.elapsed()))));
         assert!(registry.render().contains("grpc_code=\"Canceled\""));
     }
 }

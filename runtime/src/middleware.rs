@@ -1,6 +1,7 @@
 //! Tower layers of the generated server, outermost first:
 //! [`RequestIdLayer`] → metrics ([`crate::metrics`]) → authentication
-//! ([`crate::auth`]) → rate limit and load shedding ([`crate::limits`]) →
+//! ([`crate::auth`]) → access and audit log ([`crate::log`]) → rate limit
+//! and load shedding ([`crate::limits`]) →
 //! [`DeadlineLayer`] → [`RecoverLayer`] → [`MessageLimitLayer`] → handler.
 //! (Tracing spans and validation slot in at their documented places as
 //! they land.)

@@ -25,6 +25,7 @@ use tonic_health::ServingStatus;
 
 use crate::auth::{AuthLayer, Verifier};
 use crate::codegen::ServiceSpec;
+use crate::log::{AccessLogLayer, Logger};
 
 /// Start-up and serving failures; each names what to fix. `Debug` prints
 /// the same text as `Display`, so `fn main() -> Result<(), Error>` reports
@@ -123,6 +124,7 @@ pub struct Server {
     spec: &'static ServiceSpec,
     config: Config,
     verifier: Option<Verifier>,
+    logger: Logger,
 }
 
 /// A server whose listeners are bound; [`Bound::serve`] runs it.
@@ -130,6 +132,7 @@ pub struct Bound {
     spec: &'static ServiceSpec,
     config: Config,
     verifier: Option<Verifier>,
+    logger: Logger,
     grpc: TcpListener,
     metrics: TcpListener,
 }
@@ -139,13 +142,20 @@ impl Server {
     /// including the JWT key when the service requires authentication.
     pub fn from_env(spec: &'static ServiceSpec) -> Result<Server, Error> {
         let verifier = spec.auth.as_ref().map(Verifier::from_env).transpose()?;
-        Ok(Server { spec, config: Config::from_env(spec)?, verifier })
+        let logger = Logger::from_lookup(|k| std::env::var(k).ok())?;
+        Ok(Server { spec, config: Config::from_env(spec)?, verifier, logger })
     }
 
     /// A server with explicit settings. A service that requires
     /// authentication also needs [`Server::verifier`].
     pub fn with_config(spec: &'static ServiceSpec, config: Config) -> Server {
-        Server { spec, config, verifier: None }
+        Server { spec, config, verifier: None, logger: Logger::default() }
+    }
+
+    /// Sets how access and audit records are written.
+    pub fn logger(mut self, logger: Logger) -> Server {
+        self.logger = logger;
+        self
     }
 
     /// Sets the JWT verifier (see [`Verifier::from_lookup`]).
@@ -170,7 +180,7 @@ impl Server {
         };
         let grpc = bind("gRPC", self.config.grpc_addr).await?;
         let metrics = bind("metrics", self.config.metrics_addr).await?;
-        Ok(Bound { spec: self.spec, config: self.config, verifier: self.verifier, grpc, metrics })
+        Ok(Bound { spec: self.spec, config: self.config, verifier: self.verifier, logger: self.logger, grpc, metrics })
     }
 
     /// Binds and serves `service` until SIGTERM or SIGINT.
@@ -249,6 +259,7 @@ impl Bound {
             .layer(crate::middleware::RequestIdLayer)
             .layer(crate::metrics::MetricsLayer::new(registry))
             .layer(AuthLayer::new(spec, self.verifier))
+            .layer(AccessLogLayer::new(spec, self.logger))
             .layer(crate::limits::RateLimitLayer::new(spec))
             .layer(crate::limits::ConcurrencyLayer::new(spec))
             .layer(crate::middleware::DeadlineLayer::new(&[spec]))

@@ -80,10 +80,30 @@ def tree(path):
 
 
 class Served:
-    """A running example server process and its addresses."""
+    """A running example server process and its addresses. Its stderr (the
+    logs) is drained into `lines` so the server never blocks writing."""
 
     def __init__(self, proc, grpc_addr, metrics_addr):
+        import threading
+
         self.proc, self.grpc, self.metrics = proc, grpc_addr, metrics_addr
+        self.lines = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def logs(self):
+        """The JSON records logged so far."""
+        import json
+
+        out = []
+        for line in list(self.lines):
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
 
     def stop(self):
         if self.proc.poll() is None:

@@ -184,3 +184,44 @@ def test_prometheus_metrics(binaries, stubs):
         assert value("grpc_server_in_flight", "", **hello) == 0
     finally:
         s.stop()
+
+
+def test_access_and_audit_logs(binaries, stubs):
+    """Every call leaves one JSON access record; `audit` methods (Chat) also
+    an audit record; the request id matches the one echoed to the client."""
+    pb2, grpc_pb2 = stubs
+    s = start_greeter(binaries["greeter"])
+    try:
+        with grpc.insecure_channel(s.grpc) as channel:
+            g = grpc_pb2.GreeterStub(channel)
+            g.SayHello(pb2.HelloRequest(name="a"), timeout=5, metadata=[("x-request-id", "req-123")])
+            with pytest.raises(grpc.RpcError):
+                g.SayHello(pb2.HelloRequest(name=""), timeout=5)
+            list(g.Chat(iter([pb2.HelloRequest(name="c")]), timeout=5))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len([r for r in s.logs() if r.get("level") == "audit"]) < 1:
+            time.sleep(0.05)
+        records = s.logs()
+    finally:
+        s.stop()
+    access = [r for r in records if r["msg"] == "rpc" and r["method"].startswith("/greeter.v1.Greeter/")]
+    assert len(access) == 3, records
+    first = next(r for r in access if r["request_id"] == "req-123")
+    assert first["method"] == "/greeter.v1.Greeter/SayHello" and first["code"] == "OK"
+    assert first["level"] == "info" and first["duration_ms"] >= 0 and first["peer"].startswith("127.0.0.1:")
+    assert any(r["code"] == "InvalidArgument" for r in access)
+    audit = [r for r in records if r["level"] == "audit"]
+    assert [r["method"] for r in audit] == ["/greeter.v1.Greeter/Chat"]
+
+
+def test_log_level_and_format_from_environment(binaries):
+    r = run([binaries["greeter"]], env={"SVC_LOG": "loud", "PATH": "/usr/bin:/bin"}, timeout=30)
+    assert r.returncode != 0 and "SVC_LOG: \"loud\" is not a level" in r.stderr, r.stderr
+    s = start_greeter(binaries["greeter"], {"SVC_LOG": "off"})
+    try:
+        r = grpcurl("-d", '{"name": "quiet"}', s.grpc, "greeter.v1.Greeter/SayHello")
+        assert r.returncode == 0, r.stderr
+        time.sleep(0.3)
+        assert s.logs() == [], s.lines
+    finally:
+        s.stop()

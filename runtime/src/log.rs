@@ -1,0 +1,332 @@
+//! Structured logs on stderr: access records for every call, audit records
+//! for methods marked `audit`, and server events.
+//!
+//! `SVC_LOG` sets the level (`error`, `warn`, `info` — the default —,
+//! `debug`, or `off`); access records are `info`, audit records are written
+//! at every level but `off`. `SVC_LOG_FORMAT` is `json` (the default: one
+//! object per line) or `text`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
+
+use crate::auth::Principal;
+use crate::codegen::ServiceSpec;
+use crate::middleware::RequestId;
+use crate::server::Error;
+
+/// Severity, lowest to highest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Everything.
+    Debug,
+    /// Calls and server events.
+    Info,
+    /// Problems worth a look.
+    Warn,
+    /// Failures.
+    Error,
+    /// Nothing at all, audit included.
+    Off,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Off => "off",
+        }
+    }
+}
+
+/// Where and how records are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Logger {
+    /// Lowest level written.
+    pub level: Level,
+    /// JSON lines (true) or text.
+    pub json: bool,
+}
+
+impl Default for Logger {
+    fn default() -> Self {
+        Logger { level: Level::Info, json: true }
+    }
+}
+
+impl Logger {
+    /// From `SVC_LOG` and `SVC_LOG_FORMAT`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Logger, Error> {
+        let mut logger = Logger::default();
+        if let Some(v) = lookup("SVC_LOG") {
+            logger.level = match v.trim().to_ascii_lowercase().as_str() {
+                "debug" | "trace" => Level::Debug,
+                "info" => Level::Info,
+                "warn" | "warning" => Level::Warn,
+                "error" => Level::Error,
+                "off" | "none" => Level::Off,
+                _ => {
+                    return Err(Error::Config {
+                        variable: "SVC_LOG",
+                        problem: format!("{v:?} is not a level; use error, warn, info, debug or off"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = lookup("SVC_LOG_FORMAT") {
+            logger.json = match v.trim().to_ascii_lowercase().as_str() {
+                "json" => true,
+                "text" => false,
+                _ => {
+                    return Err(Error::Config {
+                        variable: "SVC_LOG_FORMAT",
+                        problem: format!("{v:?} is not json or text"),
+                    });
+                }
+            };
+        }
+        Ok(logger)
+    }
+
+    /// Writes one record if `level` passes the filter. `fields` are
+    /// (key, value) pairs after the message.
+    pub fn log(&self, level: Level, message: &str, fields: &[(&str, Value<'_>)]) {
+        if level < self.level || self.level == Level::Off {
+            return;
+        }
+        self.write(level.name(), message, fields);
+    }
+
+    /// Writes an audit record unless logging is off.
+    pub fn audit(&self, fields: &[(&str, Value<'_>)]) {
+        if self.level != Level::Off {
+            self.write("audit", "audit", fields);
+        }
+    }
+
+    fn write(&self, level: &str, message: &str, fields: &[(&str, Value<'_>)]) {
+        let mut line = String::with_capacity(160);
+        let ts = rfc3339(SystemTime::now());
+        if self.json {
+            let _ = write!(line, "{{\"ts\":\"{ts}\",\"level\":\"{level}\",\"msg\":");
+            json_string(&mut line, message);
+            for (key, value) in fields {
+                line.push(',');
+                json_string(&mut line, key);
+                line.push(':');
+                match value {
+                    Value::Str(s) => json_string(&mut line, s),
+                    Value::Num(n) => {
+                        let _ = write!(line, "{n}");
+                    }
+                    Value::Bool(b) => {
+                        let _ = write!(line, "{b}");
+                    }
+                    Value::None => line.push_str("null"),
+                }
+            }
+            line.push('}');
+        } else {
+            let _ = write!(line, "{ts} {level:<5} {message}");
+            for (key, value) in fields {
+                match value {
+                    Value::Str(s) if s.contains(char::is_whitespace) || s.is_empty() => {
+                        let _ = write!(line, " {key}={s:?}");
+                    }
+                    Value::Str(s) => {
+                        let _ = write!(line, " {key}={s}");
+                    }
+                    Value::Num(n) => {
+                        let _ = write!(line, " {key}={n}");
+                    }
+                    Value::Bool(b) => {
+                        let _ = write!(line, " {key}={b}");
+                    }
+                    Value::None => {}
+                }
+            }
+        }
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// A field value.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    /// Text.
+    Str(&'a str),
+    /// A number.
+    Num(f64),
+    /// A flag.
+    Bool(bool),
+    /// Absent.
+    None,
+}
+
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `2026-11-21T05:30:00.123Z`.
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Writes an access record per call (and an audit record for `audit`
+/// methods) when the call ends: method, code, duration, peer, request id,
+/// subject. Sits inside authentication so the subject is known.
+#[derive(Clone)]
+pub struct AccessLogLayer {
+    logger: Logger,
+    audited: Arc<std::collections::HashSet<&'static str>>,
+}
+
+impl AccessLogLayer {
+    /// Logs calls of `spec` with `logger`.
+    pub fn new(spec: &'static ServiceSpec, logger: Logger) -> AccessLogLayer {
+        let audited = spec.methods.iter().filter(|m| m.audit).map(|m| m.path).collect();
+        AccessLogLayer { logger, audited: Arc::new(audited) }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessLog { inner, logger: self.logger, audited: self.audited.clone() }
+    }
+}
+
+/// Service of [`AccessLogLayer`].
+#[derive(Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+    logger: Logger,
+    audited: Arc<std::collections::HashSet<&'static str>>,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for AccessLog<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().to_owned();
+        let audit = self.audited.contains(path.as_str()) && self.logger.level != Level::Off;
+        if self.logger.level > Level::Info && !audit {
+            return Box::pin(self.inner.call(req));
+        }
+        let logger = self.logger;
+        let peer: Option<SocketAddr> = req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr());
+        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+        let subject = req.extensions().get::<Principal>().and_then(|p| p.subject.clone());
+        let started = Instant::now();
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let response = future.await?;
+            Ok(crate::completion::observe(response, move |code| {
+                let peer = peer.map(|p| p.to_string());
+                let fields = [
+                    ("method", Value::Str(&path)),
+                    ("code", Value::Str(crate::metrics::code_name(code))),
+                    ("duration_ms", Value::Num((started.elapsed().as_secs_f64() * 1e6).round() / 1e3)),
+                    ("peer", peer.as_deref().map_or(Value::None, Value::Str)),
+                    ("request_id", request_id.as_deref().map_or(Value::None, Value::Str)),
+                    ("subject", subject.as_deref().map_or(Value::None, Value::Str)),
+                ];
+                logger.log(Level::Info, "rpc", &fields);
+                if audit {
+                    logger.audit(&fields);
+                }
+            }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_240_253_840);
+        assert_eq!(rfc3339(t), "2026-11-21T05:50:53.840Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn json_escaping() {
+        let mut s = String::new();
+        json_string(&mut s, "a\"b\\c\nd\u{1}");
+        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+
+    #[test]
+    fn environment() {
+        let l = Logger::from_lookup(|k| match k {
+            "SVC_LOG" => Some("warn".into()),
+            "SVC_LOG_FORMAT" => Some("text".into()),
+            _ => None,
+        })
+        .expect("valid");
+        assert_eq!(l, Logger { level: Level::Warn, json: false });
+        let e = Logger::from_lookup(|k| (k == "SVC_LOG").then(|| "loud".into())).expect_err("bad").to_string();
+        assert!(e.starts_with("SVC_LOG: \"loud\" is not a level"), "{e}");
+        let e = Logger::from_lookup(|k| (k == "SVC_LOG_FORMAT").then(|| "xml".into())).expect_err("bad").to_string();
+        assert!(e.starts_with("SVC_LOG_FORMAT:"), "{e}");
+    }
+}
