@@ -157,7 +157,42 @@ impl Logger {
             }
         }
         line.push('\n');
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        emit(line);
+    }
+}
+
+/// Lines waiting to be written; written when 32 KiB have gathered, and at
+/// least every 200 ms by a flusher thread, so a call pays for formatting
+/// and a short copy, not for a system call or a thread wake-up.
+static BUFFER: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+const FLUSH_BYTES: usize = 32 * 1024;
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+fn emit(line: String) {
+    static FLUSHER: std::sync::Once = std::sync::Once::new();
+    FLUSHER.call_once(|| {
+        let _ = std::thread::Builder::new().name("svc-log".into()).spawn(|| {
+            loop {
+                std::thread::sleep(FLUSH_EVERY);
+                flush();
+            }
+        });
+    });
+    let full = {
+        let mut buffer = BUFFER.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.extend_from_slice(line.as_bytes());
+        (buffer.len() >= FLUSH_BYTES).then(|| std::mem::take(&mut *buffer))
+    };
+    if let Some(bytes) = full {
+        let _ = std::io::stderr().lock().write_all(&bytes);
+    }
+}
+
+/// Writes every record logged so far.
+pub fn flush() {
+    let bytes = std::mem::take(&mut *BUFFER.lock().unwrap_or_else(|e| e.into_inner()));
+    if !bytes.is_empty() {
+        let _ = std::io::stderr().lock().write_all(&bytes);
     }
 }
 

@@ -299,6 +299,7 @@ impl Bound {
             Err(_) => Ok(()),
         };
         probes.abort();
+        crate::log::flush();
         outcome
     }
 }
