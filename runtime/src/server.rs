@@ -119,6 +119,28 @@ impl Config {
     }
 }
 
+/// What [`Server::serve`] accepts: a generated tonic server
+/// (`<service>_svc::server(impl)` or `XxxServer::new(impl)`).
+pub trait GrpcService:
+    tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+    + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// A server for one service spec.
 pub struct Server {
     spec: &'static ServiceSpec,
@@ -184,14 +206,8 @@ impl Server {
     }
 
     /// Binds and serves `service` until SIGTERM or SIGINT.
-    pub async fn serve<S>(self, service: S) -> Result<(), Error>
+    pub async fn serve<S: GrpcService>(self, service: S) -> Result<(), Error>
     where
-        S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
         S::Future: Send + 'static,
     {
         let bound = self.bind().await?;
@@ -220,14 +236,8 @@ impl Bound {
     /// turns NOT_SERVING and `/readyz` 503 first, new connections are
     /// refused, in-flight calls get `shutdown_grace` to finish; calls still
     /// open then are cancelled.
-    pub async fn serve<S>(self, service: S, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error>
+    pub async fn serve<S: GrpcService>(self, service: S, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error>
     where
-        S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
         S::Future: Send + 'static,
     {
         let spec = self.spec;

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use svc::auth::{Principal, Verifier};
-use svc::codegen::ServiceSpec;
 use svc::server::{Config, Server};
 use svc::tonic::{self, Code, Request, Response, Status, Streaming};
 use svc_tests::default::greeter::v1::greeter_client::GreeterClient;
@@ -82,20 +81,10 @@ impl Running {
     }
 }
 
-async fn start<S>(spec: &'static ServiceSpec, server: Server, service: S) -> Running
+async fn start<S: svc::server::GrpcService>(server: Server, service: S) -> Running
 where
-    S: tower_service::Service<
-            svc::tonic::codegen::http::Request<svc::tonic::body::Body>,
-            Response = svc::tonic::codegen::http::Response<svc::tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + svc::tonic::server::NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
     S::Future: Send + 'static,
 {
-    let _ = spec;
     let bound = server.bind().await.expect("bind");
     let addr = format!("http://{}", bound.grpc_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -112,7 +101,7 @@ where
 
 async fn greeter() -> (Running, GreeterClient<svc::tonic::transport::Channel>) {
     let spec = &greeter_svc::SERVICE;
-    let running = start(spec, Server::with_config(spec, config()), greeter_svc::server(Probe)).await;
+    let running = start(Server::with_config(spec, config()), greeter_svc::server(Probe)).await;
     let client = GreeterClient::connect(running.addr.clone()).await.expect("connect");
     (running, client)
 }
@@ -189,7 +178,7 @@ async fn jwt_authentication_and_roles() {
     let jwt = spec.auth.as_ref().expect("vault requires auth");
     assert!(Server::with_config(spec, config()).bind().await.is_err(), "no key, no server");
     let verifier = Verifier::from_lookup(jwt, |k| (k == "SVC_JWT_SECRET").then(|| SECRET.to_owned())).expect("key");
-    let running = start(spec, Server::with_config(spec, config()).verifier(verifier), vault_svc::server(Safe)).await;
+    let running = start(Server::with_config(spec, config()).verifier(verifier), vault_svc::server(Safe)).await;
     let mut client = VaultClient::connect(running.addr.clone()).await.expect("connect");
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 300;
     let secret = || Secret { name: "s".into(), subject: String::new() };
@@ -237,7 +226,7 @@ mod meter {
 
     async fn meter() -> (Running, MeterClient<svc::tonic::transport::Channel>) {
         let spec = &meter_svc::SERVICE;
-        let running = start(spec, Server::with_config(spec, config()), meter_svc::server(M)).await;
+        let running = start(Server::with_config(spec, config()), meter_svc::server(M)).await;
         let client = MeterClient::connect(running.addr.clone()).await.expect("connect");
         (running, client)
     }
