@@ -51,19 +51,31 @@ pub fn descriptor_pool(input: &Input) -> Result<prost_reflect::DescriptorPool> {
 }
 
 fn build_pool(input: &Input) -> Result<prost_reflect::DescriptorPool> {
-    prost_reflect::DescriptorPool::decode(input.descriptor_set.as_slice()).map_err(|e| {
-        let mut d = Diagnostic::new(
+    // prost-reflect can panic while describing what is wrong with some
+    // malformed descriptor sets (found by the property tests); a plugin must
+    // answer with an error instead.
+    let built = std::panic::catch_unwind(|| {
+        prost_reflect::DescriptorPool::decode(input.descriptor_set.as_slice()).map_err(|e| {
+            let mut d = Diagnostic::new(
+                "descriptors",
+                e.to_string(),
+                "make sure every import is passed along (protoc/buf do this) and that the files are proto2 or proto3",
+            );
+            if let Some(file) = e.file() {
+                d = d.in_file(file);
+            }
+            if let Some(loc) = e.line() {
+                d.line = Some(loc as u32 + 1);
+            }
+            Error::one(d)
+        })
+    });
+    built.unwrap_or_else(|_| {
+        Err(Error::one(Diagnostic::new(
             "descriptors",
-            e.to_string(),
-            "make sure every import is passed along (protoc/buf do this) and that the files are proto2 or proto3",
-        );
-        if let Some(file) = e.file() {
-            d = d.in_file(file);
-        }
-        if let Some(loc) = e.line() {
-            d.line = Some(loc as u32 + 1);
-        }
-        Error::one(d)
+            "are malformed (their checker failed on them)",
+            "pass descriptors produced by protoc, buf or protox; if they were, please report this with the .proto files",
+        )))
     })
 }
 
