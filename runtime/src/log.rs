@@ -181,7 +181,8 @@ fn emit(line: String) {
     let full = {
         let mut buffer = BUFFER.lock().unwrap_or_else(|e| e.into_inner());
         buffer.extend_from_slice(line.as_bytes());
-        (buffer.len() >= FLUSH_BYTES).then(|| std::mem::take(&mut *buffer))
+        // Swap in a buffer that already has room, so appends never regrow.
+        (buffer.len() >= FLUSH_BYTES).then(|| std::mem::replace(&mut *buffer, Vec::with_capacity(2 * FLUSH_BYTES)))
     };
     if let Some(bytes) = full {
         let _ = std::io::stderr().lock().write_all(&bytes);
@@ -190,10 +191,14 @@ fn emit(line: String) {
 
 /// Writes every record logged so far.
 pub fn flush() {
-    let bytes = std::mem::take(&mut *BUFFER.lock().unwrap_or_else(|e| e.into_inner()));
-    if !bytes.is_empty() {
-        let _ = std::io::stderr().lock().write_all(&bytes);
-    }
+    let bytes = {
+        let mut buffer = BUFFER.lock().unwrap_or_else(|e| e.into_inner());
+        if buffer.is_empty() {
+            return;
+        }
+        std::mem::replace(&mut *buffer, Vec::with_capacity(2 * FLUSH_BYTES))
+    };
+    let _ = std::io::stderr().lock().write_all(&bytes);
 }
 
 /// A field value.
