@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -102,7 +101,7 @@ pub struct RateLimitService<S> {
     limiters: Arc<HashMap<&'static str, Limiter>>,
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+use crate::middleware::BoxFuture;
 
 impl<S, B> tower_service::Service<http::Request<B>> for RateLimitService<S>
 where

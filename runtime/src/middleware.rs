@@ -19,7 +19,8 @@ use tonic::body::Body;
 
 use crate::codegen::ServiceSpec;
 
-type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+/// The future every layer of the server returns.
+pub(crate) type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 /// The request's id, from `x-request-id` or minted; in request extensions
 /// (handlers read it with `request.extensions().get::<RequestId>()`) and
