@@ -21,6 +21,13 @@ const ERROR_EXT: &str = "svc.error";
 /// Field numbers of the `options` field in ServiceDescriptorProto,
 /// MethodDescriptorProto, EnumDescriptorProto and EnumValueDescriptorProto.
 const OPTIONS_FIELD: i32 = 3;
+
+/// Container resources when `deploy.resources` leaves them out: enough for
+/// a small gRPC service, bounded so one pod cannot starve a node.
+pub const DEFAULT_CPU_REQUEST: &str = "100m";
+pub const DEFAULT_CPU_LIMIT: &str = "1";
+pub const DEFAULT_MEMORY_REQUEST: &str = "128Mi";
+pub const DEFAULT_MEMORY_LIMIT: &str = "256Mi";
 const SERVICE_EXT_NUMBER: i32 = 71001;
 const METHOD_EXT_NUMBER: i32 = 71002;
 const ERRORS_EXT_NUMBER: i32 = 71003;
@@ -425,15 +432,16 @@ impl<'a> FileCx<'a> {
     }
 
     fn deploy_settings(&mut self, at: &At<'_>, d: &Option<DynamicMessage>) -> DeploySettings {
+        let quantity = |text: &str| parse_quantity(text).expect("default quantities parse");
         let mut out = DeploySettings {
             image: None,
             namespace: None,
             replicas: 2,
-            autoscale: None,
-            cpu_request: None,
-            cpu_limit: None,
-            memory_request: None,
-            memory_limit: None,
+            autoscale: Autoscale { min_replicas: 2, max_replicas: 10, target_cpu_percent: Some(80), target_memory_percent: None },
+            cpu_request: quantity(DEFAULT_CPU_REQUEST),
+            cpu_limit: quantity(DEFAULT_CPU_LIMIT),
+            memory_request: quantity(DEFAULT_MEMORY_REQUEST),
+            memory_limit: quantity(DEFAULT_MEMORY_LIMIT),
             env: BTreeMap::new(),
             pdb_min_available: 1,
             service_monitor: false,
@@ -469,45 +477,34 @@ impl<'a> FileCx<'a> {
             out.namespace = Some(ns);
         }
         out.replicas = self.positive(at, d, "replicas", 2);
-        if let Some(a) = get_msg(d, "autoscale") {
-            let min = self.positive(at, &a, "min_replicas", 2);
-            let max = self.positive(at, &a, "max_replicas", 10.max(min));
-            if min > max {
-                self.error(
-                    at,
-                    format!("deploy.autoscale.min_replicas {min} is above max_replicas {max}"),
-                    "make min_replicas <= max_replicas",
-                );
-            }
-            let mut percent = |field: &str| {
-                let v = get_u32(&a, field)?;
-                if !(1..=100).contains(&v) {
-                    self.error(
-                        at,
-                        format!("deploy.autoscale.{field} {v} is out of range"),
-                        "use a percentage between 1 and 100",
-                    );
-                }
-                Some(v)
-            };
-            let cpu = percent("target_cpu_percent");
-            let memory = percent("target_memory_percent");
-            let cpu = if cpu.is_none() && memory.is_none() { Some(80) } else { cpu };
-            out.autoscale = Some(Autoscale {
-                min_replicas: min,
-                max_replicas: max,
-                target_cpu_percent: cpu,
-                target_memory_percent: memory,
-            });
+        let a = get_msg(d, "autoscale");
+        let min = a.as_ref().map_or(out.replicas, |a| self.positive(at, a, "min_replicas", out.replicas));
+        let max = a.as_ref().map_or(10.max(min), |a| self.positive(at, a, "max_replicas", 10.max(min)));
+        if min > max {
+            self.error(
+                at,
+                format!("deploy.autoscale.min_replicas {min} is above max_replicas {max}"),
+                "make min_replicas <= max_replicas",
+            );
         }
+        let mut percent = |field: &str| {
+            let v = get_u32(a.as_ref()?, field)?;
+            if !(1..=100).contains(&v) {
+                self.error(at, format!("deploy.autoscale.{field} {v} is out of range"), "use a percentage between 1 and 100");
+            }
+            Some(v)
+        };
+        let cpu = percent("target_cpu_percent");
+        let memory = percent("target_memory_percent");
+        let cpu = if cpu.is_none() && memory.is_none() { Some(80) } else { cpu };
+        out.autoscale =
+            Autoscale { min_replicas: min, max_replicas: max, target_cpu_percent: cpu, target_memory_percent: memory };
         if let Some(r) = get_msg(d, "resources") {
-            out.cpu_request = self.quantity(at, &r, "cpu_request", "200m");
-            out.cpu_limit = self.quantity(at, &r, "cpu_limit", "1");
-            out.memory_request = self.quantity(at, &r, "memory_request", "128Mi");
-            out.memory_limit = self.quantity(at, &r, "memory_limit", "256Mi");
-            for (kind, req, lim) in
-                [("cpu", &out.cpu_request, &out.cpu_limit), ("memory", &out.memory_request, &out.memory_limit)]
-            {
+            let cpu_request = self.quantity(at, &r, "cpu_request", "200m");
+            let cpu_limit = self.quantity(at, &r, "cpu_limit", "1");
+            let memory_request = self.quantity(at, &r, "memory_request", "128Mi");
+            let memory_limit = self.quantity(at, &r, "memory_limit", "256Mi");
+            for (kind, req, lim) in [("cpu", &cpu_request, &cpu_limit), ("memory", &memory_request, &memory_limit)] {
                 if let (Some(req), Some(lim)) = (req, lim)
                     && lim.millis < req.millis
                 {
@@ -516,6 +513,18 @@ impl<'a> FileCx<'a> {
                     self.error(at, message, format!("raise {kind}_limit or lower {kind}_request"));
                 }
             }
+            // A request above the default limit without an explicit limit
+            // raises the limit to the request, never below it.
+            let resolve = |request: Option<Quantity>, limit: Option<Quantity>, req_default: &Quantity, lim_default: &Quantity| {
+                let request = request.unwrap_or_else(|| req_default.clone());
+                let limit = limit.unwrap_or_else(|| {
+                    if request.millis > lim_default.millis { request.clone() } else { lim_default.clone() }
+                });
+                (request.clone(), if limit.millis < request.millis { request } else { limit })
+            };
+            (out.cpu_request, out.cpu_limit) = resolve(cpu_request, cpu_limit, &out.cpu_request, &out.cpu_limit);
+            (out.memory_request, out.memory_limit) =
+                resolve(memory_request, memory_limit, &out.memory_request, &out.memory_limit);
         }
         if let Some(Value::Map(env)) = d.get_field_by_name("env").map(|v| v.into_owned()) {
             for (k, v) in env {
@@ -530,14 +539,16 @@ impl<'a> FileCx<'a> {
                 out.env.insert(key, v.as_str().unwrap_or_default().to_owned());
             }
         }
-        out.pdb_min_available = get_u32(d, "pdb_min_available").unwrap_or(1);
-        let floor = out.autoscale.as_ref().map_or(out.replicas, |a| a.min_replicas);
-        if out.pdb_min_available >= floor {
-            self.error(
+        let floor = out.autoscale.min_replicas;
+        match get_u32(d, "pdb_min_available") {
+            // One pod must stay up, unless there is only one.
+            None => out.pdb_min_available = u32::from(floor > 1),
+            Some(v) if v >= floor => self.error(
                 at,
-                format!("deploy.pdb_min_available {} is not below the replica count {floor}", out.pdb_min_available),
+                format!("deploy.pdb_min_available {v} is not below the replica count {floor}"),
                 "lower pdb_min_available or raise replicas (or autoscale.min_replicas), or no pod could ever be evicted",
-            );
+            ),
+            Some(v) => out.pdb_min_available = v,
         }
         out.service_monitor = get_bool(d, "service_monitor").unwrap_or(false);
         out.network_policy = get_bool(d, "network_policy").unwrap_or(true);

@@ -139,13 +139,14 @@ pub struct ClientSettings {
 pub struct DeploySettings {
     pub image: Option<String>,
     pub namespace: Option<String>,
+    /// Starting replica count; the default autoscaler minimum.
     pub replicas: u32,
-    /// (min, max, cpu %, memory %)
-    pub autoscale: Option<Autoscale>,
-    pub cpu_request: Option<Quantity>,
-    pub cpu_limit: Option<Quantity>,
-    pub memory_request: Option<Quantity>,
-    pub memory_limit: Option<Quantity>,
+    /// The HorizontalPodAutoscaler (always emitted; defaults applied).
+    pub autoscale: Autoscale,
+    pub cpu_request: Quantity,
+    pub cpu_limit: Quantity,
+    pub memory_request: Quantity,
+    pub memory_limit: Quantity,
     pub env: BTreeMap<String, String>,
     pub pdb_min_available: u32,
     pub service_monitor: bool,

@@ -40,6 +40,30 @@ const CASES: &[Case] = &[
         includes: &["tests/protos/maximal"],
         params: "server=false,client=false,bytes=.,btree_map=.shop.v1.Item.labels",
     },
+    Case {
+        name: "example_k8s",
+        files: &["examples/01-greeter/proto/greeter/v1/greeter.proto"],
+        includes: &["examples/01-greeter/proto"],
+        params: "target=k8s",
+    },
+    Case {
+        name: "example_docker",
+        files: &["examples/01-greeter/proto/greeter/v1/greeter.proto"],
+        includes: &["examples/01-greeter/proto"],
+        params: "target=docker",
+    },
+    Case {
+        name: "maximal_k8s",
+        files: &["tests/protos/maximal/shop.proto"],
+        includes: &["tests/protos/maximal"],
+        params: "target=k8s",
+    },
+    Case {
+        name: "auth_k8s",
+        files: &["tests/protos/auth/vault.proto"],
+        includes: &["tests/protos/auth"],
+        params: "target=k8s",
+    },
 ];
 
 #[test]

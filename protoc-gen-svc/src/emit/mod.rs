@@ -2,10 +2,12 @@
 
 pub mod canonical;
 pub mod docs;
+pub mod manifests;
 pub mod modfile;
 pub mod paths;
 pub mod rust;
 pub mod spec;
+pub mod templates;
 
 /// One output file, with a path relative to the output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
