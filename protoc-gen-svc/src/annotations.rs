@@ -437,7 +437,12 @@ impl<'a> FileCx<'a> {
             image: None,
             namespace: None,
             replicas: 2,
-            autoscale: Autoscale { min_replicas: 2, max_replicas: 10, target_cpu_percent: Some(80), target_memory_percent: None },
+            autoscale: Autoscale {
+                min_replicas: 2,
+                max_replicas: 10,
+                target_cpu_percent: Some(80),
+                target_memory_percent: None,
+            },
             cpu_request: quantity(DEFAULT_CPU_REQUEST),
             cpu_limit: quantity(DEFAULT_CPU_LIMIT),
             memory_request: quantity(DEFAULT_MEMORY_REQUEST),
@@ -490,7 +495,11 @@ impl<'a> FileCx<'a> {
         let mut percent = |field: &str| {
             let v = get_u32(a.as_ref()?, field)?;
             if !(1..=100).contains(&v) {
-                self.error(at, format!("deploy.autoscale.{field} {v} is out of range"), "use a percentage between 1 and 100");
+                self.error(
+                    at,
+                    format!("deploy.autoscale.{field} {v} is out of range"),
+                    "use a percentage between 1 and 100",
+                );
             }
             Some(v)
         };
@@ -515,13 +524,14 @@ impl<'a> FileCx<'a> {
             }
             // A request above the default limit without an explicit limit
             // raises the limit to the request, never below it.
-            let resolve = |request: Option<Quantity>, limit: Option<Quantity>, req_default: &Quantity, lim_default: &Quantity| {
-                let request = request.unwrap_or_else(|| req_default.clone());
-                let limit = limit.unwrap_or_else(|| {
-                    if request.millis > lim_default.millis { request.clone() } else { lim_default.clone() }
-                });
-                (request.clone(), if limit.millis < request.millis { request } else { limit })
-            };
+            let resolve =
+                |request: Option<Quantity>, limit: Option<Quantity>, req_default: &Quantity, lim_default: &Quantity| {
+                    let request = request.unwrap_or_else(|| req_default.clone());
+                    let limit = limit.unwrap_or_else(|| {
+                        if request.millis > lim_default.millis { request.clone() } else { lim_default.clone() }
+                    });
+                    (request.clone(), if limit.millis < request.millis { request } else { limit })
+                };
             (out.cpu_request, out.cpu_limit) = resolve(cpu_request, cpu_limit, &out.cpu_request, &out.cpu_limit);
             (out.memory_request, out.memory_limit) =
                 resolve(memory_request, memory_limit, &out.memory_request, &out.memory_limit);

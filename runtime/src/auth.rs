@@ -12,6 +12,7 @@
 //! request extensions.
 //!
 //! Keys come from the environment: `SVC_JWT_SECRET` (HS256/384/512) or
+//! `SVC_JWT_SECRET_FILE` (a file holding it, e.g. a mounted Secret), or
 //! `SVC_JWT_PUBLIC_KEY_FILE` (PEM; RSA, EC or Ed25519 public key).
 
 use std::collections::HashMap;
@@ -69,19 +70,30 @@ impl Verifier {
         let mut algorithms: Vec<Algorithm> = jwt.algorithms.iter().filter_map(|a| a.parse().ok()).collect();
         let hmac = algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
         let config = |variable: &'static str, problem: String| Error::Config { variable, problem };
-        let key = match (lookup("SVC_JWT_SECRET"), lookup("SVC_JWT_PUBLIC_KEY_FILE")) {
-            (Some(secret), _) if hmac => {
+        // The secret itself, or a file holding it (a mounted Secret); a
+        // trailing newline in the file is not part of the secret.
+        let secret = match (lookup("SVC_JWT_SECRET"), lookup("SVC_JWT_SECRET_FILE")) {
+            (Some(secret), _) => Some(("SVC_JWT_SECRET", secret)),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| config("SVC_JWT_SECRET_FILE", format!("cannot read {path:?}: {e}")))?;
+                Some(("SVC_JWT_SECRET_FILE", text.trim_end_matches(['\n', '\r']).to_owned()))
+            }
+            (None, None) => None,
+        };
+        let key = match (secret, lookup("SVC_JWT_PUBLIC_KEY_FILE")) {
+            (Some((variable, secret)), _) if hmac => {
                 if secret.len() < 32 {
                     return Err(config(
-                        "SVC_JWT_SECRET",
+                        variable,
                         "is shorter than 32 bytes; use a random secret of at least 32 bytes".into(),
                     ));
                 }
                 DecodingKey::from_secret(secret.as_bytes())
             }
-            (Some(_), _) => {
+            (Some((variable, _)), _) => {
                 return Err(config(
-                    "SVC_JWT_SECRET",
+                    variable,
                     format!(
                         "is set, but the service accepts only {:?}; give a PEM public key in SVC_JWT_PUBLIC_KEY_FILE",
                         jwt.algorithms
@@ -354,5 +366,21 @@ mod tests {
             .expect("short")
             .to_string();
         assert!(e.contains("shorter than 32 bytes"), "{e}");
+        let e = Verifier::from_lookup(&JWT, |k| (k == "SVC_JWT_SECRET_FILE").then(|| "/nonexistent/key".to_owned()))
+            .err()
+            .expect("unreadable")
+            .to_string();
+        assert!(e.starts_with("SVC_JWT_SECRET_FILE: cannot read \"/nonexistent/key\""), "{e}");
+    }
+
+    #[test]
+    fn secret_from_a_file() {
+        let path = std::env::temp_dir().join(format!("svc-jwt-secret-{}", std::process::id()));
+        std::fs::write(&path, format!("{SECRET}\n")).expect("write secret");
+        let file = path.to_string_lossy().into_owned();
+        let v = Verifier::from_lookup(&JWT, |k| (k == "SVC_JWT_SECRET_FILE").then(|| file.clone())).expect("verifier");
+        let _ = std::fs::remove_file(&path);
+        let h = token(serde_json::json!({"iss": JWT.issuer, "aud": "api", "exp": now() + 60, "sub": "ada"}));
+        assert_eq!(v.verify(Some(&h)).expect("valid").subject.as_deref(), Some("ada"));
     }
 }

@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod codegen;
 mod completion;
+pub mod config;
 pub mod errors;
 pub mod limits;
 pub mod log;

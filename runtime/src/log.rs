@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,6 +19,7 @@ use tonic::transport::server::TcpConnectInfo;
 
 use crate::auth::Principal;
 use crate::codegen::ServiceSpec;
+use crate::config::{ConfigSource, FileConfig};
 use crate::middleware::RequestId;
 use crate::server::Error;
 
@@ -37,6 +39,25 @@ pub enum Level {
 }
 
 impl Level {
+    /// Parses a level name as `SVC_LOG` and the `log` config key take it.
+    pub fn parse(text: &str) -> Result<Level, String> {
+        Ok(match text.trim().to_ascii_lowercase().as_str() {
+            "debug" | "trace" => Level::Debug,
+            "info" => Level::Info,
+            "warn" | "warning" => Level::Warn,
+            "error" => Level::Error,
+            "off" | "none" => Level::Off,
+            _ => return Err(format!("{text:?} is not a level; use error, warn, info, debug or off")),
+        })
+    }
+
+    const ALL: [Level; 5] = [Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Off];
+
+    /// The level's name, as `SVC_LOG` takes it.
+    pub fn as_str(self) -> &'static str {
+        self.name()
+    }
+
     fn name(self) -> &'static str {
         match self {
             Level::Debug => "debug",
@@ -48,59 +69,91 @@ impl Level {
     }
 }
 
-/// Where and how records are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where and how records are written. Copies share one level, which
+/// [`Logger::set_level`] changes at run time (configuration reload).
+#[derive(Clone, Copy)]
 pub struct Logger {
-    /// Lowest level written.
-    pub level: Level,
+    /// Lowest level written; shared by every copy. One small allocation
+    /// per logger lives for the process, so copies stay `Copy` and free.
+    level: &'static AtomicU8,
     /// JSON lines (true) or text.
     pub json: bool,
 }
 
 impl Default for Logger {
     fn default() -> Self {
-        Logger { level: Level::Info, json: true }
+        Logger::new(Level::Info, true)
+    }
+}
+
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logger").field("level", &self.level()).field("json", &self.json).finish()
+    }
+}
+
+impl PartialEq for Logger {
+    fn eq(&self, other: &Logger) -> bool {
+        self.level() == other.level() && self.json == other.json
     }
 }
 
 impl Logger {
+    /// A logger writing `level` and above, as JSON lines or text.
+    pub fn new(level: Level, json: bool) -> Logger {
+        Logger { level: Box::leak(Box::new(AtomicU8::new(level as u8))), json }
+    }
+
+    /// The lowest level written.
+    pub fn level(&self) -> Level {
+        Level::ALL[usize::from(self.level.load(Ordering::Relaxed)).min(Level::ALL.len() - 1)]
+    }
+
+    /// Changes the level for this logger and every copy of it.
+    pub fn set_level(&self, level: Level) {
+        self.level.store(level as u8, Ordering::Relaxed);
+    }
+
     /// From `SVC_LOG` and `SVC_LOG_FORMAT`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Logger, Error> {
-        let mut logger = Logger::default();
+        Self::from_layers(None, lookup)
+    }
+
+    /// From the configuration file's `log` and `log_format`, overridden by
+    /// `SVC_LOG` and `SVC_LOG_FORMAT`.
+    pub fn from_layers(
+        file: Option<(&ConfigSource, &FileConfig)>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Logger, Error> {
+        let mut level = Level::Info;
+        let mut json = true;
+        let format = |v: &str| match v.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(true),
+            "text" => Ok(false),
+            _ => Err(format!("{v:?} is not json or text")),
+        };
+        if let Some((source, config)) = file {
+            if let Some(v) = &config.log {
+                level = Level::parse(v).map_err(|p| source.error("log", p))?;
+            }
+            if let Some(v) = &config.log_format {
+                json = format(v).map_err(|p| source.error("log_format", p))?;
+            }
+        }
         if let Some(v) = lookup("SVC_LOG") {
-            logger.level = match v.trim().to_ascii_lowercase().as_str() {
-                "debug" | "trace" => Level::Debug,
-                "info" => Level::Info,
-                "warn" | "warning" => Level::Warn,
-                "error" => Level::Error,
-                "off" | "none" => Level::Off,
-                _ => {
-                    return Err(Error::Config {
-                        variable: "SVC_LOG",
-                        problem: format!("{v:?} is not a level; use error, warn, info, debug or off"),
-                    });
-                }
-            };
+            level = Level::parse(&v).map_err(|problem| Error::Config { variable: "SVC_LOG", problem })?;
         }
         if let Some(v) = lookup("SVC_LOG_FORMAT") {
-            logger.json = match v.trim().to_ascii_lowercase().as_str() {
-                "json" => true,
-                "text" => false,
-                _ => {
-                    return Err(Error::Config {
-                        variable: "SVC_LOG_FORMAT",
-                        problem: format!("{v:?} is not json or text"),
-                    });
-                }
-            };
+            json = format(&v).map_err(|problem| Error::Config { variable: "SVC_LOG_FORMAT", problem })?;
         }
-        Ok(logger)
+        Ok(Logger::new(level, json))
     }
 
     /// Writes one record if `level` passes the filter. `fields` are
     /// (key, value) pairs after the message.
     pub fn log(&self, level: Level, message: &str, fields: &[(&str, Value<'_>)]) {
-        if level < self.level || self.level == Level::Off {
+        let current = self.level();
+        if level < current || current == Level::Off {
             return;
         }
         self.write(level.name(), message, fields);
@@ -108,7 +161,7 @@ impl Logger {
 
     /// Writes an audit record unless logging is off.
     pub fn audit(&self, fields: &[(&str, Value<'_>)]) {
-        if self.level != Level::Off {
+        if self.level() != Level::Off {
             self.write("audit", "audit", fields);
         }
     }
@@ -303,8 +356,9 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let path = req.uri().path().to_owned();
-        let audit = self.audited.contains(path.as_str()) && self.logger.level != Level::Off;
-        if self.logger.level > Level::Info && !audit {
+        let level = self.logger.level();
+        let audit = self.audited.contains(path.as_str()) && level != Level::Off;
+        if level > Level::Info && !audit {
             return Box::pin(self.inner.call(req));
         }
         let logger = self.logger;
@@ -362,7 +416,10 @@ mod tests {
             _ => None,
         })
         .expect("valid");
-        assert_eq!(l, Logger { level: Level::Warn, json: false });
+        assert_eq!(l, Logger::new(Level::Warn, false));
+        let copy = l;
+        copy.set_level(Level::Debug);
+        assert_eq!(l.level(), Level::Debug, "copies share the level");
         let e = Logger::from_lookup(|k| (k == "SVC_LOG").then(|| "loud".into())).expect_err("bad").to_string();
         assert!(e.starts_with("SVC_LOG: \"loud\" is not a level"), "{e}");
         let e = Logger::from_lookup(|k| (k == "SVC_LOG_FORMAT").then(|| "xml".into())).expect_err("bad").to_string();

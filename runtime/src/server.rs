@@ -25,6 +25,7 @@ use tonic_health::ServingStatus;
 
 use crate::auth::{AuthLayer, Verifier};
 use crate::codegen::ServiceSpec;
+use crate::config::{ConfigSource, FileConfig};
 use crate::log::{AccessLogLayer, Logger};
 
 /// Start-up and serving failures; each names what to fix. `Debug` prints
@@ -73,7 +74,7 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {}
 
 /// Run-time settings, lowest to highest precedence: annotation defaults,
-/// then the environment.
+/// the configuration file (see [`crate::config`]), the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// gRPC listen address (`SVC_GRPC_ADDR`; default `0.0.0.0:<port>`).
@@ -102,18 +103,40 @@ impl Config {
 
     /// Like [`Config::from_env`], reading variables through `lookup`.
     pub fn from_lookup(spec: &ServiceSpec, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        Self::from_layers(spec, None, lookup)
+    }
+
+    /// Defaults, overridden by the configuration file, overridden by the
+    /// variables `lookup` finds.
+    pub fn from_layers(
+        spec: &ServiceSpec,
+        file: Option<(&ConfigSource, &FileConfig)>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
         let mut config = Config::defaults(spec);
-        let addr = |variable: &'static str, value: String| {
-            value.trim().parse::<SocketAddr>().map_err(|e| Error::Config {
-                variable,
-                problem: format!("{value:?} is not a socket address ({e}); write e.g. 0.0.0.0:50051 or 127.0.0.1:0"),
+        let addr = |value: &str| {
+            value.trim().parse::<SocketAddr>().map_err(|e| {
+                format!("{value:?} is not a socket address ({e}); write e.g. 0.0.0.0:50051 or 127.0.0.1:0")
             })
         };
-        if let Some(v) = lookup("SVC_GRPC_ADDR") {
-            config.grpc_addr = addr("SVC_GRPC_ADDR", v)?;
+        if let Some((source, f)) = file {
+            if let Some(v) = &f.grpc_addr {
+                config.grpc_addr = addr(v).map_err(|p| source.error("grpc_addr", p))?;
+            }
+            if let Some(v) = &f.metrics_addr {
+                config.metrics_addr = addr(v).map_err(|p| source.error("metrics_addr", p))?;
+            }
+            if let Some(v) = &f.shutdown_grace {
+                config.shutdown_grace =
+                    crate::config::parse_duration(v).map_err(|p| source.error("shutdown_grace", p))?;
+            }
         }
-        if let Some(v) = lookup("SVC_METRICS_ADDR") {
-            config.metrics_addr = addr("SVC_METRICS_ADDR", v)?;
+        for (variable, slot) in
+            [("SVC_GRPC_ADDR", &mut config.grpc_addr), ("SVC_METRICS_ADDR", &mut config.metrics_addr)]
+        {
+            if let Some(v) = lookup(variable) {
+                *slot = addr(&v).map_err(|problem| Error::Config { variable, problem })?;
+            }
         }
         Ok(config)
     }
@@ -147,6 +170,17 @@ pub struct Server {
     config: Config,
     verifier: Option<Verifier>,
     logger: Logger,
+    reload: Option<Reload>,
+}
+
+/// What re-reading the configuration file while serving needs.
+#[derive(Debug, Clone)]
+struct Reload {
+    source: ConfigSource,
+    /// The file as last read.
+    text: String,
+    /// `SVC_LOG` is set and outranks the file.
+    level_pinned: bool,
 }
 
 /// A server whose listeners are bound; [`Bound::serve`] runs it.
@@ -155,23 +189,35 @@ pub struct Bound {
     config: Config,
     verifier: Option<Verifier>,
     logger: Logger,
+    reload: Option<Reload>,
     grpc: TcpListener,
     metrics: TcpListener,
 }
 
 impl Server {
-    /// A server configured from the annotations and the environment,
-    /// including the JWT key when the service requires authentication.
+    /// A server configured from the annotations, the configuration file
+    /// (`--config FILE` or `SVC_CONFIG`) and the environment, including the
+    /// JWT key when the service requires authentication.
     pub fn from_env(spec: &'static ServiceSpec) -> Result<Server, Error> {
+        let env = |k: &str| std::env::var(k).ok();
+        let source = ConfigSource::find(std::env::args(), env)?;
+        let loaded = source.as_ref().map(|s| s.load_text()).transpose()?;
+        let file = source.as_ref().zip(loaded.as_ref().map(|(_, config)| config));
+        let config = Config::from_layers(spec, file, env)?;
+        let logger = Logger::from_layers(file, env)?;
         let verifier = spec.auth.as_ref().map(Verifier::from_env).transpose()?;
-        let logger = Logger::from_lookup(|k| std::env::var(k).ok())?;
-        Ok(Server { spec, config: Config::from_env(spec)?, verifier, logger })
+        let reload = source.zip(loaded).map(|(source, (text, _))| Reload {
+            source,
+            text,
+            level_pinned: env("SVC_LOG").is_some(),
+        });
+        Ok(Server { spec, config, verifier, logger, reload })
     }
 
     /// A server with explicit settings. A service that requires
     /// authentication also needs [`Server::verifier`].
     pub fn with_config(spec: &'static ServiceSpec, config: Config) -> Server {
-        Server { spec, config, verifier: None, logger: Logger::default() }
+        Server { spec, config, verifier: None, logger: Logger::default(), reload: None }
     }
 
     /// Sets how access and audit records are written.
@@ -202,7 +248,15 @@ impl Server {
         };
         let grpc = bind("gRPC", self.config.grpc_addr).await?;
         let metrics = bind("metrics", self.config.metrics_addr).await?;
-        Ok(Bound { spec: self.spec, config: self.config, verifier: self.verifier, logger: self.logger, grpc, metrics })
+        Ok(Bound {
+            spec: self.spec,
+            config: self.config,
+            verifier: self.verifier,
+            logger: self.logger,
+            reload: self.reload,
+            grpc,
+            metrics,
+        })
     }
 
     /// Binds and serves `service` until SIGTERM or SIGINT.
@@ -263,6 +317,7 @@ impl Bound {
         let ready = Arc::new(AtomicBool::new(true));
         let registry = Arc::new(crate::metrics::Registry::new(&[spec]));
         let probes = tokio::spawn(serve_http(self.metrics, ready.clone(), registry.clone()));
+        let watcher = self.reload.map(|reload| tokio::spawn(watch_config(reload, self.logger)));
 
         let s = &spec.server;
         let router: Router<_> = tonic::transport::Server::builder()
@@ -309,8 +364,58 @@ impl Bound {
             Err(_) => Ok(()),
         };
         probes.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
         crate::log::flush();
         outcome
+    }
+}
+
+/// How often the configuration file is re-read.
+const CONFIG_POLL: Duration = Duration::from_secs(2);
+
+/// Re-reads the configuration file while serving and applies what can
+/// change without a restart (the log level). Kubernetes replaces a mounted
+/// ConfigMap's files atomically, so comparing contents sees every update.
+async fn watch_config(mut reload: Reload, logger: Logger) {
+    use crate::log::{Level, Value};
+    let mut tick = tokio::time::interval(CONFIG_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // A small local file: reading it inline costs less than a blocking-pool hop.
+        let Ok(text) = std::fs::read_to_string(&reload.source.path) else { continue };
+        if text == reload.text {
+            continue;
+        }
+        let path = reload.source.path.display().to_string();
+        match crate::config::parse(&reload.source.path, &text) {
+            Err(problem) => {
+                logger.log(Level::Warn, "configuration not reloaded", &[("problem", Value::Str(&problem))]);
+            }
+            Ok(config) => {
+                let level = config.log.as_deref().map(Level::parse).transpose();
+                match level {
+                    Err(problem) => logger.log(
+                        Level::Warn,
+                        "configuration not reloaded",
+                        &[("file", Value::Str(&path)), ("problem", Value::Str(&format!("log: {problem}")))],
+                    ),
+                    Ok(level) => {
+                        if let Some(level) = level.filter(|_| !reload.level_pinned) {
+                            logger.set_level(level);
+                        }
+                        logger.log(
+                            Level::Warn,
+                            "configuration reloaded; addresses and shutdown_grace apply at the next start",
+                            &[("file", Value::Str(&path)), ("log", Value::Str(logger.level().as_str()))],
+                        );
+                    }
+                }
+            }
+        }
+        reload.text = text;
     }
 }
 

@@ -300,7 +300,12 @@ pub fn app_name(service: &Service) -> String {
 /// Emits the manifests of every annotated service in `packages`. `bin`
 /// names the cargo binary for the Dockerfile (default: the service's
 /// Kubernetes name).
-pub fn emit(packages: &[Package], targets: Targets, overrides: &Overrides, bin: Option<&str>) -> Result<Vec<GeneratedFile>> {
+pub fn emit(
+    packages: &[Package],
+    targets: Targets,
+    overrides: &Overrides,
+    bin: Option<&str>,
+) -> Result<Vec<GeneratedFile>> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     let mut seen: BTreeMap<String, &Service> = BTreeMap::new();
@@ -582,8 +587,12 @@ impl<'a> Workload<'a> {
             out.push(("networkpolicy.yaml", overrides.render(&policy)?));
         }
         if d.service_monitor {
-            let monitor =
-                ServiceMonitor { header: header(), meta: meta.clone(), metrics_path: quote("/metrics"), interval: quote("30s") };
+            let monitor = ServiceMonitor {
+                header: header(),
+                meta: meta.clone(),
+                metrics_path: quote("/metrics"),
+                interval: quote("30s"),
+            };
             out.push(("servicemonitor.yaml", overrides.render(&monitor)?));
         }
         let kustomization = Kustomization {

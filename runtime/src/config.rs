@@ -1,0 +1,199 @@
+//! The configuration file: `--config FILE` on the command line or
+//! `SVC_CONFIG`, TOML (`.toml`) or YAML (`.yaml`, `.yml`).
+//!
+//! Settings layer lowest to highest: annotation defaults, this file, the
+//! environment. Every key is optional:
+//!
+//! ```toml
+//! grpc_addr = "0.0.0.0:50051"     # SVC_GRPC_ADDR
+//! metrics_addr = "0.0.0.0:9090"   # SVC_METRICS_ADDR
+//! shutdown_grace = "20s"          # drain time after SIGTERM
+//! log = "info"                    # SVC_LOG; re-read while running
+//! log_format = "json"             # SVC_LOG_FORMAT
+//! ```
+//!
+//! Unknown keys and bad values stop start-up with the file and key named.
+//! While serving, the file is re-read every two seconds (Kubernetes updates
+//! mounted ConfigMaps in place); a changed `log` level applies at once,
+//! unless `SVC_LOG` pins it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::server::Error;
+
+/// The settings a configuration file may hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// gRPC listen address.
+    pub grpc_addr: Option<String>,
+    /// Health/metrics listen address.
+    pub metrics_addr: Option<String>,
+    /// Drain time after SIGTERM, e.g. "20s".
+    pub shutdown_grace: Option<String>,
+    /// Log level.
+    pub log: Option<String>,
+    /// `json` or `text`.
+    pub log_format: Option<String>,
+}
+
+/// Where the configuration file was named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSource {
+    /// `--config` or `SVC_CONFIG`.
+    pub origin: &'static str,
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl ConfigSource {
+    /// `--config FILE` / `--config=FILE` in `args` (program name first),
+    /// else `SVC_CONFIG` through `lookup`.
+    pub fn find(
+        args: impl IntoIterator<Item = String>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<ConfigSource>, Error> {
+        let mut args = args.into_iter().skip(1);
+        while let Some(arg) = args.next() {
+            let value = if arg == "--config" {
+                Some(args.next().ok_or_else(|| Error::Config {
+                    variable: "--config",
+                    problem: "needs a file name, e.g. --config /etc/svc/config.toml".into(),
+                })?)
+            } else {
+                arg.strip_prefix("--config=").map(str::to_owned)
+            };
+            if let Some(path) = value {
+                return Ok(Some(ConfigSource { origin: "--config", path: path.into() }));
+            }
+        }
+        Ok(lookup("SVC_CONFIG")
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| ConfigSource { origin: "SVC_CONFIG", path: v.trim().into() }))
+    }
+
+    /// A start-up error for a bad value of `key` in this file.
+    pub fn error(&self, key: &str, problem: String) -> Error {
+        Error::Config { variable: self.origin, problem: format!("{}: {key}: {problem}", self.path.display()) }
+    }
+
+    /// Reads and parses the file.
+    pub fn load(&self) -> Result<FileConfig, Error> {
+        self.load_text().map(|(_, config)| config)
+    }
+
+    /// Reads and parses the file, keeping its text.
+    pub fn load_text(&self) -> Result<(String, FileConfig), Error> {
+        let text = std::fs::read_to_string(&self.path).map_err(|e| Error::Config {
+            variable: self.origin,
+            problem: format!("cannot read {}: {e}", self.path.display()),
+        })?;
+        let config = parse(&self.path, &text).map_err(|problem| Error::Config { variable: self.origin, problem })?;
+        Ok((text, config))
+    }
+}
+
+/// Parses `text` as TOML or YAML, chosen by the extension of `path`.
+pub fn parse(path: &Path, text: &str) -> Result<FileConfig, String> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    let shown = path.display();
+    match ext.as_str() {
+        "toml" => toml::from_str(text).map_err(|e| format!("{shown}: {}", e.to_string().trim_end())),
+        "yaml" | "yml" => {
+            if text.trim().is_empty() {
+                return Ok(FileConfig::default());
+            }
+            serde_yaml_ng::from_str(text).map_err(|e| format!("{shown}: {e}"))
+        }
+        _ => Err(format!("{shown}: unknown format; name the file *.toml, *.yaml or *.yml")),
+    }
+}
+
+/// Parses a duration such as "250ms", "20s", "1m30s" (units `ms`, `s`,
+/// `m`, `h`; whole numbers).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("is empty; write e.g. \"20s\"".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest[digits..].find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len() - digits);
+        let (number, unit) = (&rest[..digits], &rest[digits..digits + unit_len]);
+        let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration; write e.g. \"20s\" or \"1m30s\""))?;
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(format!("{s:?} is not a duration; units are ms, s, m and h")),
+        };
+        total = total.saturating_add(part);
+        rest = &rest[digits + unit_len..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn finds_the_file() {
+        let none = |_: &str| None;
+        let env = |k: &str| (k == "SVC_CONFIG").then(|| "/etc/a.toml".to_owned());
+        assert_eq!(ConfigSource::find(args(&["bin"]), none).expect("ok"), None);
+        let s = ConfigSource::find(args(&["bin", "--config", "x.yaml"]), env).expect("ok").expect("some");
+        assert_eq!((s.origin, s.path), ("--config", PathBuf::from("x.yaml")));
+        let s = ConfigSource::find(args(&["bin", "--config=y.toml"]), none).expect("ok").expect("some");
+        assert_eq!(s.path, PathBuf::from("y.toml"));
+        let s = ConfigSource::find(args(&["bin"]), env).expect("ok").expect("some");
+        assert_eq!((s.origin, s.path), ("SVC_CONFIG", PathBuf::from("/etc/a.toml")));
+        let e = ConfigSource::find(args(&["bin", "--config"]), none).expect_err("no value").to_string();
+        assert!(e.starts_with("--config: needs a file name"), "{e}");
+    }
+
+    #[test]
+    fn parses_both_formats() {
+        let want = FileConfig {
+            grpc_addr: Some("0.0.0.0:1".into()),
+            log: Some("warn".into()),
+            shutdown_grace: Some("3s".into()),
+            ..FileConfig::default()
+        };
+        let toml = "grpc_addr = \"0.0.0.0:1\"\nlog = \"warn\"\nshutdown_grace = \"3s\"\n";
+        assert_eq!(parse(Path::new("c.toml"), toml).expect("toml"), want);
+        let yaml = "grpc_addr: 0.0.0.0:1\nlog: warn\nshutdown_grace: 3s\n";
+        assert_eq!(parse(Path::new("c.yml"), yaml).expect("yaml"), want);
+        assert_eq!(parse(Path::new("c.yaml"), "").expect("empty"), FileConfig::default());
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        let e = parse(Path::new("/c.toml"), "grpc_adr = \"x\"\n").expect_err("unknown key");
+        assert!(e.starts_with("/c.toml:") && e.contains("grpc_adr"), "{e}");
+        let e = parse(Path::new("/c.yaml"), "log: [1, 2]\n").expect_err("wrong type");
+        assert!(e.starts_with("/c.yaml:") && e.contains("log"), "{e}");
+        let e = parse(Path::new("/c.ini"), "").expect_err("unknown format");
+        assert!(e.contains("*.toml"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "20", "s", "1.5s", "3 s", "2d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
