@@ -9,4 +9,4 @@ rm -rf examples/01-greeter/gen
 ./target/debug/protoc-gen-svc generate -I examples/01-greeter/proto \
   examples/01-greeter/proto/greeter/v1/greeter.proto --out examples/01-greeter/gen
 UPDATE_GOLDEN=1 cargo test -q -p protoc-gen-svc --test golden
-git status --short examples/01-greeter/gen protoc-gen-svc/tests/golden
+git status --short examples/01-greeter/gen examples/01-greeter/deploy protoc-gen-svc/tests/golden

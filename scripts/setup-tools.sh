@@ -4,8 +4,13 @@
 #   - Python packages: grpcio, grpcio-tools (protoc 3x as a module),
 #     grpcio-status, grpcio-health-checking, prometheus-client, PyJWT, h2,
 #     protobuf,
-#     googleapis-common-protos, pytest
-#   - grpcurl (Go module, into .tools/go/bin); with --bench also ghz
+#     googleapis-common-protos, pytest; for the Kubernetes manifest checks
+#     (tests/e2e/k8s_tools.py): kubernetes-validate, cloudcoil (pydantic
+#     models of the Kubernetes and prometheus-operator APIs), PyYAML
+#   - checkov, in its own virtualenv .tools/checkov (its pins would downgrade
+#     boto3/botocore/packaging/networkx under the image's awscli and moto)
+#   - grpcurl and kubectl-validate (Go modules, into .tools/go/bin); with
+#     --bench also ghz
 #   - buf (npm package @bufbuild/buf, into .tools/node)
 #   - protoc from Debian (protobuf-compiler)
 set -euo pipefail
@@ -27,15 +32,43 @@ py_pkgs=(
   "protobuf>=5.29,<8"
   "googleapis-common-protos>=1.66,<2"
   "pytest>=8"
+  "PyYAML>=6"
+  "pydantic>=2.12,<3"
+  "kubernetes-validate>=1.34,<2"
+  "cloudcoil>=0.6,<0.7"
+  "cloudcoil-models-kubernetes>=1.32,<1.33"
+  "cloudcoil-models-prometheus-operator>=0.80,<0.81"
 )
 if python3 - <<'PY' 2>/dev/null
 import grpc, grpc_tools, grpc_status, grpc_health, prometheus_client, jwt, cryptography, h2, google.protobuf, google.api, pytest  # noqa: F401
+import yaml  # noqa: F401
+import inspect, pydantic
+assert "extra" in inspect.signature(pydantic.BaseModel.model_validate).parameters  # pydantic>=2.12
+# By metadata, not import: importing cloudcoil's models takes seconds.
+from importlib.metadata import version
+v = lambda name: tuple(int(x) for x in version(name).split(".")[:2])
+assert v("kubernetes-validate") >= (1, 34)  # bundles the schemas up to its own version
+assert v("cloudcoil") >= (0, 6) and v("cloudcoil.models.kubernetes") == (1, 32)
+assert v("cloudcoil.models.prometheus_operator") >= (0, 80)
 PY
 then
   log "python packages present"
 else
   log "installing python packages"
   python3 -m pip install --quiet --disable-pip-version-check "${py_pkgs[@]}"
+fi
+
+# checkov (Kubernetes static analysis) in a virtualenv of its own inside
+# .tools: installed next to the other packages it would downgrade boto3,
+# botocore, s3transfer, packaging and networkx, breaking the image's awscli
+# (botocore==1.43.11) and moto.
+if [ -x "$tools/checkov/bin/checkov" ]; then
+  log "checkov present"
+else
+  log "installing checkov into .tools/checkov"
+  rm -rf "$tools/checkov"
+  python3 -m venv "$tools/checkov"
+  "$tools/checkov/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==3.3.30"
 fi
 
 # buf from npm, kept inside the repo's .tools folder.
@@ -53,6 +86,17 @@ if [ -x "$tools/go/bin/grpcurl" ]; then
 else
   log "installing grpcurl with go install"
   (cd "$tools" && GOBIN="$tools/go/bin" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3)
+fi
+
+# kubectl-validate (Kubernetes' own schema validation, offline for the
+# versions built into it: 1.23-1.30 in v0.0.4, its newest release), same
+# place. kube-linter is not installed: the module proxy refuses
+# golang.stackrox.io/kube-linter (403).
+if [ -x "$tools/go/bin/kubectl-validate" ]; then
+  log "kubectl-validate present"
+else
+  log "installing kubectl-validate with go install"
+  (cd "$tools" && GOBIN="$tools/go/bin" go install sigs.k8s.io/kubectl-validate@v0.0.4)
 fi
 
 # ghz (load generator for bench/run.py), same place; only with --bench,

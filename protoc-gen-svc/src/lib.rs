@@ -159,7 +159,7 @@ pub fn generate(input: &Input, options: &Options) -> Result<Vec<GeneratedFile>> 
             Some(dir) => emit::templates::Overrides::load(dir)?,
             None => emit::templates::Overrides::none(),
         };
-        files.extend(emit::manifests::emit(&packages, targets, &overrides, None)?);
+        files.extend(emit::manifests::emit(&packages, targets, &overrides, Default::default())?);
     }
     Ok(files)
 }

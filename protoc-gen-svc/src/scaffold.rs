@@ -146,6 +146,16 @@ pub fn scaffold(name: &str, proto: Option<&ProtoSource>, deps: &Dependencies) ->
     files.push(GeneratedFile { name: "src/main.rs".into(), content: main_rs(&crate_name, package, service) });
     files.push(GeneratedFile { name: "tests/service.rs".into(), content: test_rs(&crate_name, package, service) });
     files.push(GeneratedFile { name: "README.md".into(), content: readme(name, service) });
+    // Manifests and Dockerfile for the service the binary serves (with the
+    // annotation defaults when the proto does not annotate it).
+    let served = ir::Package { services: vec![ir::Service { annotated: true, ..service.clone() }], ..package.clone() };
+    let layout = crate::emit::manifests::Layout { bin: Some(name), prefix: "", docker_at_root: true };
+    let both = crate::emit::manifests::Targets { k8s: false, docker: true };
+    let overrides = crate::emit::templates::Overrides::none();
+    files.extend(crate::emit::manifests::emit(std::slice::from_ref(&served), both, &overrides, layout)?);
+    let layout = crate::emit::manifests::Layout { bin: Some(name), prefix: "k8s/", docker_at_root: false };
+    let k8s = crate::emit::manifests::Targets { k8s: true, docker: false };
+    files.extend(crate::emit::manifests::emit(std::slice::from_ref(&served), k8s, &overrides, layout)?);
     for f in files.iter_mut().filter(|f| f.name.ends_with(".rs")) {
         if let Ok(parsed) = syn::parse_file(&f.content) {
             f.content = prettyplease::unparse(&parsed);
@@ -386,11 +396,26 @@ cargo test     # starts the server on 127.0.0.1:0 and calls it
 
 - `proto/` holds the service definition; `build.rs` turns it into Rust on every build.
 - `src/handlers.rs` holds the handlers; each answers UNIMPLEMENTED until you write it.
-- Settings come from the `(svc.service)` / `(svc.method)` annotations, then the environment:
-  `SVC_GRPC_ADDR`, `SVC_METRICS_ADDR`, and for services with `auth`, `SVC_JWT_SECRET` or
-  `SVC_JWT_PUBLIC_KEY_FILE`.
+- Settings come from the `(svc.service)` / `(svc.method)` annotations, then a configuration file
+  (`--config FILE` or `SVC_CONFIG`, TOML or YAML), then the environment: `SVC_GRPC_ADDR`,
+  `SVC_METRICS_ADDR`, `SVC_LOG`, `SVC_LOG_FORMAT`, and for services with `auth`, `SVC_JWT_SECRET`,
+  `SVC_JWT_SECRET_FILE` or `SVC_JWT_PUBLIC_KEY_FILE`.
 - Probe it: `grpcurl -plaintext localhost:{port} list`, `curl localhost:{metrics}/metrics`.
+
+## Deploying
+
+`Dockerfile` builds a small non-root image (run `cargo build` once first, so `Cargo.lock` exists;
+the build needs the dependencies from a registry, not from local paths):
+
+```sh
+docker build -t {k8s_name}:0.1.0 .
+```
+
+`k8s/{k8s_name}/` holds the Kubernetes manifests, derived from the same annotations as the server
+(ports, probes, grace period, resources): `kubectl apply -k k8s/{k8s_name}`. Regenerate them after
+changing the annotations with `protoc-gen-svc generate -I proto --opt target=k8s -o k8s proto/...`.
 "#,
+        k8s_name = crate::emit::manifests::app_name(service),
         full = service.full_name,
         port = service.settings.port,
         metrics = service.settings.metrics_port,
@@ -414,6 +439,10 @@ mod tests {
             "src/main.rs",
             "tests/service.rs",
             "README.md",
+            "Dockerfile",
+            ".dockerignore",
+            "k8s/hello/deployment.yaml",
+            "k8s/hello/kustomization.yaml",
         ] {
             assert!(names.contains(&expected), "{expected} in {names:?}");
         }

@@ -10,6 +10,9 @@ use common::*;
 
 struct Case {
     name: &'static str,
+    /// Where the expected files are, relative to the repository root;
+    /// default `protoc-gen-svc/tests/golden/<name>`.
+    dir: Option<&'static str>,
     files: &'static [&'static str],
     includes: &'static [&'static str],
     params: &'static str,
@@ -18,48 +21,56 @@ struct Case {
 const CASES: &[Case] = &[
     Case {
         name: "maximal",
+        dir: None,
         files: &["tests/protos/maximal/shop.proto"],
         includes: &["tests/protos/maximal"],
         params: "",
     },
     Case {
         name: "adversarial",
+        dir: None,
         files: &["tests/protos/adversarial/keywords.proto", "tests/protos/adversarial/legacy.proto"],
         includes: &["tests/protos/adversarial"],
         params: "",
     },
     Case {
         name: "services_only",
+        dir: None,
         files: &["tests/protos/maximal/shop.proto"],
         includes: &["tests/protos/maximal"],
         params: "messages=false,client=false,include_file=",
     },
     Case {
         name: "messages_only",
+        dir: None,
         files: &["tests/protos/maximal/shop.proto"],
         includes: &["tests/protos/maximal"],
         params: "server=false,client=false,bytes=.,btree_map=.shop.v1.Item.labels",
     },
     Case {
         name: "example_k8s",
+        dir: Some("examples/01-greeter/deploy"),
         files: &["examples/01-greeter/proto/greeter/v1/greeter.proto"],
         includes: &["examples/01-greeter/proto"],
         params: "target=k8s",
     },
     Case {
         name: "example_docker",
+        dir: None,
         files: &["examples/01-greeter/proto/greeter/v1/greeter.proto"],
         includes: &["examples/01-greeter/proto"],
         params: "target=docker",
     },
     Case {
         name: "maximal_k8s",
+        dir: None,
         files: &["tests/protos/maximal/shop.proto"],
         includes: &["tests/protos/maximal"],
         params: "target=k8s",
     },
     Case {
         name: "auth_k8s",
+        dir: None,
         files: &["tests/protos/auth/vault.proto"],
         includes: &["tests/protos/auth"],
         params: "target=k8s",
@@ -76,7 +87,10 @@ fn golden_outputs() {
         let input = protoc_gen_svc::source::compile(&files, &includes).expect("fixture compiles");
         let options = protoc_gen_svc::Options::parse(case.params).expect("params parse");
         let generated = protoc_gen_svc::generate(&input, &options).expect("generates");
-        let dir = repo().join("protoc-gen-svc/tests/golden").join(case.name);
+        let dir = match case.dir {
+            Some(dir) => repo().join(dir),
+            None => repo().join("protoc-gen-svc/tests/golden").join(case.name),
+        };
         if update {
             let _ = std::fs::remove_dir_all(&dir);
             protoc_gen_svc::builder::write_files(&dir, &generated).expect("write golden");

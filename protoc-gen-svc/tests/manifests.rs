@@ -37,8 +37,8 @@ fn built_in_templates_render_the_same_through_the_override_engine() {
     let copies = Overrides::from_sources("copies", BUILT_IN.iter().map(|(n, s)| ((*n).to_owned(), (*s).to_owned())));
     for (file, include) in fixtures() {
         let packages = protoc_gen_svc::read_ir(&input(&file, &include)).expect("ir");
-        let askama = manifests::emit(&packages, BOTH, &Overrides::none(), None).expect("built in");
-        let minijinja = manifests::emit(&packages, BOTH, &copies, None).expect("overrides");
+        let askama = manifests::emit(&packages, BOTH, &Overrides::none(), Default::default()).expect("built in");
+        let minijinja = manifests::emit(&packages, BOTH, &copies, Default::default()).expect("overrides");
         assert!(!askama.is_empty());
         for (a, m) in askama.iter().zip(&minijinja) {
             assert_eq!(a, m, "{} differs between the engines", a.name);

@@ -43,6 +43,19 @@ def test_buf_generate_strategy_all(binaries, third_party, buf, tmp_path):
     assert tree(ws / "gen") == committed()
 
 
+def test_buf_generate_code_and_manifests_from_one_config(binaries, third_party, buf, tmp_path):
+    # The example's buf.gen.yaml: one entry for the code, one with
+    # target=k8s and its own out: for the manifests.
+    ws = buf_workspace(tmp_path, third_party, binaries["plugin"])
+    config = (EXAMPLE / "buf.gen.yaml").read_text().replace("local: protoc-gen-svc", f"local: {binaries['plugin']}")
+    (ws / "buf.gen.yaml").write_text(config)
+    r = run([buf, "generate", "proto"], cwd=ws)
+    assert r.returncode == 0, r.stderr
+    assert tree(ws / "gen") == committed()
+    assert tree(ws / "deploy") == tree(EXAMPLE / "deploy")
+    assert "greeter/deployment.yaml" in tree(ws / "deploy")
+
+
 def test_buf_generate_strategy_directory(binaries, third_party, buf, tmp_path):
     # One package per directory: each run emits its package; the include
     # file is disabled because it aggregates every package (see README).

@@ -291,20 +291,33 @@ pub struct Targets {
     pub docker: bool,
 }
 
+/// Where the files go and what the Dockerfile builds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Layout<'a> {
+    /// Cargo binary the Dockerfile builds; default: the service's
+    /// Kubernetes name.
+    pub bin: Option<&'a str>,
+    /// Prefix of every path, e.g. `k8s/` (default: none, so each service
+    /// gets `<service-name>/`).
+    pub prefix: &'a str,
+    /// Write `Dockerfile` and `.dockerignore` at the root of the output (a
+    /// crate's build context) instead of `<service-name>/Dockerfile` with
+    /// its Dockerfile-specific `Dockerfile.dockerignore`.
+    pub docker_at_root: bool,
+}
+
 /// Kubernetes name of a service: its simple name in kebab case
 /// (`ShopAdmin` → `shop-admin`).
 pub fn app_name(service: &Service) -> String {
     crate::ident::to_snake(&service.name).trim_start_matches("r#").trim_end_matches('_').replace('_', "-")
 }
 
-/// Emits the manifests of every annotated service in `packages`. `bin`
-/// names the cargo binary for the Dockerfile (default: the service's
-/// Kubernetes name).
+/// Emits the manifests of every annotated service in `packages`.
 pub fn emit(
     packages: &[Package],
     targets: Targets,
     overrides: &Overrides,
-    bin: Option<&str>,
+    layout: Layout<'_>,
 ) -> Result<Vec<GeneratedFile>> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
@@ -338,10 +351,10 @@ pub fn emit(
             let workload = Workload::new(package, service, name);
             let result = (|| -> Result<()> {
                 if targets.k8s {
-                    files.extend(workload.k8s(overrides)?);
+                    files.extend(workload.k8s(overrides, layout)?);
                 }
                 if targets.docker {
-                    files.extend(workload.docker(overrides, bin)?);
+                    files.extend(workload.docker(overrides, layout)?);
                 }
                 Ok(())
             })();
@@ -491,7 +504,7 @@ impl<'a> Workload<'a> {
         env
     }
 
-    fn k8s(&self, overrides: &Overrides) -> Result<Vec<GeneratedFile>> {
+    fn k8s(&self, overrides: &Overrides, layout: Layout<'_>) -> Result<Vec<GeneratedFile>> {
         let s = &self.service.settings;
         let d = &s.deploy;
         let name = self.name().to_owned();
@@ -519,7 +532,9 @@ impl<'a> Workload<'a> {
             topology_keys: vec!["kubernetes.io/hostname".into(), "topology.kubernetes.io/zone".into()],
             container: name.clone(),
             image: quote(&self.image),
-            image_pull_policy: "IfNotPresent".into(),
+            // A digest pins the bytes; a tag can move, so pull it every time
+            // (which also re-checks the pull credentials).
+            image_pull_policy: if self.image.contains('@') { "IfNotPresent" } else { "Always" }.into(),
             grpc_port: s.port,
             metrics_port: s.metrics_port,
             metrics_path: quote("/metrics"),
@@ -603,34 +618,39 @@ impl<'a> Workload<'a> {
             resources: out.iter().map(|(file, _)| (*file).to_owned()).collect(),
         };
         out.push(("kustomization.yaml", overrides.render(&kustomization)?));
-        Ok(out.into_iter().map(|(file, content)| GeneratedFile { name: format!("{name}/{file}"), content }).collect())
+        let dir = format!("{}{name}", layout.prefix);
+        Ok(out.into_iter().map(|(file, content)| GeneratedFile { name: format!("{dir}/{file}"), content }).collect())
     }
 
-    fn docker(&self, overrides: &Overrides, bin: Option<&str>) -> Result<Vec<GeneratedFile>> {
+    fn docker(&self, overrides: &Overrides, layout: Layout<'_>) -> Result<Vec<GeneratedFile>> {
         let s = &self.service.settings;
         let name = self.name();
+        let (dockerfile_path, ignore_path) = if layout.docker_at_root {
+            (format!("{}Dockerfile", layout.prefix), format!("{}.dockerignore", layout.prefix))
+        } else {
+            let dir = format!("{}{name}", layout.prefix);
+            (format!("{dir}/Dockerfile"), format!("{dir}/Dockerfile.dockerignore"))
+        };
         let dockerfile = Dockerfile {
             header: header(),
             full_name: self.service.full_name.clone(),
-            dockerfile_path: format!("{name}/Dockerfile"),
+            dockerfile_path: dockerfile_path.clone(),
             image: self.image.clone(),
             rust_version: env!("CARGO_PKG_RUST_VERSION").into(),
             build_distro: BUILD_DISTRO.into(),
             runtime_image: RUNTIME_IMAGE.into(),
-            bin: bin.unwrap_or(name).to_owned(),
+            bin: layout.bin.unwrap_or(name).to_owned(),
             uid: UID,
             grpc_port: s.port,
             metrics_port: s.metrics_port,
         };
         let ignore = Dockerignore {
             header: header(),
-            entries: ["target/", ".git/", ".tools/", "**/*.log", "**/__pycache__/", "Dockerfile", ".dockerignore"]
-                .map(String::from)
-                .to_vec(),
+            entries: ["target/", ".git/", ".tools/", "**/*.log", "**/__pycache__/"].map(String::from).to_vec(),
         };
         Ok(vec![
-            GeneratedFile { name: format!("{name}/Dockerfile"), content: overrides.render(&dockerfile)? },
-            GeneratedFile { name: format!("{name}/.dockerignore"), content: overrides.render(&ignore)? },
+            GeneratedFile { name: dockerfile_path, content: overrides.render(&dockerfile)? },
+            GeneratedFile { name: ignore_path, content: overrides.render(&ignore)? },
         ])
     }
 }
