@@ -19,11 +19,11 @@ step "buf generate (examples/01-greeter)"
 example="$root/examples/01-greeter"
 "$plugin" protos "$example/third_party"
 (cd "$example" && PATH="$root/target/debug:$PATH" "$buf" generate proto)
-if git -C "$root" diff --quiet -- examples/01-greeter/gen; then
-  echo "generated code matches the committed examples/01-greeter/gen" >&2
+if git -C "$root" diff --quiet -- examples/01-greeter/gen examples/01-greeter/deploy; then
+  echo "generated code and manifests match the committed examples/01-greeter/{gen,deploy}" >&2
 else
-  echo "generated code differs from the committed copy (was the proto changed?):" >&2
-  git -C "$root" diff --stat -- examples/01-greeter/gen >&2
+  echo "generated output differs from the committed copy (was the proto changed?):" >&2
+  git -C "$root" diff --stat -- examples/01-greeter/gen examples/01-greeter/deploy >&2
 fi
 
 step "run the server"

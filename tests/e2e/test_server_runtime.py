@@ -225,3 +225,72 @@ def test_log_level_and_format_from_environment(binaries):
         assert s.logs() == [], s.lines
     finally:
         s.stop()
+
+
+def wait_for(predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.mark.parametrize("ext", ["toml", "yaml"])
+def test_configuration_file_layers_and_reloads_the_log_level(binaries, tmp_path, ext):
+    """A config file (SVC_CONFIG) sets the level; environment variables
+    outrank it; editing the file changes the level while serving."""
+    config = tmp_path / f"config.{ext}"
+
+    def write(level):
+        text = f'log = "{level}"\nlog_format = "json"\n' if ext == "toml" else f"log: {level}\nlog_format: json\n"
+        # Replace atomically, as the kubelet updates a mounted ConfigMap.
+        tmp = tmp_path / "next"
+        tmp.write_text(text)
+        tmp.replace(config)
+
+    def calls(served):
+        return [r for r in served.logs() if r.get("msg") == "rpc" and r.get("method", "").endswith("/SayHello")]
+
+    write("warn")
+    s = start_greeter(binaries["greeter"], {"SVC_CONFIG": str(config)})
+    try:
+        assert grpcurl("-d", '{"name": "a"}', s.grpc, "greeter.v1.Greeter/SayHello").returncode == 0
+        time.sleep(0.5)
+        assert calls(s) == [], "warn from the file hides access records"
+        write("info")
+        assert wait_for(lambda: any(r.get("msg", "").startswith("configuration reloaded") for r in s.logs()), 10), s.lines
+        assert grpcurl("-d", '{"name": "b"}', s.grpc, "greeter.v1.Greeter/SayHello").returncode == 0
+        assert wait_for(lambda: len(calls(s)) == 1, 5), s.lines
+        write("loud")
+        assert wait_for(lambda: any(r.get("msg") == "configuration not reloaded" for r in s.logs()), 10), s.lines
+        assert grpcurl("-d", '{"name": "c"}', s.grpc, "greeter.v1.Greeter/SayHello").returncode == 0
+        assert wait_for(lambda: len(calls(s)) == 2, 5), "a bad reload keeps the last good level"
+    finally:
+        s.stop()
+    # SVC_LOG outranks the file.
+    write("warn")
+    s = start_greeter(binaries["greeter"], {"SVC_CONFIG": str(config), "SVC_LOG": "info"})
+    try:
+        assert grpcurl("-d", '{"name": "d"}', s.grpc, "greeter.v1.Greeter/SayHello").returncode == 0
+        assert wait_for(lambda: len(calls(s)) == 1, 5), s.lines
+    finally:
+        s.stop()
+
+
+def test_bad_configuration_files_stop_start_up(binaries, tmp_path):
+    cases = {
+        "unknown.toml": ('grpc_adress = "0.0.0.0:1"\n', "unknown field `grpc_adress`"),
+        "grace.yaml": ("shutdown_grace: soon\n", "shutdown_grace: \"soon\" is not a duration"),
+        "level.toml": ('log = "loud"\n', "log: \"loud\" is not a level"),
+        "config.ini": ("log=info\n", "unknown format"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        r = run([binaries["greeter"]], env={"SVC_CONFIG": str(path), "PATH": "/usr/bin:/bin"}, timeout=30)
+        assert r.returncode != 0, name
+        assert r.stderr.startswith(f"Error: SVC_CONFIG: {path}"), r.stderr
+        assert message in r.stderr, (name, r.stderr)
+    r = run([binaries["greeter"], "--config", tmp_path / "missing.toml"], env={"PATH": "/usr/bin:/bin"}, timeout=30)
+    assert r.returncode != 0 and "--config: cannot read" in r.stderr, r.stderr
