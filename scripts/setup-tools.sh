@@ -9,7 +9,8 @@
 #     models of the Kubernetes and prometheus-operator APIs), PyYAML
 #   - checkov, in its own virtualenv .tools/checkov (its pins would downgrade
 #     boto3/botocore/packaging/networkx under the image's awscli and moto)
-#   - grpcurl and kubectl-validate (Go modules, into .tools/go/bin); with
+#   - grpcurl, grpc_health_probe and kubectl-validate (Go modules, into
+#     .tools/go/bin); with
 #     --bench also ghz
 #   - buf (npm package @bufbuild/buf, into .tools/node)
 #   - protoc from Debian (protobuf-compiler)
@@ -86,6 +87,27 @@ if [ -x "$tools/go/bin/grpcurl" ]; then
 else
   log "installing grpcurl with go install"
   (cd "$tools" && GOBIN="$tools/go/bin" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3)
+fi
+
+# grpc_health_probe (the probe Kubernetes users run), same place. The module
+# proxy here refuses `go install ...@version` for it (403 on its version list,
+# and sum.golang.org has no record of it), so it is built from a throwaway
+# module that requires the pinned version; only this one module skips the
+# checksum database, its dependencies are verified as usual.
+if [ -x "$tools/go/bin/grpc_health_probe" ]; then
+  log "grpc_health_probe present"
+else
+  log "building grpc_health_probe v0.4.39"
+  probe_mod="$(mktemp -d)"
+  (
+    cd "$probe_mod"
+    go mod init probe.build >/dev/null 2>&1
+    printf 'package main\n\nimport _ "github.com/grpc-ecosystem/grpc-health-probe"\n' >tools.go
+    export GONOSUMDB=github.com/grpc-ecosystem/grpc-health-probe GOFLAGS=-mod=mod
+    go get github.com/grpc-ecosystem/grpc-health-probe@v0.4.39 >/dev/null 2>&1
+    go build -o "$tools/go/bin/grpc_health_probe" github.com/grpc-ecosystem/grpc-health-probe
+  )
+  rm -rf "$probe_mod"
 fi
 
 # kubectl-validate (Kubernetes' own schema validation, offline for the

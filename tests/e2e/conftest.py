@@ -14,6 +14,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
 BUF = REPO / ".tools" / "node" / "node_modules" / ".bin" / "buf"
 GRPCURL = REPO / ".tools" / "go" / "bin" / "grpcurl"
+GRPC_HEALTH_PROBE = REPO / ".tools" / "go" / "bin" / "grpc_health_probe"
 EXAMPLE = REPO / "examples" / "01-greeter"
 
 
@@ -71,6 +72,18 @@ def protoc321(plugin, args):
     if exe is None:
         pytest.fail("protoc is not installed; run scripts/setup-tools.sh")
     return run([exe, f"--plugin=protoc-gen-svc={plugin}", *args])
+
+
+def health_probe(addr, service="", timeout=2):
+    """grpc_health_probe against addr: its exit code (0 serving, 2 cannot
+    connect, 3 RPC failed, e.g. unknown service, 4 not serving) and output."""
+    if not GRPC_HEALTH_PROBE.exists():
+        pytest.fail(f"grpc_health_probe is not installed at {GRPC_HEALTH_PROBE}; run scripts/setup-tools.sh")
+    args = [GRPC_HEALTH_PROBE, f"-addr={addr}", f"-connect-timeout={timeout}s", f"-rpc-timeout={timeout}s"]
+    if service:
+        args.append(f"-service={service}")
+    r = run(args, timeout=timeout * 2 + 10)
+    return r.returncode, r.stdout + r.stderr
 
 
 def tree(path):

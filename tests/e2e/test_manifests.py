@@ -20,7 +20,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import k8s_tools
-from conftest import EXAMPLE, REPO, run
+from conftest import EXAMPLE, REPO, health_probe, run
 
 VERSIONS = ["1.29", "1.30", "1.31", "1.32", "1.33", "1.34"]
 GOLDEN = REPO / "protoc-gen-svc" / "tests" / "golden"
@@ -273,6 +273,12 @@ def test_the_binary_runs_as_its_deployment_says(binaries):
             raise AssertionError("startup probe never succeeded:\n" + "".join(pod.lines))
         assert grpc_probe(c["readinessProbe"]), "readiness"
         assert grpc_probe(c["livenessProbe"]), "liveness"
+        # And each probe through grpc_health_probe, with the probe's settings.
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            p = c[kind]
+            addr = f"127.0.0.1:{p['grpc']['port']}"
+            code, out = health_probe(addr, p["grpc"].get("service", ""), timeout=p["timeoutSeconds"])
+            assert (code, out) == (0, "status: SERVING\n"), (kind, out)
         # The metrics port named in the Deployment (and its scrape annotation).
         annotations = pod.deployment["spec"]["template"]["metadata"]["annotations"]
         assert int(annotations["prometheus.io/port"]) == ports["metrics"]

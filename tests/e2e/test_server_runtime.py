@@ -3,6 +3,7 @@ peers: grpcurl (reflection v1/v1alpha, health), the Python gRPC health
 client (Check, Watch), HTTP probes, and graceful shutdown on SIGTERM."""
 
 import json
+import socket
 import signal
 import threading
 import time
@@ -13,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import GRPCURL, run, start_greeter
+from conftest import GRPCURL, health_probe, run, start_greeter
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,22 @@ def test_health_check(served):
         with pytest.raises(grpc.RpcError) as err:
             stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_grpc_health_probe(served):
+    # The probe Kubernetes users run: serving overall and per service, an
+    # unknown service is an RPC failure (NOT_FOUND), a closed port a
+    # connection failure.
+    assert health_probe(served.grpc) == (0, "status: SERVING\n")
+    code, out = health_probe(served.grpc, "greeter.v1.Greeter")
+    assert code == 0, out
+    code, out = health_probe(served.grpc, "no.such.Service")
+    assert code == 3 and "NotFound" in out, out
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    code, out = health_probe(closed, timeout=1)
+    assert code == 2, out
 
 
 def http_get(addr, path):
