@@ -10,6 +10,9 @@
 //! shutdown_grace = "20s"          # drain time after SIGTERM
 //! log = "info"                    # SVC_LOG; re-read while running
 //! log_format = "json"             # SVC_LOG_FORMAT
+//! tls_cert_file = "/etc/tls/tls.crt"      # SVC_TLS_CERT_FILE
+//! tls_key_file = "/etc/tls/tls.key"       # SVC_TLS_KEY_FILE
+//! tls_client_ca_file = "/etc/tls/ca.crt"  # SVC_TLS_CLIENT_CA_FILE (mTLS)
 //! ```
 //!
 //! Unknown keys and bad values stop start-up with the file and key named.
@@ -38,6 +41,12 @@ pub struct FileConfig {
     pub log: Option<String>,
     /// `json` or `text`.
     pub log_format: Option<String>,
+    /// PEM certificate chain; with `tls_key_file`, turns TLS on.
+    pub tls_cert_file: Option<String>,
+    /// PEM private key.
+    pub tls_key_file: Option<String>,
+    /// PEM CAs for client certificates (mutual TLS).
+    pub tls_client_ca_file: Option<String>,
 }
 
 /// Where the configuration file was named.

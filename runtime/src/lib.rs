@@ -22,6 +22,7 @@ pub mod log;
 pub mod metrics;
 pub mod middleware;
 pub mod server;
+pub mod tls;
 
 pub use errors::{TypedError, TypedErrors};
 pub use tonic;

@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tonic::body::Body;
-use tonic::transport::server::TcpConnectInfo;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -121,9 +120,7 @@ where
         if let Some(limiter) = self.limiters.get(req.uri().path()) {
             let key = match limiter.spec.key {
                 RateLimitKey::Global => BucketKey::Global,
-                RateLimitKey::Peer => BucketKey::Peer(
-                    req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr()).map(|a| a.ip()),
-                ),
+                RateLimitKey::Peer => BucketKey::Peer(crate::server::peer_addr(req.extensions()).map(|a| a.ip())),
                 RateLimitKey::Subject => {
                     BucketKey::Subject(req.extensions().get::<Principal>().and_then(|p| p.subject.clone()))
                 }

@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use tonic::body::Body;
-use tonic::transport::server::TcpConnectInfo;
 
 use crate::auth::Principal;
 use crate::codegen::ServiceSpec;
@@ -362,7 +361,7 @@ where
             return Box::pin(self.inner.call(req));
         }
         let logger = self.logger;
-        let peer: Option<SocketAddr> = req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr());
+        let peer: Option<SocketAddr> = crate::server::peer_addr(req.extensions());
         let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
         let subject = req.extensions().get::<Principal>().and_then(|p| p.subject.clone());
         let started = Instant::now();

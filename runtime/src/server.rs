@@ -11,6 +11,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -27,6 +28,7 @@ use crate::auth::{AuthLayer, Verifier};
 use crate::codegen::ServiceSpec;
 use crate::config::{ConfigSource, FileConfig};
 use crate::log::{AccessLogLayer, Logger};
+use crate::tls::TlsFiles;
 
 /// Start-up and serving failures; each names what to fix. `Debug` prints
 /// the same text as `Display`, so `fn main() -> Result<(), Error>` reports
@@ -142,6 +144,16 @@ impl Config {
     }
 }
 
+/// The client's address from a request's extensions, over plain TCP or
+/// TLS.
+pub fn peer_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| extensions.get::<TlsConnectInfo<TcpConnectInfo>>().map(|t| t.get_ref()))
+        .and_then(|info| info.remote_addr())
+}
+
 /// What [`Server::serve`] accepts: a generated tonic server
 /// (`<service>_svc::server(impl)` or `XxxServer::new(impl)`).
 pub trait GrpcService:
@@ -171,6 +183,7 @@ pub struct Server {
     verifier: Option<Verifier>,
     logger: Logger,
     reload: Option<Reload>,
+    tls: Option<TlsFiles>,
 }
 
 /// What re-reading the configuration file while serving needs.
@@ -190,6 +203,7 @@ pub struct Bound {
     verifier: Option<Verifier>,
     logger: Logger,
     reload: Option<Reload>,
+    tls: Option<TlsFiles>,
     grpc: TcpListener,
     metrics: TcpListener,
 }
@@ -206,23 +220,31 @@ impl Server {
         let config = Config::from_layers(spec, file, env)?;
         let logger = Logger::from_layers(file, env)?;
         let verifier = spec.auth.as_ref().map(Verifier::from_env).transpose()?;
+        let tls = TlsFiles::from_layers(file, env)?;
         let reload = source.zip(loaded).map(|(source, (text, _))| Reload {
             source,
             text,
             level_pinned: env("SVC_LOG").is_some(),
         });
-        Ok(Server { spec, config, verifier, logger, reload })
+        Ok(Server { spec, config, verifier, logger, reload, tls })
     }
 
     /// A server with explicit settings. A service that requires
     /// authentication also needs [`Server::verifier`].
     pub fn with_config(spec: &'static ServiceSpec, config: Config) -> Server {
-        Server { spec, config, verifier: None, logger: Logger::default(), reload: None }
+        Server { spec, config, verifier: None, logger: Logger::default(), reload: None, tls: None }
     }
 
     /// Sets how access and audit records are written.
     pub fn logger(mut self, logger: Logger) -> Server {
         self.logger = logger;
+        self
+    }
+
+    /// Serves gRPC over TLS (mutual TLS when `files.client_ca` is set); see
+    /// [`crate::tls`].
+    pub fn tls(mut self, files: TlsFiles) -> Server {
+        self.tls = Some(files);
         self
     }
 
@@ -254,6 +276,7 @@ impl Server {
             verifier: self.verifier,
             logger: self.logger,
             reload: self.reload,
+            tls: self.tls,
             grpc,
             metrics,
         })
@@ -342,10 +365,19 @@ impl Bound {
             .add_service(service);
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-        let incoming = TcpListenerStream::new(self.grpc);
-        let server = router.serve_with_incoming_shutdown(incoming, async {
+        let drained = async {
             let _ = drain_rx.await;
-        });
+        };
+        let mut tls_watcher = None;
+        let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match self.tls {
+            None => Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), drained)),
+            Some(files) => {
+                let tls = crate::tls::Reloading::new(files)?;
+                tls_watcher = Some(tokio::spawn(tls.clone().watch(self.logger)));
+                let incoming = crate::tls::Incoming::new(self.grpc, tls, self.logger);
+                Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
+            }
+        };
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => {
@@ -364,7 +396,7 @@ impl Bound {
             Err(_) => Ok(()),
         };
         probes.abort();
-        if let Some(w) = watcher {
+        for w in [watcher, tls_watcher].into_iter().flatten() {
             w.abort();
         }
         crate::log::flush();

@@ -1,0 +1,313 @@
+//! TLS and mutual TLS on the gRPC listener (rustls).
+//!
+//! `SVC_TLS_CERT_FILE` and `SVC_TLS_KEY_FILE` (PEM; or `tls_cert_file` /
+//! `tls_key_file` in the configuration file) turn TLS on; adding
+//! `SVC_TLS_CLIENT_CA_FILE` (`tls_client_ca_file`) requires every client to
+//! present a certificate signed by one of those CAs. The server offers
+//! HTTP/2 only (ALPN `h2`), TLS 1.2 and 1.3.
+//!
+//! The files are re-read every two seconds while serving: when they change
+//! (a renewed certificate, a rotated Kubernetes Secret), new connections use
+//! the new certificate, key and CAs; established connections are untouched.
+//! A half-written or inconsistent set (key not matching the certificate) is
+//! logged and ignored until it is whole.
+//!
+//! The metrics port stays plain HTTP: Kubernetes probes and Prometheus
+//! scrape it from inside the cluster.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::server::TlsStream;
+
+use crate::config::{ConfigSource, FileConfig};
+use crate::log::{Level, Logger, Value};
+use crate::server::Error;
+
+/// How long a client may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the files are checked for changes.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+/// Where the certificate, key and (for mTLS) client CAs are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA certificates that sign client certificates; set = mTLS.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// What a variable or configuration key is called in messages.
+struct Setting {
+    variable: &'static str,
+    key: &'static str,
+}
+
+const CERT: Setting = Setting { variable: "SVC_TLS_CERT_FILE", key: "tls_cert_file" };
+const KEY: Setting = Setting { variable: "SVC_TLS_KEY_FILE", key: "tls_key_file" };
+const CLIENT_CA: Setting = Setting { variable: "SVC_TLS_CLIENT_CA_FILE", key: "tls_client_ca_file" };
+
+impl TlsFiles {
+    /// The files named by the configuration file, overridden by the
+    /// environment; `None` when TLS is off. The files are read and checked
+    /// at once, so a bad set stops start-up naming the setting.
+    pub fn from_layers(
+        file: Option<(&ConfigSource, &FileConfig)>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<TlsFiles>, Error> {
+        let pick = |s: &Setting, from_file: Option<&String>| -> Option<(String, &'static str)> {
+            lookup(s.variable)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (v, s.variable))
+                .or_else(|| from_file.filter(|v| !v.trim().is_empty()).map(|v| (v.clone(), s.key)))
+        };
+        let config = file.map(|(_, c)| c);
+        let cert = pick(&CERT, config.and_then(|c| c.tls_cert_file.as_ref()));
+        let key = pick(&KEY, config.and_then(|c| c.tls_key_file.as_ref()));
+        let client_ca = pick(&CLIENT_CA, config.and_then(|c| c.tls_client_ca_file.as_ref()));
+        let problem = |origin: &'static str, problem: String| match (origin.starts_with("SVC_"), file) {
+            (false, Some((source, _))) => source.error(origin, problem),
+            _ => Error::Config { variable: origin, problem },
+        };
+        let files = match (cert, key) {
+            (None, None) => {
+                return match client_ca {
+                    Some((_, origin)) => {
+                        Err(problem(origin, format!("needs TLS on: set {} and {} too", CERT.variable, KEY.variable)))
+                    }
+                    None => Ok(None),
+                };
+            }
+            (Some((_, origin)), None) => {
+                return Err(problem(origin, format!("is set but {} is not; TLS needs both", KEY.variable)));
+            }
+            (None, Some((_, origin))) => {
+                return Err(problem(origin, format!("is set but {} is not; TLS needs both", CERT.variable)));
+            }
+            (Some(cert), Some(key)) => (cert, key),
+        };
+        let tls = TlsFiles {
+            cert: files.0.0.trim().into(),
+            key: files.1.0.trim().into(),
+            client_ca: client_ca.as_ref().map(|(v, _)| v.trim().into()),
+        };
+        tls.load().map_err(|(which, p)| {
+            let origin = match which {
+                Which::Cert => files.0.1,
+                Which::Key => files.1.1,
+                Which::ClientCa => client_ca.as_ref().map_or(CLIENT_CA.variable, |(_, o)| *o),
+            };
+            problem(origin, p)
+        })?;
+        Ok(Some(tls))
+    }
+
+    /// The three files' bytes, to notice changes.
+    fn contents(&self) -> std::io::Result<Vec<Vec<u8>>> {
+        let mut out = vec![std::fs::read(&self.cert)?, std::fs::read(&self.key)?];
+        if let Some(ca) = &self.client_ca {
+            out.push(std::fs::read(ca)?);
+        }
+        Ok(out)
+    }
+
+    /// Reads the files into a server configuration.
+    fn load(&self) -> Result<Arc<ServerConfig>, (Which, String)> {
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let shown = |p: &PathBuf| p.display().to_string();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
+            .map_err(|e| (Which::Cert, format!("cannot read {}: {e}", shown(&self.cert))))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| (Which::Cert, format!("{} is not a PEM certificate chain: {e}", shown(&self.cert))))?;
+        if certs.is_empty() {
+            return Err((Which::Cert, format!("{} holds no PEM certificate", shown(&self.cert))));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key)
+            .map_err(|e| (Which::Key, format!("{} holds no usable PEM private key: {e}", shown(&self.key))))?;
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| (Which::Cert, e.to_string()))?;
+        let builder = match &self.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => {
+                let mut roots = RootCertStore::empty();
+                let cas = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| (Which::ClientCa, format!("cannot read {}: {e}", shown(path))))?;
+                for ca in cas {
+                    let ca = ca.map_err(|e| (Which::ClientCa, format!("{} is not PEM: {e}", shown(path))))?;
+                    roots
+                        .add(ca)
+                        .map_err(|e| (Which::ClientCa, format!("{} holds a bad CA certificate: {e}", shown(path))))?;
+                }
+                if roots.is_empty() {
+                    return Err((Which::ClientCa, format!("{} holds no CA certificate", shown(path))));
+                }
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|e| (Which::ClientCa, format!("{}: {e}", shown(path))))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+            (Which::Key, format!("{} does not fit the certificate in {}: {e}", shown(&self.key), shown(&self.cert)))
+        })?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Cert,
+    Key,
+    ClientCa,
+}
+
+/// The current TLS configuration, swapped when the files change.
+pub(crate) struct Reloading {
+    files: TlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl Reloading {
+    pub(crate) fn new(files: TlsFiles) -> Result<Arc<Reloading>, Error> {
+        let config = files.load().map_err(|(_, problem)| Error::Config { variable: CERT.variable, problem })?;
+        Ok(Arc::new(Reloading { files, current: RwLock::new(config) }))
+    }
+
+    fn config(&self) -> Arc<ServerConfig> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Watches the files and swaps the configuration when they change.
+    pub(crate) async fn watch(self: Arc<Self>, logger: Logger) {
+        let mut last = self.files.contents().ok();
+        let mut tick = tokio::time::interval(RELOAD_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Ok(now) = self.files.contents() else { continue };
+            if last.as_ref() == Some(&now) {
+                continue;
+            }
+            match self.files.load() {
+                Ok(config) => {
+                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
+                    let cert = self.files.cert.display().to_string();
+                    logger.log(Level::Info, "TLS certificate reloaded", &[("cert_file", Value::Str(&cert))]);
+                    last = Some(now);
+                }
+                // Possibly caught mid-update: try again next time.
+                Err((_, problem)) => {
+                    logger.log(Level::Warn, "TLS files not reloaded", &[("problem", Value::Str(&problem))]);
+                    last = Some(now);
+                }
+            }
+        }
+    }
+}
+
+/// Accepted connections after their TLS handshake, for tonic's
+/// `serve_with_incoming`. Handshakes run concurrently, each bounded by a
+/// timeout, so a slow client cannot hold up others. The listener closes
+/// when the stream is dropped (tonic drops it when draining starts).
+pub(crate) struct Incoming {
+    rx: tokio::sync::mpsc::Receiver<TlsStream<TcpStream>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Incoming {
+    pub(crate) fn new(listener: TcpListener, tls: Arc<Reloading>, logger: Logger) -> Incoming {
+        let (tx, rx) = tokio::sync::mpsc::channel(128);
+        let accept = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(pair) => pair,
+                    Err(_) => {
+                        // Out of descriptors or similar: back off briefly.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let _ = tcp.set_nodelay(true);
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send(stream).await;
+                        }
+                        Ok(Err(e)) => {
+                            let peer = peer.to_string();
+                            let error = e.to_string();
+                            logger.log(
+                                Level::Debug,
+                                "TLS handshake failed",
+                                &[("peer", Value::Str(&peer)), ("error", Value::Str(&error))],
+                            );
+                        }
+                        Err(_) => {}
+                    }
+                });
+            }
+        });
+        Incoming { rx, accept }
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl tokio_stream::Stream for Incoming {
+    type Item = Result<TlsStream<TcpStream>, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|s| s.map(Ok))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_come_in_pairs() {
+        let only = |name: &'static str| move |k: &str| (k == name).then(|| "/x.pem".to_owned());
+        assert_eq!(TlsFiles::from_layers(None, |_| None).expect("off"), None);
+        let e = TlsFiles::from_layers(None, only("SVC_TLS_CERT_FILE")).expect_err("no key").to_string();
+        assert!(e.starts_with("SVC_TLS_CERT_FILE: is set but SVC_TLS_KEY_FILE is not"), "{e}");
+        let e = TlsFiles::from_layers(None, only("SVC_TLS_KEY_FILE")).expect_err("no cert").to_string();
+        assert!(e.starts_with("SVC_TLS_KEY_FILE: is set but SVC_TLS_CERT_FILE is not"), "{e}");
+        let e = TlsFiles::from_layers(None, only("SVC_TLS_CLIENT_CA_FILE")).expect_err("ca alone").to_string();
+        assert!(e.starts_with("SVC_TLS_CLIENT_CA_FILE: needs TLS on"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_files_are_named() {
+        let both = |k: &str| match k {
+            "SVC_TLS_CERT_FILE" => Some("/nonexistent/tls.crt".to_owned()),
+            "SVC_TLS_KEY_FILE" => Some("/nonexistent/tls.key".to_owned()),
+            _ => None,
+        };
+        let e = TlsFiles::from_layers(None, both).expect_err("missing").to_string();
+        assert!(e.starts_with("SVC_TLS_CERT_FILE: cannot read /nonexistent/tls.crt"), "{e}");
+    }
+}
