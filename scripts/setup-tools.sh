@@ -34,6 +34,7 @@ py_pkgs=(
   "googleapis-common-protos>=1.66,<2"
   "pytest>=8"
   "PyYAML>=6"
+  "opentelemetry-proto>=1.30,<2"
   "pydantic>=2.12,<3"
   "kubernetes-validate>=1.34,<2"
   "cloudcoil>=0.6,<0.7"
@@ -43,6 +44,7 @@ py_pkgs=(
 if python3 - <<'PY' 2>/dev/null
 import grpc, grpc_tools, grpc_status, grpc_health, prometheus_client, jwt, cryptography, h2, google.protobuf, google.api, pytest  # noqa: F401
 import yaml  # noqa: F401
+import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
 import inspect, pydantic
 assert "extra" in inspect.signature(pydantic.BaseModel.model_validate).parameters  # pydantic>=2.12
 # By metadata, not import: importing cloudcoil's models takes seconds.

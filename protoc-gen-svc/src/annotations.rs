@@ -452,6 +452,8 @@ impl<'a> FileCx<'a> {
             service_monitor: false,
             network_policy: true,
             headless_service: false,
+            tls_secret: None,
+            mtls: false,
         };
         let Some(d) = d else { return out };
         if let Some(image) = get_str(d, "image") {
@@ -563,6 +565,24 @@ impl<'a> FileCx<'a> {
         out.service_monitor = get_bool(d, "service_monitor").unwrap_or(false);
         out.network_policy = get_bool(d, "network_policy").unwrap_or(true);
         out.headless_service = get_bool(d, "headless_service").unwrap_or(false);
+        if let Some(secret) = get_str(d, "tls_secret") {
+            if !is_dns_subdomain(&secret) {
+                self.error(
+                    at,
+                    format!("deploy.tls_secret {secret:?} is not a Secret name"),
+                    "use lowercase letters, digits, '-' and '.', at most 253 characters",
+                );
+            }
+            out.tls_secret = Some(secret);
+        }
+        out.mtls = get_bool(d, "mtls").unwrap_or(false);
+        if out.mtls && out.tls_secret.is_none() {
+            self.error(
+                at,
+                "deploy.mtls is set without deploy.tls_secret",
+                "name the kubernetes.io/tls Secret (with ca.crt) in tls_secret, or drop mtls",
+            );
+        }
         out
     }
 
@@ -737,6 +757,11 @@ impl ServerSettings {
             shutdown_grace: Duration::from_secs(30),
         }
     }
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain).
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 fn is_dns_label(s: &str) -> bool {

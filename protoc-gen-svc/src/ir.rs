@@ -152,6 +152,10 @@ pub struct DeploySettings {
     pub service_monitor: bool,
     pub network_policy: bool,
     pub headless_service: bool,
+    /// Secret holding the TLS certificate; TLS is on when set.
+    pub tls_secret: Option<String>,
+    /// Client certificates required (needs `tls_secret`).
+    pub mtls: bool,
 }
 
 /// Resolved autoscaler settings.

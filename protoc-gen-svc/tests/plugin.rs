@@ -114,6 +114,7 @@ fn bad_annotations_report_every_problem_with_a_line() {
         "deploy.resources.cpu_limit 500m is below cpu_request 2",
         "deploy.env key \"1BAD\" is not a valid variable name",
         "deploy.pdb_min_available 5 is not below the replica count 5",
+        "deploy.mtls is set without deploy.tls_secret",
         "bad_annotations.proto:25:35: rpc bad.v1.Bad.NotIdempotent: retry is set on a method that is not marked idempotent",
         "retry.max_attempts 9 is out of range",
         "retry.retryable_codes contains OK",

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod server;
 pub mod tls;
+pub mod trace;
 
 pub use errors::{TypedError, TypedErrors};
 pub use tonic;

@@ -265,7 +265,7 @@ pub enum Value<'a> {
     None,
 }
 
-fn json_string(out: &mut String, s: &str) {
+pub(crate) fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -364,12 +364,15 @@ where
         let peer: Option<SocketAddr> = crate::server::peer_addr(req.extensions());
         let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
         let subject = req.extensions().get::<Principal>().and_then(|p| p.subject.clone());
+        let trace = req.extensions().get::<crate::trace::TraceContext>().copied();
         let started = Instant::now();
         let future = self.inner.call(req);
         Box::pin(async move {
             let response = future.await?;
             Ok(crate::completion::observe(response, move |code| {
                 let peer = peer.map(|p| p.to_string());
+                let trace_id = trace.map(|t| t.trace_id_hex());
+                let span_id = trace.map(|t| t.span_id_hex());
                 let fields = [
                     ("method", Value::Str(&path)),
                     ("code", Value::Str(crate::metrics::code_name(code))),
@@ -377,6 +380,8 @@ where
                     ("peer", peer.as_deref().map_or(Value::None, Value::Str)),
                     ("request_id", request_id.as_deref().map_or(Value::None, Value::Str)),
                     ("subject", subject.as_deref().map_or(Value::None, Value::Str)),
+                    ("trace_id", trace_id.as_deref().map_or(Value::None, Value::Str)),
+                    ("span_id", span_id.as_deref().map_or(Value::None, Value::Str)),
                 ];
                 logger.log(Level::Info, "rpc", &fields);
                 if audit {

@@ -184,6 +184,7 @@ pub struct Server {
     logger: Logger,
     reload: Option<Reload>,
     tls: Option<TlsFiles>,
+    otlp: Option<(crate::trace::Endpoint, String)>,
 }
 
 /// What re-reading the configuration file while serving needs.
@@ -204,6 +205,7 @@ pub struct Bound {
     logger: Logger,
     reload: Option<Reload>,
     tls: Option<TlsFiles>,
+    otlp: Option<(crate::trace::Endpoint, String)>,
     grpc: TcpListener,
     metrics: TcpListener,
 }
@@ -221,18 +223,27 @@ impl Server {
         let logger = Logger::from_layers(file, env)?;
         let verifier = spec.auth.as_ref().map(Verifier::from_env).transpose()?;
         let tls = TlsFiles::from_layers(file, env)?;
+        let otlp = match env("SVC_OTLP_ENDPOINT").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => {
+                let endpoint = crate::trace::Endpoint::parse(&v)
+                    .map_err(|problem| Error::Config { variable: "SVC_OTLP_ENDPOINT", problem })?;
+                let name = env("OTEL_SERVICE_NAME").filter(|n| !n.trim().is_empty()).unwrap_or(spec.name.to_owned());
+                Some((endpoint, name))
+            }
+        };
         let reload = source.zip(loaded).map(|(source, (text, _))| Reload {
             source,
             text,
             level_pinned: env("SVC_LOG").is_some(),
         });
-        Ok(Server { spec, config, verifier, logger, reload, tls })
+        Ok(Server { spec, config, verifier, logger, reload, tls, otlp })
     }
 
     /// A server with explicit settings. A service that requires
     /// authentication also needs [`Server::verifier`].
     pub fn with_config(spec: &'static ServiceSpec, config: Config) -> Server {
-        Server { spec, config, verifier: None, logger: Logger::default(), reload: None, tls: None }
+        Server { spec, config, verifier: None, logger: Logger::default(), reload: None, tls: None, otlp: None }
     }
 
     /// Sets how access and audit records are written.
@@ -245,6 +256,13 @@ impl Server {
     /// [`crate::tls`].
     pub fn tls(mut self, files: TlsFiles) -> Server {
         self.tls = Some(files);
+        self
+    }
+
+    /// Exports spans to an OTLP/HTTP collector (see [`crate::trace`]),
+    /// naming the resource `service_name`.
+    pub fn otlp(mut self, endpoint: crate::trace::Endpoint, service_name: impl Into<String>) -> Server {
+        self.otlp = Some((endpoint, service_name.into()));
         self
     }
 
@@ -277,6 +295,7 @@ impl Server {
             logger: self.logger,
             reload: self.reload,
             tls: self.tls,
+            otlp: self.otlp,
             grpc,
             metrics,
         })
@@ -343,8 +362,16 @@ impl Bound {
         let watcher = self.reload.map(|reload| tokio::spawn(watch_config(reload, self.logger)));
 
         let s = &spec.server;
+        let (trace, exporter) = match self.otlp {
+            None => (crate::trace::TraceLayer::new(), None),
+            Some((endpoint, name)) => {
+                let (exporter, task) = crate::trace::Exporter::start(endpoint, name, self.logger);
+                (crate::trace::TraceLayer::exporting(exporter), Some(task))
+            }
+        };
         let router: Router<_> = tonic::transport::Server::builder()
             .layer(crate::middleware::RequestIdLayer)
+            .layer(trace)
             .layer(crate::metrics::MetricsLayer::new(registry))
             .layer(AuthLayer::new(spec, self.verifier))
             .layer(AccessLogLayer::new(spec, self.logger))
@@ -378,7 +405,7 @@ impl Bound {
                 Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
             }
         };
-        tokio::pin!(server);
+        let mut server = server;
         tokio::select! {
             result = &mut server => {
                 probes.abort();
@@ -398,6 +425,12 @@ impl Bound {
         probes.abort();
         for w in [watcher, tls_watcher].into_iter().flatten() {
             w.abort();
+        }
+        // The router (and with it the exporter handle) goes first, so the
+        // exporter sends what it holds and ends; it gets two seconds.
+        drop(server);
+        if let Some(task) = exporter {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
         crate::log::flush();
         outcome

@@ -17,10 +17,11 @@ import urllib.request
 import grpc
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import k8s_tools
-from conftest import EXAMPLE, REPO, health_probe, run
+from conftest import EXAMPLE, GRPC_HEALTH_PROBE, GRPCURL, REPO, health_probe, run
 
 VERSIONS = ["1.29", "1.30", "1.31", "1.32", "1.33", "1.34"]
 GOLDEN = REPO / "protoc-gen-svc" / "tests" / "golden"
@@ -156,7 +157,7 @@ class Pod:
     GID when the test runs as root, and a working directory it cannot write
     (readOnlyRootFilesystem)."""
 
-    def __init__(self, binary, deploy_dir, uid_ok=True, config_override=None):
+    def __init__(self, binary, deploy_dir, uid_ok=True, config_override=None, secrets=None):
         docs = {d["kind"]: d for f in pathlib.Path(deploy_dir).glob("*.yaml") for d in load(f)}
         self.deployment = docs["Deployment"]
         pod = self.deployment["spec"]["template"]["spec"]
@@ -175,6 +176,9 @@ class Pod:
                 assert cm["metadata"]["name"] == volume["configMap"]["name"]
                 for key, text in cm["data"].items():
                     (host / key).write_text(config_override or text)
+            elif "secret" in volume:
+                for key, data in (secrets or {})[volume["secret"]["secretName"]].items():
+                    (host / key).write_bytes(data)
             elif "emptyDir" in volume:
                 os.chmod(host, 0o1777)
             else:
@@ -237,8 +241,17 @@ class Pod:
 
 
 def grpc_probe(probe):
-    """One gRPC probe as the kubelet runs it: a health Check of the probe's
-    service on its port, within timeoutSeconds. True when SERVING."""
+    """One probe as the kubelet runs it, within timeoutSeconds: a gRPC
+    health Check of the probe's service on its port (True when SERVING),
+    or an HTTP GET (True for 2xx/3xx)."""
+    if "httpGet" in probe:
+        get = probe["httpGet"]
+        url = f"http://127.0.0.1:{get['port']}{get['path']}"
+        try:
+            with urllib.request.urlopen(url, timeout=probe["timeoutSeconds"]) as r:
+                return 200 <= r.status < 400
+        except OSError:
+            return False
     spec = probe["grpc"]
     with grpc.insecure_channel(f"127.0.0.1:{spec['port']}") as channel:
         try:
@@ -248,6 +261,32 @@ def grpc_probe(probe):
         except grpc.RpcError:
             return False
     return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def kubelet_probes(pod):
+    c = pod.container
+    # startupProbe: retried every periodSeconds up to failureThreshold.
+    startup = c["startupProbe"]
+    for _ in range(startup["failureThreshold"]):
+        if grpc_probe(startup):
+            break
+        assert pod.proc.poll() is None, "".join(pod.lines)
+        time.sleep(startup["periodSeconds"])
+    else:
+        raise AssertionError("startup probe never succeeded:\n" + "".join(pod.lines))
+    assert grpc_probe(c["readinessProbe"]), "readiness"
+    assert grpc_probe(c["livenessProbe"]), "liveness"
+
+
+def terminate_like_the_kubelet(pod):
+    grace = pod.pod["terminationGracePeriodSeconds"]
+    started = time.monotonic()
+    pod.proc.send_signal(signal.SIGTERM)
+    code = pod.proc.wait(timeout=grace)
+    elapsed = time.monotonic() - started
+    assert code == 0, "".join(pod.lines)
+    assert elapsed < grace, elapsed
+    assert not any(pod.workdir.iterdir()), "wrote to the read-only root"
 
 
 def test_the_binary_runs_as_its_deployment_says(binaries):
@@ -262,17 +301,7 @@ def test_the_binary_runs_as_its_deployment_says(binaries):
         assert c[kind]["grpc"]["port"] == ports["grpc"], kind
     pod.start()
     try:
-        # startupProbe: retried every periodSeconds up to failureThreshold.
-        startup = c["startupProbe"]
-        for _ in range(startup["failureThreshold"]):
-            if grpc_probe(startup):
-                break
-            assert pod.proc.poll() is None, "".join(pod.lines)
-            time.sleep(startup["periodSeconds"])
-        else:
-            raise AssertionError("startup probe never succeeded:\n" + "".join(pod.lines))
-        assert grpc_probe(c["readinessProbe"]), "readiness"
-        assert grpc_probe(c["livenessProbe"]), "liveness"
+        kubelet_probes(pod)
         # And each probe through grpc_health_probe, with the probe's settings.
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             p = c[kind]
@@ -290,14 +319,68 @@ def test_the_binary_runs_as_its_deployment_says(binaries):
         if pod.as_pod_user:
             assert os.stat(f"/proc/{pod.proc.pid}").st_uid == pod.uid
         # Pod deletion: SIGTERM, then the kubelet waits the grace period.
-        grace = pod.pod["terminationGracePeriodSeconds"]
-        started = time.monotonic()
-        pod.proc.send_signal(signal.SIGTERM)
-        code = pod.proc.wait(timeout=grace)
-        elapsed = time.monotonic() - started
-        assert code == 0, "".join(pod.lines)
-        assert elapsed < grace, elapsed
-        assert not any(pod.workdir.iterdir()), "wrote to the read-only root"
+        terminate_like_the_kubelet(pod)
+    finally:
+        pod.cleanup()
+
+
+def test_a_tls_service_runs_as_its_deployment_says(binaries, tmp_path):
+    """The maximal service: TLS with client certificates from the Secret
+    named in tls_secret, a JWT public key from <name>-jwt, HTTP probes on
+    the metrics port (kubelet gRPC probes cannot speak TLS)."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_tls import Ca, pem
+
+    deploy = GOLDEN / "maximal_k8s" / "shop"
+    ca = Ca("cluster issuer")
+    cert, key = ca.issue("shop", server=True)
+    client_cert, client_key = ca.issue("caller", client=True)
+    signing = ec.generate_private_key(ec.SECP256R1())
+    public = signing.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    secrets = {
+        "shop-tls": {"tls.crt": pem(cert), "tls.key": pem(key), "ca.crt": pem(ca.cert)},
+        "shop-jwt": {"public.pem": public},
+    }
+    pod = Pod(binaries["shop"], deploy, secrets=secrets)
+    ports = pod.ports()
+    for port in ports.values():
+        if not free(port):
+            pytest.fail(f"port {port} (from the Deployment) is in use on this machine; free it to run this test")
+    c = pod.container
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[kind]["httpGet"]["port"] == ports["metrics"], kind
+    pod.start()
+    try:
+        kubelet_probes(pod)
+        addr = f"127.0.0.1:{ports['grpc']}"
+        # The gRPC port speaks mutual TLS only.
+        f = {"ca": tmp_path / "ca.crt", "cert": tmp_path / "c.crt", "key": tmp_path / "c.key"}
+        f["ca"].write_bytes(pem(ca.cert))
+        f["cert"].write_bytes(pem(client_cert))
+        f["key"].write_bytes(pem(client_key))
+        tls_args = ["-tls", f"-tls-ca-cert={f['ca']}", f"-tls-client-cert={f['cert']}", f"-tls-client-key={f['key']}"]
+        r = run([GRPC_HEALTH_PROBE, f"-addr={addr}", "-service=shop.v1.Shop", *tls_args], timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = run([GRPC_HEALTH_PROBE, f"-addr={addr}", "-tls", f"-tls-ca-cert={f['ca']}"], timeout=30)
+        assert r.returncode != 0, "a client without a certificate got in"
+        # A token signed with the key mounted from the Secret is accepted.
+        token = pyjwt.encode(
+            {"iss": "https://auth.example.com", "aud": "shop-api", "sub": "ada", "groups": ["reader"], "exp": int(time.time()) + 60},
+            signing,
+            algorithm="ES256",
+        )
+        r = run(
+            [
+                GRPCURL, "-cacert", f["ca"], "-cert", f["cert"], "-key", f["key"],
+                "-H", f"authorization: Bearer {token}", "-d", '{"sku": "a-1"}', addr, "shop.v1.Shop/GetItem",
+            ],
+            timeout=60,
+        )
+        assert r.returncode == 0 and '"title": "ada"' in r.stdout, r.stdout + r.stderr
+        terminate_like_the_kubelet(pod)
     finally:
         pod.cleanup()
 

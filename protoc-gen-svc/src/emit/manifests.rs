@@ -73,11 +73,18 @@ pub struct EnvVar {
     pub value: String,
 }
 
-/// One gRPC probe against `grpc.health.v1`.
+/// One probe: a gRPC health Check, or (with TLS, which kubelet gRPC
+/// probes cannot speak) an HTTP GET on the metrics port.
 #[derive(Debug, Clone, Serialize)]
 pub struct Probe {
-    /// Health service name (quoted); `""` asks about the whole server.
+    /// gRPC (true) or HTTP GET (false).
+    pub grpc: bool,
+    pub port: u16,
+    /// Health service name (quoted) for gRPC; `""` asks about the whole
+    /// server.
     pub service: String,
+    /// Path (quoted) for HTTP.
+    pub path: String,
     pub period: u32,
     pub timeout: u32,
     pub failure_threshold: u32,
@@ -117,6 +124,9 @@ pub struct Deployment {
     pub has_jwt_secret: bool,
     pub jwt_secret: String,
     pub jwt_dir: String,
+    pub has_tls: bool,
+    pub tls_secret: String,
+    pub tls_dir: String,
     pub tmp_size_limit: String,
 }
 
@@ -133,6 +143,8 @@ pub struct ServiceManifest {
     pub meta: Meta,
     pub grpc_port: u16,
     pub metrics_port: u16,
+    /// `appProtocol` of the gRPC port: cleartext HTTP/2 or TLS.
+    pub grpc_app_protocol: String,
     pub headless: bool,
     pub headless_name: String,
 }
@@ -485,6 +497,11 @@ impl<'a> Workload<'a> {
         Some((format!("{}-jwt", self.name()), format!("/etc/{}/jwt", self.name()), variable, file))
     }
 
+    /// Where the TLS Secret is mounted, when TLS is on.
+    fn tls_dir(&self) -> Option<String> {
+        self.service.settings.deploy.tls_secret.as_ref().map(|_| format!("/etc/{}/tls", self.name()))
+    }
+
     fn env(&self) -> Vec<EnvVar> {
         let mut env: Vec<EnvVar> = Vec::new();
         let mut set = |name: &str, value: &str| {
@@ -498,6 +515,14 @@ impl<'a> Workload<'a> {
         if let Some((_, dir, variable, file)) = self.jwt_key() {
             set(variable, &format!("{dir}/{file}"));
         }
+        if let Some(dir) = self.tls_dir() {
+            // The keys of a kubernetes.io/tls Secret.
+            set("SVC_TLS_CERT_FILE", &format!("{dir}/tls.crt"));
+            set("SVC_TLS_KEY_FILE", &format!("{dir}/tls.key"));
+            if self.service.settings.deploy.mtls {
+                set("SVC_TLS_CLIENT_CA_FILE", &format!("{dir}/ca.crt"));
+            }
+        }
         for (name, value) in &self.service.settings.deploy.env {
             set(name, value);
         }
@@ -509,8 +534,13 @@ impl<'a> Workload<'a> {
         let d = &s.deploy;
         let name = self.name().to_owned();
         let meta = self.meta.clone();
-        let probe = |service: &str, period, timeout, failure_threshold| Probe {
+        let tls = d.tls_secret.is_some();
+        // Over TLS: ready = /readyz (503 while draining), alive = /healthz.
+        let probe = |service: &str, path: &str, period, timeout, failure_threshold| Probe {
+            grpc: !tls,
+            port: if tls { s.metrics_port } else { s.port },
             service: quote(service),
+            path: quote(path),
             period,
             timeout,
             failure_threshold,
@@ -541,9 +571,9 @@ impl<'a> Workload<'a> {
             env: self.env(),
             // Up to a minute to start; ready only while this service serves;
             // restarted when the whole server stops answering.
-            startup: probe(&self.service.full_name, 2, 2, 30),
-            readiness: probe(&self.service.full_name, 5, 2, 2),
-            liveness: probe("", 10, 2, 3),
+            startup: probe(&self.service.full_name, "/readyz", 2, 2, 30),
+            readiness: probe(&self.service.full_name, "/readyz", 5, 2, 2),
+            liveness: probe("", "/healthz", 10, 2, 3),
             cpu_request: quote(&d.cpu_request.text),
             cpu_limit: quote(&d.cpu_limit.text),
             memory_request: quote(&d.memory_request.text),
@@ -553,6 +583,9 @@ impl<'a> Workload<'a> {
             has_jwt_secret: jwt.is_some(),
             jwt_secret: jwt.as_ref().map(|j| j.0.clone()).unwrap_or_default(),
             jwt_dir: jwt.as_ref().map(|j| j.1.clone()).unwrap_or_default(),
+            has_tls: tls,
+            tls_secret: d.tls_secret.clone().unwrap_or_default(),
+            tls_dir: self.tls_dir().unwrap_or_default(),
             tmp_size_limit: quote("64Mi"),
         };
         let service = ServiceManifest {
@@ -561,6 +594,7 @@ impl<'a> Workload<'a> {
             meta: meta.clone(),
             grpc_port: s.port,
             metrics_port: s.metrics_port,
+            grpc_app_protocol: if tls { "https" } else { "kubernetes.io/h2c" }.into(),
             headless: d.headless_service,
             headless_name: format!("{name}-headless"),
         };

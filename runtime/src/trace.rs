@@ -1,0 +1,517 @@
+//! One span per call, W3C Trace Context, and OpenTelemetry (OTLP) export.
+//!
+//! Every call gets a span. An incoming `traceparent` header (W3C Trace
+//! Context, version `00`) makes the span a child of the caller's: same
+//! trace id, the caller's span as parent, the caller's sampling decision.
+//! Without one, the call starts a new, sampled trace. The span's context is
+//! in the request's extensions as [`TraceContext`], so handlers can pass it
+//! on ([`TraceContext::traceparent`] is the header for outgoing calls), and
+//! access records carry its `trace_id` and `span_id`.
+//!
+//! With `SVC_OTLP_ENDPOINT` set (e.g. `http://otel-collector:4318`),
+//! sampled spans are exported in batches as OTLP/HTTP JSON to
+//! `<endpoint>/v1/traces`, named `<package>.<Service>/<Method>` with the
+//! OpenTelemetry RPC attributes (`rpc.system`, `rpc.service`, `rpc.method`,
+//! `rpc.grpc.status_code`, `network.peer.address`) and error status for the
+//! codes the gRPC conventions count as server errors. `OTEL_SERVICE_NAME`
+//! names the resource (default: the gRPC service's full name). Export never
+//! slows calls down: spans queue in a bounded buffer, and when the collector
+//! cannot keep up the overflow is dropped and counted in the logs.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::body::Body;
+
+use crate::log::{Level, Logger, Value};
+use crate::middleware::{BoxFuture, RequestId};
+
+/// The trace position of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 16-byte trace id, shared by every span of the trace.
+    pub trace_id: [u8; 16],
+    /// This call's span id.
+    pub span_id: [u8; 8],
+    /// The caller's span, from `traceparent`.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// Whether the trace is recorded (exported).
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// The context for a call carrying `traceparent` (or not).
+    pub fn for_call(traceparent: Option<&http::HeaderValue>) -> TraceContext {
+        let span_id = nonzero8();
+        match traceparent.and_then(|v| v.to_str().ok()).and_then(parse_traceparent) {
+            Some((trace_id, parent, flags)) => {
+                TraceContext { trace_id, span_id, parent_span_id: Some(parent), sampled: flags & 1 == 1 }
+            }
+            None => {
+                let mut trace_id = [0u8; 16];
+                trace_id[..8].copy_from_slice(&random_u64().to_be_bytes());
+                trace_id[8..].copy_from_slice(&nonzero8());
+                TraceContext { trace_id, span_id, parent_span_id: None, sampled: true }
+            }
+        }
+    }
+
+    /// The `traceparent` header naming this span as the parent, for calls
+    /// the handler makes.
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.span_id), u8::from(self.sampled))
+    }
+
+    /// The trace id as 32 lowercase hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    /// The span id as 16 lowercase hex digits.
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span_id)
+    }
+}
+
+/// `version-traceid-parentid-flags`; version 00 exactly, or a later version
+/// with at least those fields (forward compatible, as the spec asks).
+fn parse_traceparent(value: &str) -> Option<([u8; 16], [u8; 8], u8)> {
+    let value = value.trim();
+    let mut parts = value.split('-');
+    let version = parts.next()?;
+    let (trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?);
+    let rest = parts.next();
+    let version = u8::from_str_radix(version, 16).ok().filter(|_| version.len() == 2)?;
+    if version == 0xff || (version == 0 && rest.is_some()) {
+        return None;
+    }
+    let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if trace.len() != 32
+        || parent.len() != 16
+        || flags.len() != 2
+        || ![trace, parent, flags].iter().all(|s| lower_hex(s))
+    {
+        return None;
+    }
+    let mut trace_id = [0u8; 16];
+    let mut parent_id = [0u8; 8];
+    for (i, b) in trace_id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).ok()?;
+    }
+    for (i, b) in parent_id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&parent[2 * i..2 * i + 2], 16).ok()?;
+    }
+    if trace_id == [0; 16] || parent_id == [0; 8] {
+        return None;
+    }
+    Some((trace_id, parent_id, u8::from_str_radix(flags, 16).ok()?))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Process-unique, unpredictable-enough 64-bit values: a counter from a
+/// random start, scrambled (splitmix64). Ids, not secrets.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    let next =
+        NEXT.get_or_init(|| AtomicU64::new(std::collections::hash_map::RandomState::new().build_hasher().finish()));
+    let mut z = next.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn nonzero8() -> [u8; 8] {
+    let v = random_u64();
+    (if v == 0 { 1 } else { v }).to_be_bytes()
+}
+
+/// Starts a span for every call (see the module docs).
+#[derive(Clone, Default)]
+pub struct TraceLayer {
+    exporter: Option<Arc<Exporter>>,
+}
+
+impl TraceLayer {
+    /// Spans for the logs and handlers only; nothing exported.
+    pub fn new() -> TraceLayer {
+        TraceLayer::default()
+    }
+
+    /// Spans exported through `exporter`.
+    pub fn exporting(exporter: Arc<Exporter>) -> TraceLayer {
+        TraceLayer { exporter: Some(exporter) }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Trace { inner, exporter: self.exporter.clone() }
+    }
+}
+
+/// Service of [`TraceLayer`].
+#[derive(Clone)]
+pub struct Trace<S> {
+    inner: S,
+    exporter: Option<Arc<Exporter>>,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for Trace<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let context = TraceContext::for_call(req.headers().get("traceparent"));
+        req.extensions_mut().insert(context);
+        let exporter = match &self.exporter {
+            Some(e) if context.sampled => e.clone(),
+            _ => return Box::pin(self.inner.call(req)),
+        };
+        let start = SystemTime::now();
+        let path = req.uri().path().to_owned();
+        let peer = crate::server::peer_addr(req.extensions());
+        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let response = future.await?;
+            Ok(crate::completion::observe(response, move |code| {
+                exporter.record(SpanRecord { context, path, peer, request_id, start, end: SystemTime::now(), code });
+            }))
+        })
+    }
+}
+
+/// A finished span waiting for export.
+struct SpanRecord {
+    context: TraceContext,
+    path: String,
+    peer: Option<SocketAddr>,
+    request_id: Option<String>,
+    start: SystemTime,
+    end: SystemTime,
+    code: u8,
+}
+
+/// Spans buffered before the oldest are dropped.
+const QUEUE: usize = 8192;
+/// Spans per export request.
+const BATCH: usize = 512;
+/// Longest a span waits before its batch is sent.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Sends spans to an OTLP/HTTP collector in the background.
+pub struct Exporter {
+    tx: tokio::sync::mpsc::Sender<SpanRecord>,
+    dropped: AtomicU64,
+}
+
+/// Where spans go: `http://host:port/path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host:port`, for connecting and for the Host header.
+    pub authority: String,
+    /// Request path, ending in `/v1/traces`.
+    pub path: String,
+}
+
+impl Endpoint {
+    /// Parses `SVC_OTLP_ENDPOINT`: an `http://` URL of an OTLP/HTTP
+    /// receiver; `/v1/traces` is appended unless the path already ends so.
+    pub fn parse(value: &str) -> Result<Endpoint, String> {
+        let v = value.trim();
+        let Some(rest) = v.strip_prefix("http://") else {
+            return Err(format!(
+                "{v:?} is not an http:// URL; give the collector's OTLP/HTTP address, e.g. http://otel-collector:4318 \
+                 (https is not supported: run the collector as a sidecar or node agent)"
+            ));
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => (h, p),
+            None if !authority.is_empty() => (authority, "80"),
+            _ => return Err(format!("{v:?} has no valid host[:port]; write e.g. http://otel-collector:4318")),
+        };
+        let base = path.trim_end_matches('/');
+        let path = if base.ends_with("/v1/traces") { base.to_owned() } else { format!("{base}/v1/traces") };
+        Ok(Endpoint { authority: format!("{host}:{port}"), path })
+    }
+}
+
+impl Exporter {
+    /// Starts exporting to `endpoint` on the current Tokio runtime. The
+    /// task ends, after a last export, once every handle is dropped.
+    pub fn start(endpoint: Endpoint, service: String, logger: Logger) -> (Arc<Exporter>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+        let exporter = Arc::new(Exporter { tx, dropped: AtomicU64::new(0) });
+        let task = tokio::spawn(export_loop(rx, endpoint, service, logger, Arc::downgrade(&exporter)));
+        (exporter, task)
+    }
+
+    fn record(&self, span: SpanRecord) {
+        if self.tx.try_send(span).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn export_loop(
+    mut rx: tokio::sync::mpsc::Receiver<SpanRecord>,
+    endpoint: Endpoint,
+    service: String,
+    logger: Logger,
+    exporter: std::sync::Weak<Exporter>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut failing = false;
+    loop {
+        let Some(first) = rx.recv().await else { break };
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(span)) => batch.push(span),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let body = encode(&service, &batch);
+        let spans = batch.len();
+        batch.clear();
+        match post(&endpoint, &body).await {
+            Ok(()) if failing => {
+                failing = false;
+                logger.log(Level::Info, "span export recovered", &[]);
+            }
+            Ok(()) => {}
+            // Reported once per outage, not per batch.
+            Err(problem) if !failing => {
+                failing = true;
+                let target = format!("http://{}{}", endpoint.authority, endpoint.path);
+                logger.log(
+                    Level::Warn,
+                    "span export failed",
+                    &[
+                        ("endpoint", Value::Str(&target)),
+                        ("problem", Value::Str(&problem)),
+                        ("spans", Value::Num(spans as f64)),
+                    ],
+                );
+            }
+            Err(_) => {}
+        }
+        if let Some(e) = exporter.upgrade() {
+            let dropped = e.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                logger.log(Level::Warn, "spans dropped: export is behind", &[("spans", Value::Num(dropped as f64))]);
+            }
+        }
+    }
+}
+
+/// One OTLP/HTTP JSON POST; any 2xx is success.
+async fn post(endpoint: &Endpoint, body: &str) -> Result<(), String> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&endpoint.authority).await.map_err(|e| e.to_string())?;
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\nUser-Agent: svc/{}\r\n\r\n",
+            endpoint.path,
+            endpoint.authority,
+            body.len(),
+            env!("CARGO_PKG_VERSION"),
+        );
+        stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+        stream.write_all(body.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 512];
+        while !reply.windows(2).any(|w| w == b"\r\n") {
+            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&buf[..n]);
+        }
+        let status_line = String::from_utf8_lossy(&reply);
+        let status_line = status_line.lines().next().unwrap_or_default();
+        match status_line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()) {
+            Some(code) if (200..300).contains(&code) => Ok(()),
+            _ => Err(format!("collector answered {status_line:?}")),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange).await.map_err(|_| "timed out after 10s".to_owned())?
+}
+
+fn unix_nanos(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// OTLP JSON for `spans` (ExportTraceServiceRequest): ids in hex, 64-bit
+/// integers as strings, enums as numbers.
+fn encode(service: &str, spans: &[SpanRecord]) -> String {
+    let mut out = String::with_capacity(256 + spans.len() * 512);
+    out.push_str("{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    attr_str(&mut out, "service.name", service);
+    out.push_str("]},\"scopeSpans\":[{\"scope\":{\"name\":\"svc\",\"version\":");
+    crate::log::json_string(&mut out, env!("CARGO_PKG_VERSION"));
+    out.push_str("},\"spans\":[");
+    for (i, span) in spans.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let name = span.path.trim_start_matches('/');
+        let (rpc_service, rpc_method) = name.split_once('/').unwrap_or((name, ""));
+        let _ = write!(
+            out,
+            "{{\"traceId\":\"{}\",\"spanId\":\"{}\",",
+            span.context.trace_id_hex(),
+            span.context.span_id_hex()
+        );
+        if let Some(parent) = span.context.parent_span_id {
+            let _ = write!(out, "\"parentSpanId\":\"{}\",", hex(&parent));
+        }
+        out.push_str("\"name\":");
+        crate::log::json_string(&mut out, name);
+        let _ = write!(
+            out,
+            ",\"kind\":2,\"startTimeUnixNano\":\"{}\",\"endTimeUnixNano\":\"{}\",\"attributes\":[",
+            unix_nanos(span.start),
+            unix_nanos(span.end).max(unix_nanos(span.start))
+        );
+        attr_str(&mut out, "rpc.system", "grpc");
+        out.push(',');
+        attr_str(&mut out, "rpc.service", rpc_service);
+        out.push(',');
+        attr_str(&mut out, "rpc.method", rpc_method);
+        let _ = write!(out, ",{{\"key\":\"rpc.grpc.status_code\",\"value\":{{\"intValue\":\"{}\"}}}}", span.code);
+        if let Some(peer) = span.peer {
+            out.push(',');
+            attr_str(&mut out, "network.peer.address", &peer.ip().to_string());
+            let _ = write!(out, ",{{\"key\":\"network.peer.port\",\"value\":{{\"intValue\":\"{}\"}}}}", peer.port());
+        }
+        if let Some(id) = &span.request_id {
+            out.push(',');
+            attr_str(&mut out, "svc.request_id", id);
+        }
+        out.push_str("],\"status\":");
+        // Server-side errors per the OpenTelemetry gRPC conventions.
+        if matches!(span.code, 2 | 4 | 12 | 13 | 14 | 15) {
+            out.push_str("{\"code\":2,\"message\":");
+            crate::log::json_string(&mut out, crate::metrics::code_name(span.code));
+            out.push_str("}}");
+        } else {
+            out.push_str("{}}");
+        }
+    }
+    out.push_str("]}]}]}");
+    out
+}
+
+fn attr_str(out: &mut String, key: &str, value: &str) {
+    out.push_str("{\"key\":");
+    crate::log::json_string(out, key);
+    out.push_str(",\"value\":{\"stringValue\":");
+    crate::log::json_string(out, value);
+    out.push_str("}}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trip() {
+        let h = http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let c = TraceContext::for_call(Some(&h));
+        assert_eq!(c.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(c.parent_span_id.map(|p| hex(&p)).as_deref(), Some("00f067aa0ba902b7"));
+        assert!(c.sampled);
+        assert_ne!(c.span_id, [0; 8]);
+        assert_eq!(c.traceparent(), format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", c.span_id_hex()));
+        let unsampled = http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+        assert!(!TraceContext::for_call(Some(&unsampled)).sampled);
+    }
+
+    #[test]
+    fn invalid_traceparents_start_new_traces() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            let h = http::HeaderValue::from_str(bad).expect("header");
+            let c = TraceContext::for_call(Some(&h));
+            assert_eq!(c.parent_span_id, None, "{bad}");
+            assert!(c.sampled);
+        }
+        // A later version with extra fields is read for what it shares.
+        let future = http::HeaderValue::from_static("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x");
+        assert!(TraceContext::for_call(Some(&future)).parent_span_id.is_some());
+    }
+
+    #[test]
+    fn new_ids_differ() {
+        let a = TraceContext::for_call(None);
+        let b = TraceContext::for_call(None);
+        assert_ne!(a.trace_id, b.trace_id);
+        assert_ne!(a.span_id, b.span_id);
+    }
+
+    #[test]
+    fn endpoints() {
+        let e = Endpoint::parse("http://otel:4318").expect("ok");
+        assert_eq!((e.authority.as_str(), e.path.as_str()), ("otel:4318", "/v1/traces"));
+        let e = Endpoint::parse("http://127.0.0.1:9/custom/").expect("ok");
+        assert_eq!(e.path, "/custom/v1/traces");
+        assert_eq!(Endpoint::parse("http://c/v1/traces").expect("ok").authority, "c:80");
+        assert!(Endpoint::parse("https://otel:4318").expect_err("https").contains("not an http:// URL"));
+        assert!(Endpoint::parse("http://:4318").is_err());
+    }
+
+    #[test]
+    fn json_encoding() {
+        let context = TraceContext::for_call(None);
+        let span = SpanRecord {
+            context,
+            path: "/a.v1.S/M".into(),
+            peer: Some("127.0.0.1:5".parse().expect("addr")),
+            request_id: Some("r\"1".into()),
+            start: UNIX_EPOCH + Duration::from_secs(1),
+            end: UNIX_EPOCH + Duration::from_secs(2),
+            code: 13,
+        };
+        let json: serde_json::Value = serde_json::from_str(&encode("svc \"x\"", &[span])).expect("valid json");
+        let s = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(s["name"], "a.v1.S/M");
+        assert_eq!(s["startTimeUnixNano"], "1000000000");
+        assert_eq!(s["status"]["code"], 2);
+        assert_eq!(json["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"], "svc \"x\"");
+    }
+}
