@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+
+use crate::log::{Level, Logger, Value};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -184,14 +186,24 @@ where
 }
 
 /// Turns a panicking handler into `INTERNAL` and keeps serving; the panic
-/// is reported on stderr with the method and request id.
-#[derive(Debug, Clone, Default)]
-pub struct RecoverLayer;
+/// is logged as an `error` record with the method, request id, trace id
+/// and panic message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecoverLayer {
+    logger: Logger,
+}
+
+impl RecoverLayer {
+    /// Reports panics through `logger`.
+    pub fn new(logger: Logger) -> RecoverLayer {
+        RecoverLayer { logger }
+    }
+}
 
 impl<S> tower_layer::Layer<S> for RecoverLayer {
     type Service = RecoverService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RecoverService { inner }
+        RecoverService { inner, logger: self.logger }
     }
 }
 
@@ -199,6 +211,7 @@ impl<S> tower_layer::Layer<S> for RecoverLayer {
 #[derive(Debug, Clone)]
 pub struct RecoverService<S> {
     inner: S,
+    logger: Logger,
 }
 
 impl<S, B> tower_service::Service<http::Request<B>> for RecoverService<S>
@@ -218,27 +231,45 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let path = req.uri().path().to_owned();
         let id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+        let trace = req.extensions().get::<crate::trace::TraceContext>().map(|t| t.trace_id_hex());
+        let logger = self.logger;
         let call = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
         Box::pin(async move {
+            let report = |panic: Box<dyn std::any::Any + Send>| panicked(logger, &path, &id, trace.as_deref(), &*panic);
             let future = match call {
                 Ok(f) => f,
-                Err(panic) => return Ok(panicked(&path, &id, panic.as_ref())),
+                Err(panic) => return Ok(report(panic)),
             };
             match CatchUnwind(Box::pin(future)).await {
                 Ok(result) => result,
-                Err(panic) => Ok(panicked(&path, &id, panic.as_ref())),
+                Err(panic) => Ok(report(panic)),
             }
         })
     }
 }
 
-fn panicked(path: &str, id: &str, panic: &(dyn std::any::Any + Send)) -> http::Response<Body> {
+fn panicked(
+    logger: Logger,
+    path: &str,
+    id: &str,
+    trace: Option<&str>,
+    panic: &(dyn std::any::Any + Send),
+) -> http::Response<Body> {
     let message = panic
         .downcast_ref::<String>()
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("(non-string panic)");
-    eprintln!("svc: handler of {path} panicked (request id {id}): {message}");
+    logger.log(
+        Level::Error,
+        "handler panicked",
+        &[
+            ("method", Value::Str(path)),
+            ("request_id", Value::Str(id)),
+            ("trace_id", trace.map_or(Value::None, Value::Str)),
+            ("panic", Value::Str(message)),
+        ],
+    );
     Status::internal("the handler failed unexpectedly").into_http()
 }
 

@@ -378,7 +378,7 @@ impl Bound {
             .layer(crate::limits::RateLimitLayer::new(spec))
             .layer(crate::limits::ConcurrencyLayer::new(spec))
             .layer(crate::middleware::DeadlineLayer::new(&[spec]))
-            .layer(crate::middleware::RecoverLayer)
+            .layer(crate::middleware::RecoverLayer::new(self.logger))
             .layer(crate::middleware::MessageLimitLayer)
             .max_concurrent_streams(s.max_concurrent_streams)
             .http2_keepalive_interval(Some(s.keepalive_interval))

@@ -311,3 +311,28 @@ def test_bad_configuration_files_stop_start_up(binaries, tmp_path):
         assert message in r.stderr, (name, r.stderr)
     r = run([binaries["greeter"], "--config", tmp_path / "missing.toml"], env={"PATH": "/usr/bin:/bin"}, timeout=30)
     assert r.returncode != 0 and "--config: cannot read" in r.stderr, r.stderr
+
+
+def test_streams_still_open_when_the_grace_period_ends_get_unavailable(binaries, stubs, tmp_path):
+    """A stream that outlives shutdown_grace (1s here, from the config
+    file) is cut off: the client sees UNAVAILABLE, the process exits 0."""
+    pb2, grpc_pb2 = stubs
+    config = tmp_path / "config.toml"
+    config.write_text('shutdown_grace = "1s"\n')
+    s = start_greeter(binaries["greeter"], {"SVC_CONFIG": str(config)})
+    try:
+        with grpc.insecure_channel(s.grpc) as channel:
+            stream = grpc_pb2.GreeterStub(channel).SayHelloStream(
+                pb2.HelloStreamRequest(name="long", count=100, interval_ms=100), timeout=30
+            )
+            assert next(stream).message
+            started = time.monotonic()
+            s.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(grpc.RpcError) as err:
+                for _ in stream:
+                    pass
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value
+            assert s.proc.wait(timeout=10) == 0
+            assert time.monotonic() - started < 5
+    finally:
+        s.stop()
