@@ -29,15 +29,41 @@ use crate::server::Error;
 /// Longest accepted `authorization` value, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// The verified caller, in request extensions of authenticated calls.
+/// The verified caller, in request extensions of authenticated calls
+/// (`request.extensions().get::<Principal>()`). Its fields are those of
+/// [`Identity`]; copies share one identity, so handing it to every call of
+/// a cached token costs no copying.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Principal {
+pub struct Principal(Arc<Identity>);
+
+/// What a verified token says about the caller.
+#[derive(Debug, PartialEq)]
+pub struct Identity {
     /// The `sub` claim, if any.
     pub subject: Option<String>,
     /// Roles from the annotated roles claim (string or list of strings).
     pub roles: Vec<String>,
     /// Every claim of the token.
     pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Principal {
+    /// A principal with this identity.
+    pub fn new(identity: Identity) -> Principal {
+        Principal(Arc::new(identity))
+    }
+
+    /// Whether both are copies of the same verification.
+    pub fn same(a: &Principal, b: &Principal) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl std::ops::Deref for Principal {
+    type Target = Identity;
+    fn deref(&self) -> &Identity {
+        &self.0
+    }
 }
 
 /// Verified tokens kept before the cache is emptied.
@@ -57,7 +83,7 @@ pub struct Verifier {
 }
 
 /// Verified tokens: token → (principal, reusable until).
-type TokenCache = HashMap<String, (Arc<Principal>, std::time::Instant)>;
+type TokenCache = HashMap<String, (Principal, std::time::Instant)>;
 
 impl Verifier {
     /// Builds the verifier of `jwt` from the environment.
@@ -160,7 +186,7 @@ impl Verifier {
 
     /// Verifies an `authorization` header value, from the cache when the
     /// same token was verified recently.
-    pub fn verify(&self, header: Option<&http::HeaderValue>) -> Result<Arc<Principal>, Status> {
+    pub fn verify(&self, header: Option<&http::HeaderValue>) -> Result<Principal, Status> {
         let header = header.ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
         if header.len() > MAX_TOKEN_BYTES {
             return Err(Status::unauthenticated("authorization header is too large"));
@@ -193,7 +219,7 @@ impl Verifier {
             _ => Vec::new(),
         };
         let subject = claims.get("sub").and_then(|v| v.as_str()).map(str::to_owned);
-        let principal = Arc::new(Principal { subject, roles, claims });
+        let principal = Principal::new(Identity { subject, roles, claims });
         if until > now {
             let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
             if cache.len() >= CACHE_ENTRIES {
@@ -274,7 +300,7 @@ where
                 let status = Status::permission_denied(format!("requires one of the roles {:?}", rule.roles));
                 return Box::pin(async move { Ok(status.into_http()) });
             }
-            req.extensions_mut().insert(Principal::clone(&principal));
+            req.extensions_mut().insert(principal);
         }
         let future = self.inner.call(req);
         Box::pin(future)
@@ -348,12 +374,12 @@ mod tests {
         let h = token(serde_json::json!({"iss": JWT.issuer, "aud": "api", "exp": now() + 60, "sub": "c"}));
         let first = v.verify(Some(&h)).expect("valid");
         let second = v.verify(Some(&h)).expect("cached");
-        assert!(Arc::ptr_eq(&first, &second), "the second check comes from the cache");
+        assert!(Principal::same(&first, &second), "the second check comes from the cache");
         // A token about to expire is not cached past its exp.
         let short = token(serde_json::json!({"iss": JWT.issuer, "aud": "api", "exp": now(), "sub": "d"}));
         if let Ok(p) = v.verify(Some(&short)) {
             let again = v.verify(Some(&short)).expect("still within leeway");
-            assert!(!Arc::ptr_eq(&p, &again), "not reused beyond exp");
+            assert!(!Principal::same(&p, &again), "not reused beyond exp");
         }
     }
 

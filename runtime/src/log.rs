@@ -166,7 +166,8 @@ impl Logger {
     }
 
     fn write(&self, level: &str, message: &str, fields: &[(&str, Value<'_>)]) {
-        let mut line = String::with_capacity(160);
+        // Room for a whole access record, so building one never reallocates.
+        let mut line = String::with_capacity(448);
         let ts = rfc3339(SystemTime::now());
         if self.json {
             let _ = write!(line, "{{\"ts\":\"{ts}\",\"level\":\"{level}\",\"msg\":");
@@ -267,6 +268,12 @@ pub enum Value<'a> {
 
 pub(crate) fn json_string(out: &mut String, s: &str) {
     out.push('"');
+    // Most values (methods, ids, addresses) need no escaping at all.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -12,7 +12,6 @@ use std::panic::AssertUnwindSafe;
 use crate::log::{Level, Logger, Value};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,16 +36,13 @@ impl RequestId {
         (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| RequestId(s.to_owned()))
     }
 
-    /// A new id: 32 hex digits from a per-process random seed and a counter.
+    /// A new id: 32 hex digits, unique in the process and random across
+    /// processes.
     fn mint() -> RequestId {
-        use std::hash::{BuildHasher, Hasher};
-        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(n);
-        RequestId(format!("{seed:016x}{:016x}", h.finish() ^ n))
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&crate::trace::random_u64().to_be_bytes());
+        bytes[8..].copy_from_slice(&crate::trace::random_u64().to_be_bytes());
+        RequestId(crate::trace::hex(&bytes))
     }
 }
 
@@ -229,13 +225,19 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path().to_owned();
-        let id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-        let trace = req.extensions().get::<crate::trace::TraceContext>().map(|t| t.trace_id_hex());
+        // What the report needs, kept cheaply: the URI and request id are
+        // shared buffers, the trace context is a copy; text only on panic.
+        let uri = req.uri().clone();
+        let id = req.extensions().get::<RequestId>().cloned();
+        let trace = req.extensions().get::<crate::trace::TraceContext>().copied();
         let logger = self.logger;
         let call = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
         Box::pin(async move {
-            let report = |panic: Box<dyn std::any::Any + Send>| panicked(logger, &path, &id, trace.as_deref(), &*panic);
+            let report = |panic: Box<dyn std::any::Any + Send>| {
+                let trace = trace.map(|t| t.trace_id_hex());
+                let id = id.as_ref().map_or("", |r| r.0.as_str());
+                panicked(logger, uri.path(), id, trace.as_deref(), &*panic)
+            };
             let future = match call {
                 Ok(f) => f,
                 Err(panic) => return Ok(report(panic)),

@@ -397,7 +397,16 @@ impl Bound {
         };
         let mut tls_watcher = None;
         let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match self.tls {
-            None => Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), drained)),
+            None => {
+                // Small gRPC messages must not wait for Nagle's algorithm
+                // (tonic sets this only on listeners it binds itself).
+                let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(self.grpc), |conn| {
+                    conn.inspect(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    })
+                });
+                Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
+            }
             Some(files) => {
                 let tls = crate::tls::Reloading::new(files)?;
                 tls_watcher = Some(tokio::spawn(tls.clone().watch(self.logger)));

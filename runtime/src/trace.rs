@@ -112,7 +112,7 @@ fn parse_traceparent(value: &str) -> Option<([u8; 16], [u8; 8], u8)> {
     Some((trace_id, parent_id, u8::from_str_radix(flags, 16).ok()?))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -86,6 +86,18 @@ def health_probe(addr, service="", timeout=2):
     return r.returncode, r.stdout + r.stderr
 
 
+def wait_for(predicate, seconds=10):
+    """Polls predicate every 0.1 s until it holds or `seconds` pass."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
 def tree(path):
     """{relative name: content} of every file under path."""
     path = pathlib.Path(path)

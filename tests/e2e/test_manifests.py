@@ -212,7 +212,12 @@ class Pod:
         self.lines = []
 
     def ports(self):
-        return {p["name"]: p["containerPort"] for p in self.container["ports"]}
+        """The container's named ports; fails the test if one is taken."""
+        ports = {p["name"]: p["containerPort"] for p in self.container["ports"]}
+        for port in ports.values():
+            if not free(port):
+                pytest.fail(f"port {port} (from the Deployment) is in use on this machine; free it to run this test")
+        return ports
 
     def start(self):
         def drop():
@@ -292,9 +297,6 @@ def terminate_like_the_kubelet(pod):
 def test_the_binary_runs_as_its_deployment_says(binaries):
     pod = Pod(binaries["greeter"], EXAMPLE / "deploy" / "greeter")
     ports = pod.ports()
-    for port in ports.values():
-        if not free(port):
-            pytest.fail(f"port {port} (from the Deployment) is in use on this machine; free it to run this test")
     c = pod.container
     # Every probe targets the container's gRPC port and the health service.
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -346,9 +348,6 @@ def test_a_tls_service_runs_as_its_deployment_says(binaries, tmp_path):
     }
     pod = Pod(binaries["shop"], deploy, secrets=secrets)
     ports = pod.ports()
-    for port in ports.values():
-        if not free(port):
-            pytest.fail(f"port {port} (from the Deployment) is in use on this machine; free it to run this test")
     c = pod.container
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[kind]["httpGet"]["port"] == ports["metrics"], kind

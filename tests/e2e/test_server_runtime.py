@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import GRPCURL, health_probe, run, start_greeter
+from conftest import GRPCURL, health_probe, run, start_greeter, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -243,14 +243,6 @@ def test_log_level_and_format_from_environment(binaries):
     finally:
         s.stop()
 
-
-def wait_for(predicate, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 @pytest.mark.parametrize("ext", ["toml", "yaml"])

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from conftest import run, start_greeter
+from conftest import run, start_greeter, wait_for
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -84,14 +84,6 @@ def attrs(span):
         out[a.key] = getattr(a.value, which)
     return out
 
-
-def wait_for(predicate, seconds=10):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_spans_follow_traceparent_and_reach_the_collector(binaries, stubs):

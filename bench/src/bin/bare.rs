@@ -1,5 +1,6 @@
 //! Bare tonic: the same service with `Server::builder()` defaults and no
-//! middleware. Listens on BENCH_ADDR, prints `listening on ADDR`.
+//! middleware. Listens on BENCH_ADDR, prints `listening on ADDR`. Accepted
+//! connections get TCP_NODELAY, as `Server::serve(addr)` would set.
 
 use svc::tonic;
 use svc_bench::EchoImpl;
@@ -12,7 +13,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("listening on {}", listener.local_addr()?);
     tonic::transport::Server::builder()
         .add_service(EchoServer::new(EchoImpl))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .serve_with_incoming(tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |conn| conn.inspect(|tcp| drop(tcp.set_nodelay(true))),
+        ))
         .await?;
     Ok(())
 }
