@@ -17,13 +17,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use tonic::Status;
 use tonic::body::Body;
 
 use crate::codegen::{JwtSpec, ServiceSpec};
+use crate::middleware::{BoxFuture, Middleware, layer};
 use crate::server::Error;
 
 /// Longest accepted `authorization` value, in bytes.
@@ -261,36 +261,13 @@ impl AuthLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, verifier: self.verifier.clone(), rules: self.rules.clone() }
-    }
-}
-
-/// Service of [`AuthLayer`].
-#[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    verifier: Option<Arc<Verifier>>,
-    rules: Arc<HashMap<&'static str, Rule>>,
-}
-
-impl<S, B> tower_service::Service<http::Request<B>> for AuthService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = crate::middleware::BoxFuture<Self::Response, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+impl Middleware for AuthLayer {
+    fn call<S, B>(&self, inner: &mut S, mut req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         if let (Some(rule), Some(verifier)) = (self.rules.get(req.uri().path()), &self.verifier) {
             let principal = match verifier.verify(req.headers().get(http::header::AUTHORIZATION)) {
                 Ok(p) => p,
@@ -302,10 +279,12 @@ where
             }
             req.extensions_mut().insert(principal);
         }
-        let future = self.inner.call(req);
+        let future = inner.call(req);
         Box::pin(future)
     }
 }
+
+layer!(AuthLayer);
 
 #[cfg(test)]
 mod tests {

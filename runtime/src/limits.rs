@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tonic::body::Body;
@@ -24,6 +23,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::Principal;
 use crate::codegen::{RateLimitKey, RateLimitSpec, ServiceSpec};
+use crate::middleware::{BoxFuture, Middleware, layer};
 
 /// Buckets kept per method before idle (full) ones are dropped.
 const MAX_BUCKETS: usize = 10_000;
@@ -86,37 +86,13 @@ impl RateLimitLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for RateLimitLayer {
-    type Service = RateLimitService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService { inner, limiters: self.limiters.clone() }
-    }
-}
-
-/// Service of [`RateLimitLayer`].
-#[derive(Clone)]
-pub struct RateLimitService<S> {
-    inner: S,
-    limiters: Arc<HashMap<&'static str, Limiter>>,
-}
-
-use crate::middleware::BoxFuture;
-
-impl<S, B> tower_service::Service<http::Request<B>> for RateLimitService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+impl Middleware for RateLimitLayer {
+    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         if let Some(limiter) = self.limiters.get(req.uri().path()) {
             let key = match limiter.spec.key {
                 RateLimitKey::Global => BucketKey::Global,
@@ -136,9 +112,11 @@ where
                 return Box::pin(async move { Ok(status.into_http()) });
             }
         }
-        Box::pin(self.inner.call(req))
+        Box::pin(inner.call(req))
     }
 }
+
+layer!(RateLimitLayer);
 
 /// Sheds calls beyond the concurrency limit.
 #[derive(Clone)]
@@ -159,22 +137,6 @@ impl ConcurrencyLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for ConcurrencyLayer {
-    type Service = ConcurrencyService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        ConcurrencyService { inner, limit: self.limit, prefix: self.prefix.clone(), in_flight: self.in_flight.clone() }
-    }
-}
-
-/// Service of [`ConcurrencyLayer`].
-#[derive(Clone)]
-pub struct ConcurrencyService<S> {
-    inner: S,
-    limit: usize,
-    prefix: Arc<str>,
-    in_flight: Arc<AtomicUsize>,
-}
-
 /// Releases a concurrency slot when dropped.
 struct Slot(Arc<AtomicUsize>);
 
@@ -184,23 +146,15 @@ impl Drop for Slot {
     }
 }
 
-impl<S, B> tower_service::Service<http::Request<B>> for ConcurrencyService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+impl Middleware for ConcurrencyLayer {
+    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         if !req.uri().path().starts_with(&*self.prefix) {
-            return Box::pin(self.inner.call(req));
+            return Box::pin(inner.call(req));
         }
         let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let slot = Slot(self.in_flight.clone());
@@ -209,7 +163,7 @@ where
             let status = Status::resource_exhausted("server is at its concurrency limit; retry later");
             return Box::pin(async move { Ok(status.into_http()) });
         }
-        let future = self.inner.call(req);
+        let future = inner.call(req);
         Box::pin(async move {
             let response = future.await;
             drop(slot);
@@ -217,6 +171,8 @@ where
         })
     }
 }
+
+layer!(ConcurrencyLayer);
 
 #[cfg(test)]
 mod tests {

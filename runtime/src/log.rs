@@ -11,7 +11,6 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use tonic::body::Body;
@@ -20,6 +19,7 @@ use crate::auth::Principal;
 use crate::codegen::ServiceSpec;
 use crate::config::{ConfigSource, FileConfig};
 use crate::middleware::RequestId;
+use crate::middleware::{BoxFuture, Middleware, layer};
 use crate::server::Error;
 
 /// Severity, lowest to highest.
@@ -331,41 +331,18 @@ impl AccessLogLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for AccessLogLayer {
-    type Service = AccessLog<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessLog { inner, logger: self.logger, audited: self.audited.clone() }
-    }
-}
-
-/// Service of [`AccessLogLayer`].
-#[derive(Clone)]
-pub struct AccessLog<S> {
-    inner: S,
-    logger: Logger,
-    audited: Arc<std::collections::HashSet<&'static str>>,
-}
-
-impl<S, B> tower_service::Service<http::Request<B>> for AccessLog<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = crate::middleware::BoxFuture<Self::Response, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+impl Middleware for AccessLogLayer {
+    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         let path = req.uri().path().to_owned();
         let level = self.logger.level();
         let audit = self.audited.contains(path.as_str()) && level != Level::Off;
         if level > Level::Info && !audit {
-            return Box::pin(self.inner.call(req));
+            return Box::pin(inner.call(req));
         }
         let logger = self.logger;
         let peer: Option<SocketAddr> = crate::server::peer_addr(req.extensions());
@@ -373,7 +350,7 @@ where
         let subject = req.extensions().get::<Principal>().and_then(|p| p.subject.clone());
         let trace = req.extensions().get::<crate::trace::TraceContext>().copied();
         let started = Instant::now();
-        let future = self.inner.call(req);
+        let future = inner.call(req);
         Box::pin(async move {
             let response = future.await?;
             Ok(crate::completion::observe(response, move |code| {
@@ -398,6 +375,8 @@ where
         })
     }
 }
+
+layer!(AccessLogLayer);
 
 #[cfg(test)]
 mod tests {

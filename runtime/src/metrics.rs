@@ -16,12 +16,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tonic::body::Body;
 
 use crate::codegen::{MethodKind, ServiceSpec};
+use crate::middleware::{BoxFuture, Middleware, layer};
 
 /// Histogram upper bounds in seconds (Prometheus' defaults).
 pub const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -212,45 +212,25 @@ impl MetricsLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for MetricsLayer {
-    type Service = Metrics<S>;
-    fn layer(&self, inner: S) -> Metrics<S> {
-        Metrics { inner, registry: self.registry.clone() }
-    }
-}
-
-/// The service made by [`MetricsLayer`].
-#[derive(Clone)]
-pub struct Metrics<S> {
-    inner: S,
-    registry: Arc<Registry>,
-}
-
-impl<S, B> tower_service::Service<http::Request<B>> for Metrics<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = crate::middleware::BoxFuture<Self::Response, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+impl Middleware for MetricsLayer {
+    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         let series = self.registry.series(req.uri().path());
         series.start();
         let started = Instant::now();
-        let future = self.inner.call(req);
+        let future = inner.call(req);
         Box::pin(async move {
             let response = future.await?;
             Ok(crate::completion::observe(response, move |code| series.finish(code, started.elapsed())))
         })
     }
 }
+
+layer!(MetricsLayer);
 
 #[cfg(test)]
 mod tests {

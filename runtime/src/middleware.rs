@@ -1,10 +1,11 @@
 //! Tower layers of the generated server, outermost first:
-//! [`RequestIdLayer`] → metrics ([`crate::metrics`]) → authentication
-//! ([`crate::auth`]) → access and audit log ([`crate::log`]) → rate limit
-//! and load shedding ([`crate::limits`]) →
-//! [`DeadlineLayer`] → [`RecoverLayer`] → [`MessageLimitLayer`] → handler.
-//! (Tracing spans and validation slot in at their documented places as
-//! they land.)
+//! [`RequestIdLayer`] → tracing span ([`crate::trace`]) → metrics
+//! ([`crate::metrics`]) → authentication ([`crate::auth`]) → access and
+//! audit log ([`crate::log`]) → rate limit and load shedding
+//! ([`crate::limits`]) → [`DeadlineLayer`] → [`RecoverLayer`] →
+//! [`MessageLimitLayer`] → handler. (Validation slots in at its documented
+//! place when it lands.) Each is a [`Middleware`]; [`Wrap`] is the service
+//! they all build.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -22,6 +23,67 @@ use crate::codegen::ServiceSpec;
 
 /// The future every layer of the server returns.
 pub(crate) type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+/// What one layer of the server does with a call. [`Wrap`] supplies the
+/// tower plumbing around it (readiness is the inner service's), and each
+/// layer type is its own `tower_layer::Layer`, wrapping the inner service
+/// with a copy of itself.
+pub trait Middleware {
+    /// Handles `req`: passes it on to `inner`, changed or not, and shapes
+    /// the response, or answers by itself.
+    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static;
+}
+
+/// A service running the middleware `M` in front of `S`.
+#[derive(Debug, Clone)]
+pub struct Wrap<M, S> {
+    middleware: M,
+    inner: S,
+}
+
+impl<M, S, B> tower_service::Service<http::Request<B>> for Wrap<M, S>
+where
+    M: Middleware,
+    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.middleware.call(&mut self.inner, req)
+    }
+}
+
+/// Makes each listed [`Middleware`] type a `tower_layer::Layer` producing
+/// [`Wrap`].
+macro_rules! layer {
+    ($($middleware:ty),+) => {$(
+        impl<S> tower_layer::Layer<S> for $middleware {
+            type Service = $crate::middleware::Wrap<$middleware, S>;
+            fn layer(&self, inner: S) -> Self::Service {
+                $crate::middleware::Wrap::wrapping(self.clone(), inner)
+            }
+        }
+    )+};
+}
+pub(crate) use layer;
+
+impl<M, S> Wrap<M, S> {
+    pub(crate) fn wrapping(middleware: M, inner: S) -> Self {
+        Wrap { middleware, inner }
+    }
+}
 
 /// The request's id, from `x-request-id` or minted; in request extensions
 /// (handlers read it with `request.extensions().get::<RequestId>()`) and
@@ -50,39 +112,19 @@ impl RequestId {
 #[derive(Debug, Clone, Default)]
 pub struct RequestIdLayer;
 
-impl<S> tower_layer::Layer<S> for RequestIdLayer {
-    type Service = RequestIdService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService { inner }
-    }
-}
-
-/// Service of [`RequestIdLayer`].
-#[derive(Debug, Clone)]
-pub struct RequestIdService<S> {
-    inner: S,
-}
-
 const REQUEST_ID: &str = "x-request-id";
 
-impl<S, B> tower_service::Service<http::Request<B>> for RequestIdService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+impl Middleware for RequestIdLayer {
+    fn call<S, B>(&self, inner: &mut S, mut req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         let id = req.headers().get(REQUEST_ID).and_then(RequestId::from_header).unwrap_or_else(RequestId::mint);
         let header = http::HeaderValue::from_str(&id.0).ok();
         req.extensions_mut().insert(id);
-        let future = self.inner.call(req);
+        let future = inner.call(req);
         Box::pin(async move {
             let mut response = future.await?;
             if let Some(h) = header {
@@ -92,6 +134,8 @@ where
         })
     }
 }
+
+layer!(RequestIdLayer);
 
 /// Enforces each method's deadline: the annotated `timeout` or the
 /// caller's `grpc-timeout`, whichever is sooner, answered with
@@ -110,20 +154,6 @@ impl DeadlineLayer {
             specs.iter().flat_map(|s| s.methods.iter()).filter_map(|m| m.timeout.map(|t| (m.path, t))).collect();
         DeadlineLayer { timeouts: Arc::new(timeouts) }
     }
-}
-
-impl<S> tower_layer::Layer<S> for DeadlineLayer {
-    type Service = DeadlineService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService { inner, timeouts: self.timeouts.clone() }
-    }
-}
-
-/// Service of [`DeadlineLayer`].
-#[derive(Debug, Clone)]
-pub struct DeadlineService<S> {
-    inner: S,
-    timeouts: Arc<HashMap<&'static str, Duration>>,
 }
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m,
@@ -145,28 +175,20 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-impl<S, B> tower_service::Service<http::Request<B>> for DeadlineService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+impl Middleware for DeadlineLayer {
+    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         let annotated = self.timeouts.get(req.uri().path()).copied();
         let caller = req.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
         let deadline = match (annotated, caller) {
             (Some(a), Some(c)) => Some(a.min(c)),
             (a, c) => a.or(c),
         };
-        let future = self.inner.call(req);
+        let future = inner.call(req);
         Box::pin(async move {
             match deadline {
                 None => future.await,
@@ -180,6 +202,8 @@ where
         })
     }
 }
+
+layer!(DeadlineLayer);
 
 /// Turns a panicking handler into `INTERNAL` and keeps serving; the panic
 /// is logged as an `error` record with the method, request id, trace id
@@ -196,42 +220,20 @@ impl RecoverLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for RecoverLayer {
-    type Service = RecoverService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RecoverService { inner, logger: self.logger }
-    }
-}
-
-/// Service of [`RecoverLayer`].
-#[derive(Debug, Clone)]
-pub struct RecoverService<S> {
-    inner: S,
-    logger: Logger,
-}
-
-impl<S, B> tower_service::Service<http::Request<B>> for RecoverService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+impl Middleware for RecoverLayer {
+    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         // What the report needs, kept cheaply: the URI and request id are
         // shared buffers, the trace context is a copy; text only on panic.
         let uri = req.uri().clone();
         let id = req.extensions().get::<RequestId>().cloned();
         let trace = req.extensions().get::<crate::trace::TraceContext>().copied();
         let logger = self.logger;
-        let call = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
+        let call = std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)));
         Box::pin(async move {
             let report = |panic: Box<dyn std::any::Any + Send>| {
                 let trace = trace.map(|t| t.trace_id_hex());
@@ -249,6 +251,8 @@ where
         })
     }
 }
+
+layer!(RecoverLayer);
 
 fn panicked(
     logger: Logger,
@@ -324,19 +328,6 @@ mod tests {
 #[derive(Debug, Clone, Default)]
 pub struct MessageLimitLayer;
 
-impl<S> tower_layer::Layer<S> for MessageLimitLayer {
-    type Service = MessageLimitService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        MessageLimitService { inner }
-    }
-}
-
-/// Service of [`MessageLimitLayer`].
-#[derive(Debug, Clone)]
-pub struct MessageLimitService<S> {
-    inner: S,
-}
-
 /// tonic's decode-limit message, as it appears percent-encoded in
 /// `grpc-message`.
 const TOO_LARGE: &str = "Error,%20decoded%20message%20length%20too%20large";
@@ -349,22 +340,14 @@ fn fix_status(headers: &mut http::HeaderMap) {
     }
 }
 
-impl<S, B> tower_service::Service<http::Request<B>> for MessageLimitService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let future = self.inner.call(req);
+impl Middleware for MessageLimitLayer {
+    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
+        let future = inner.call(req);
         Box::pin(async move {
             let response = future.await?;
             let (mut parts, body) = response.into_parts();
@@ -373,6 +356,8 @@ where
         })
     }
 }
+
+layer!(MessageLimitLayer);
 
 /// Applies [`fix_status`] to the trailers of a streaming response.
 struct FixTrailers(Body);

@@ -22,14 +22,14 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::body::Body;
 
 use crate::log::{Level, Logger, Value};
-use crate::middleware::{BoxFuture, RequestId};
+use crate::middleware::RequestId;
+use crate::middleware::{BoxFuture, Middleware, layer};
 
 /// The trace position of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,46 +158,24 @@ impl TraceLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for TraceLayer {
-    type Service = Trace<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Trace { inner, exporter: self.exporter.clone() }
-    }
-}
-
-/// Service of [`TraceLayer`].
-#[derive(Clone)]
-pub struct Trace<S> {
-    inner: S,
-    exporter: Option<Arc<Exporter>>,
-}
-
-impl<S, B> tower_service::Service<http::Request<B>> for Trace<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+impl Middleware for TraceLayer {
+    fn call<S, B>(&self, inner: &mut S, mut req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         let context = TraceContext::for_call(req.headers().get("traceparent"));
         req.extensions_mut().insert(context);
         let exporter = match &self.exporter {
             Some(e) if context.sampled => e.clone(),
-            _ => return Box::pin(self.inner.call(req)),
+            _ => return Box::pin(inner.call(req)),
         };
         let start = SystemTime::now();
         let path = req.uri().path().to_owned();
         let peer = crate::server::peer_addr(req.extensions());
         let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-        let future = self.inner.call(req);
+        let future = inner.call(req);
         Box::pin(async move {
             let response = future.await?;
             Ok(crate::completion::observe(response, move |code| {
@@ -206,6 +184,8 @@ where
         })
     }
 }
+
+layer!(TraceLayer);
 
 /// A finished span waiting for export.
 struct SpanRecord {
