@@ -234,16 +234,16 @@ impl Verifier {
     }
 }
 
-/// What a method requires.
-#[derive(Debug, Clone)]
+/// What a method requires, and who checks it.
+#[derive(Clone)]
 struct Rule {
     roles: &'static [&'static str],
+    verifier: Arc<Verifier>,
 }
 
 /// Authenticates and authorizes calls to the annotated methods.
 #[derive(Clone)]
 pub struct AuthLayer {
-    verifier: Option<Arc<Verifier>>,
     rules: Arc<HashMap<&'static str, Rule>>,
 }
 
@@ -251,13 +251,20 @@ impl AuthLayer {
     /// A layer for the methods of `spec` that require authentication; with
     /// no verifier (a service without `auth`) it passes every call through.
     pub fn new(spec: &'static ServiceSpec, verifier: Option<Verifier>) -> AuthLayer {
-        let rules = match verifier {
-            Some(_) => {
-                spec.methods.iter().filter(|m| m.requires_auth).map(|m| (m.path, Rule { roles: m.roles })).collect()
+        AuthLayer::for_services(vec![(spec, verifier)])
+    }
+
+    /// A layer for several services, each checked with its own verifier
+    /// (services differ in issuer, audiences and algorithms).
+    pub fn for_services(services: Vec<(&'static ServiceSpec, Option<Verifier>)>) -> AuthLayer {
+        let mut rules = HashMap::new();
+        for (spec, verifier) in services {
+            let Some(verifier) = verifier.map(Arc::new) else { continue };
+            for m in spec.methods.iter().filter(|m| m.requires_auth) {
+                rules.insert(m.path, Rule { roles: m.roles, verifier: verifier.clone() });
             }
-            None => HashMap::new(),
-        };
-        AuthLayer { verifier: verifier.map(Arc::new), rules: Arc::new(rules) }
+        }
+        AuthLayer { rules: Arc::new(rules) }
     }
 }
 
@@ -268,8 +275,8 @@ impl Middleware for AuthLayer {
         S::Future: Send + 'static,
         S::Error: Send + 'static,
     {
-        if let (Some(rule), Some(verifier)) = (self.rules.get(req.uri().path()), &self.verifier) {
-            let principal = match verifier.verify(req.headers().get(http::header::AUTHORIZATION)) {
+        if let Some(rule) = self.rules.get(req.uri().path()) {
+            let principal = match rule.verifier.verify(req.headers().get(http::header::AUTHORIZATION)) {
                 Ok(p) => p,
                 Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
             };

@@ -75,11 +75,11 @@ pub struct RateLimitLayer {
 }
 
 impl RateLimitLayer {
-    /// Limiters for the methods of `spec` that have a rate limit.
-    pub fn new(spec: &'static ServiceSpec) -> RateLimitLayer {
-        let limiters = spec
-            .methods
+    /// Limiters for the methods of `specs` that have a rate limit.
+    pub fn new(specs: &[&'static ServiceSpec]) -> RateLimitLayer {
+        let limiters = specs
             .iter()
+            .flat_map(|s| s.methods.iter())
             .filter_map(|m| m.rate_limit.map(|r| (m.path, Limiter { spec: r, buckets: Mutex::default() })))
             .collect();
         RateLimitLayer { limiters: Arc::new(limiters) }
@@ -118,22 +118,31 @@ impl Middleware for RateLimitLayer {
 
 layer!(RateLimitLayer);
 
-/// Sheds calls beyond the concurrency limit.
+/// Sheds calls beyond each service's concurrency limit.
 #[derive(Clone)]
 pub struct ConcurrencyLayer {
+    services: Arc<[Limit]>,
+}
+
+/// One service's limit and its calls in flight.
+struct Limit {
+    prefix: String,
     limit: usize,
-    prefix: Arc<str>,
     in_flight: Arc<AtomicUsize>,
 }
 
 impl ConcurrencyLayer {
-    /// At most `spec.server.concurrency_limit` calls of `spec`'s methods at once.
-    pub fn new(spec: &ServiceSpec) -> ConcurrencyLayer {
-        ConcurrencyLayer {
-            limit: spec.server.concurrency_limit.max(1),
-            prefix: format!("/{}/", spec.name).into(),
-            in_flight: Arc::default(),
-        }
+    /// At most `concurrency_limit` calls of each service's methods at once.
+    pub fn new(specs: &[&ServiceSpec]) -> ConcurrencyLayer {
+        let services = specs
+            .iter()
+            .map(|spec| Limit {
+                prefix: format!("/{}/", spec.name),
+                limit: spec.server.concurrency_limit.max(1),
+                in_flight: Arc::default(),
+            })
+            .collect();
+        ConcurrencyLayer { services }
     }
 }
 
@@ -153,12 +162,13 @@ impl Middleware for ConcurrencyLayer {
         S::Future: Send + 'static,
         S::Error: Send + 'static,
     {
-        if !req.uri().path().starts_with(&*self.prefix) {
+        let path = req.uri().path();
+        let Some(service) = self.services.iter().find(|s| path.starts_with(&s.prefix)) else {
             return Box::pin(inner.call(req));
-        }
-        let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(self.in_flight.clone());
-        if previous >= self.limit {
+        };
+        let previous = service.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(service.in_flight.clone());
+        if previous >= service.limit {
             drop(slot);
             let status = Status::resource_exhausted("server is at its concurrency limit; retry later");
             return Box::pin(async move { Ok(status.into_http()) });

@@ -324,9 +324,9 @@ pub struct AccessLogLayer {
 }
 
 impl AccessLogLayer {
-    /// Logs calls of `spec` with `logger`.
-    pub fn new(spec: &'static ServiceSpec, logger: Logger) -> AccessLogLayer {
-        let audited = spec.methods.iter().filter(|m| m.audit).map(|m| m.path).collect();
+    /// Logs calls of `specs` with `logger`.
+    pub fn new(specs: &[&'static ServiceSpec], logger: Logger) -> AccessLogLayer {
+        let audited = specs.iter().flat_map(|s| s.methods.iter()).filter(|m| m.audit).map(|m| m.path).collect();
         AccessLogLayer { logger, audited: Arc::new(audited) }
     }
 }

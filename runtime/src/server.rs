@@ -176,15 +176,32 @@ impl<S> GrpcService for S where
 {
 }
 
-/// A server for one service spec.
+/// A server for one or more service specs. The first service's
+/// annotations give the ports, transport limits and grace period.
 pub struct Server {
-    spec: &'static ServiceSpec,
+    settings: Settings,
+}
+
+/// Everything a server runs with, before and after binding.
+struct Settings {
+    /// The services, each with its JWT verifier (for those with `auth`).
+    services: Vec<(&'static ServiceSpec, Option<Verifier>)>,
     config: Config,
-    verifier: Option<Verifier>,
     logger: Logger,
     reload: Option<Reload>,
     tls: Option<TlsFiles>,
     otlp: Option<(crate::trace::Endpoint, String)>,
+}
+
+impl Settings {
+    fn specs(&self) -> Vec<&'static ServiceSpec> {
+        self.services.iter().map(|(spec, _)| *spec).collect()
+    }
+
+    /// `a.v1.A` or `a.v1.A,b.v1.B`, for messages.
+    fn names(&self) -> String {
+        self.specs().iter().map(|s| s.name).collect::<Vec<_>>().join(",")
+    }
 }
 
 /// What re-reading the configuration file while serving needs.
@@ -199,13 +216,7 @@ struct Reload {
 
 /// A server whose listeners are bound; [`Bound::serve`] runs it.
 pub struct Bound {
-    spec: &'static ServiceSpec,
-    config: Config,
-    verifier: Option<Verifier>,
-    logger: Logger,
-    reload: Option<Reload>,
-    tls: Option<TlsFiles>,
-    otlp: Option<(crate::trace::Endpoint, String)>,
+    settings: Settings,
     grpc: TcpListener,
     metrics: TcpListener,
 }
@@ -237,68 +248,80 @@ impl Server {
             text,
             level_pinned: env("SVC_LOG").is_some(),
         });
-        Ok(Server { spec, config, verifier, logger, reload, tls, otlp })
+        let services = vec![(spec, verifier)];
+        Ok(Server { settings: Settings { services, config, logger, reload, tls, otlp } })
     }
 
     /// A server with explicit settings. A service that requires
     /// authentication also needs [`Server::verifier`].
     pub fn with_config(spec: &'static ServiceSpec, config: Config) -> Server {
-        Server { spec, config, verifier: None, logger: Logger::default(), reload: None, tls: None, otlp: None }
+        let services = vec![(spec, None)];
+        Server {
+            settings: Settings { services, config, logger: Logger::default(), reload: None, tls: None, otlp: None },
+        }
+    }
+
+    /// Serves another service from the same process, on the same ports;
+    /// its JWT key, if it requires one, comes from the environment (see
+    /// [`Verifier::from_env`]). Pass its implementation in the routes given
+    /// to [`Server::serve_routes`].
+    pub fn add_service_from_env(self, spec: &'static ServiceSpec) -> Result<Server, Error> {
+        let verifier = spec.auth.as_ref().map(Verifier::from_env).transpose()?;
+        Ok(self.add_service(spec, verifier))
+    }
+
+    /// Serves another service, with an explicit verifier when it requires
+    /// authentication.
+    pub fn add_service(mut self, spec: &'static ServiceSpec, verifier: Option<Verifier>) -> Server {
+        self.settings.services.push((spec, verifier));
+        self
     }
 
     /// Sets how access and audit records are written.
     pub fn logger(mut self, logger: Logger) -> Server {
-        self.logger = logger;
+        self.settings.logger = logger;
         self
     }
 
     /// Serves gRPC over TLS (mutual TLS when `files.client_ca` is set); see
     /// [`crate::tls`].
     pub fn tls(mut self, files: TlsFiles) -> Server {
-        self.tls = Some(files);
+        self.settings.tls = Some(files);
         self
     }
 
     /// Exports spans to an OTLP/HTTP collector (see [`crate::trace`]),
     /// naming the resource `service_name`.
     pub fn otlp(mut self, endpoint: crate::trace::Endpoint, service_name: impl Into<String>) -> Server {
-        self.otlp = Some((endpoint, service_name.into()));
+        self.settings.otlp = Some((endpoint, service_name.into()));
         self
     }
 
-    /// Sets the JWT verifier (see [`Verifier::from_lookup`]).
+    /// Sets the JWT verifier of the first service (see
+    /// [`Verifier::from_lookup`]).
     pub fn verifier(mut self, verifier: Verifier) -> Server {
-        self.verifier = Some(verifier);
+        self.settings.services[0].1 = Some(verifier);
         self
     }
 
     /// Binds the gRPC and metrics listeners.
     pub async fn bind(self) -> Result<Bound, Error> {
-        if self.spec.auth.is_some() && self.verifier.is_none() {
+        let settings = self.settings;
+        if let Some((spec, _)) = settings.services.iter().find(|(spec, v)| spec.auth.is_some() && v.is_none()) {
             return Err(Error::Config {
                 variable: "SVC_JWT_SECRET",
                 problem: format!(
                     "{} requires JWT authentication but no key is configured (SVC_JWT_SECRET or SVC_JWT_PUBLIC_KEY_FILE)",
-                    self.spec.name
+                    spec.name
                 ),
             });
         }
         let bind = |what: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })
         };
-        let grpc = bind("gRPC", self.config.grpc_addr).await?;
-        let metrics = bind("metrics", self.config.metrics_addr).await?;
-        Ok(Bound {
-            spec: self.spec,
-            config: self.config,
-            verifier: self.verifier,
-            logger: self.logger,
-            reload: self.reload,
-            tls: self.tls,
-            otlp: self.otlp,
-            grpc,
-            metrics,
-        })
+        let grpc = bind("gRPC", settings.config.grpc_addr).await?;
+        let metrics = bind("metrics", settings.config.metrics_addr).await?;
+        Ok(Bound { settings, grpc, metrics })
     }
 
     /// Binds and serves `service` until SIGTERM or SIGINT.
@@ -306,26 +329,34 @@ impl Server {
     where
         S::Future: Send + 'static,
     {
+        self.serve_routes(tonic::service::Routes::new(service)).await
+    }
+
+    /// Binds and serves several services until SIGTERM or SIGINT: `routes`
+    /// holds one generated server per service added with
+    /// [`Server::add_service_from_env`] (e.g.
+    /// `Routes::new(a_svc::server(A)).add_service(b_svc::server(B))`).
+    pub async fn serve_routes(self, routes: tonic::service::Routes) -> Result<(), Error> {
         let bound = self.bind().await?;
         eprintln!(
             "svc: serving {} on {} (health and metrics on {})",
-            bound.spec.name,
+            bound.settings.names(),
             bound.grpc_addr(),
             bound.metrics_addr()
         );
-        bound.serve(service, shutdown_signal()).await
+        bound.serve_routes(routes, shutdown_signal()).await
     }
 }
 
 impl Bound {
     /// The bound gRPC address (useful with port 0).
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().unwrap_or(self.config.grpc_addr)
+        self.grpc.local_addr().unwrap_or(self.settings.config.grpc_addr)
     }
 
     /// The bound health/metrics address.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics.local_addr().unwrap_or(self.config.metrics_addr)
+        self.metrics.local_addr().unwrap_or(self.settings.config.metrics_addr)
     }
 
     /// Serves `service` until `shutdown` completes, then drains: health
@@ -336,15 +367,28 @@ impl Bound {
     where
         S::Future: Send + 'static,
     {
-        let spec = self.spec;
+        self.serve_routes(tonic::service::Routes::new(service), shutdown).await
+    }
+
+    /// Like [`Bound::serve`], for the routes of every added service.
+    pub async fn serve_routes(
+        self,
+        routes: tonic::service::Routes,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        let Bound { settings, grpc, metrics } = self;
+        let specs = settings.specs();
+        let spec = specs[0];
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_service_status("", ServingStatus::Serving).await;
-        health.set_service_status(spec.name, ServingStatus::Serving).await;
+        for s in &specs {
+            health.set_service_status(s.name, ServingStatus::Serving).await;
+        }
 
         // Both reflection versions describe everything served: the service,
         // health, and both reflection protocols (clients such as grpcurl
         // look a service up before calling it).
-        let reflection = reflection_descriptors(spec)?;
+        let reflection = reflection_descriptors(&specs)?;
         let builder = || {
             tonic_reflection::server::Builder::configure()
                 .register_file_descriptor_set(reflection.clone())
@@ -357,15 +401,16 @@ impl Bound {
         let v1alpha = builder().build_v1alpha().map_err(|e| Error::Reflection(e.to_string()))?;
 
         let ready = Arc::new(AtomicBool::new(true));
-        let registry = Arc::new(crate::metrics::Registry::new(&[spec]));
-        let probes = tokio::spawn(serve_http(self.metrics, ready.clone(), registry.clone()));
-        let watcher = self.reload.map(|reload| tokio::spawn(watch_config(reload, self.logger)));
+        let registry = Arc::new(crate::metrics::Registry::new(&specs));
+        let probes = tokio::spawn(serve_http(metrics, ready.clone(), registry.clone()));
+        let logger = settings.logger;
+        let watcher = settings.reload.map(|reload| tokio::spawn(watch_config(reload, logger)));
 
         let s = &spec.server;
-        let (trace, exporter) = match self.otlp {
+        let (trace, exporter) = match settings.otlp {
             None => (crate::trace::TraceLayer::new(), None),
             Some((endpoint, name)) => {
-                let (exporter, task) = crate::trace::Exporter::start(endpoint, name, self.logger);
+                let (exporter, task) = crate::trace::Exporter::start(endpoint, name, logger);
                 (crate::trace::TraceLayer::exporting(exporter), Some(task))
             }
         };
@@ -373,12 +418,12 @@ impl Bound {
             .layer(crate::middleware::RequestIdLayer)
             .layer(trace)
             .layer(crate::metrics::MetricsLayer::new(registry))
-            .layer(AuthLayer::new(spec, self.verifier))
-            .layer(AccessLogLayer::new(spec, self.logger))
-            .layer(crate::limits::RateLimitLayer::new(spec))
-            .layer(crate::limits::ConcurrencyLayer::new(spec))
-            .layer(crate::middleware::DeadlineLayer::new(&[spec]))
-            .layer(crate::middleware::RecoverLayer::new(self.logger))
+            .layer(AuthLayer::for_services(settings.services))
+            .layer(AccessLogLayer::new(&specs, logger))
+            .layer(crate::limits::RateLimitLayer::new(&specs))
+            .layer(crate::limits::ConcurrencyLayer::new(&specs))
+            .layer(crate::middleware::DeadlineLayer::new(&specs))
+            .layer(crate::middleware::RecoverLayer::new(logger))
             .layer(crate::middleware::MessageLimitLayer)
             .max_concurrent_streams(s.max_concurrent_streams)
             .http2_keepalive_interval(Some(s.keepalive_interval))
@@ -386,21 +431,21 @@ impl Bound {
             .http2_max_local_error_reset_streams(Some(1024))
             .max_connection_age_opt(s.max_connection_age)
             .max_connection_age_grace_opt(s.max_connection_age_grace)
+            .add_routes(routes)
             .add_service(health_service)
             .add_service(v1)
-            .add_service(v1alpha)
-            .add_service(service);
+            .add_service(v1alpha);
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let drained = async {
             let _ = drain_rx.await;
         };
         let mut tls_watcher = None;
-        let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match self.tls {
+        let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match settings.tls {
             None => {
                 // Small gRPC messages must not wait for Nagle's algorithm
                 // (tonic sets this only on listeners it binds itself).
-                let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(self.grpc), |conn| {
+                let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(grpc), |conn| {
                     conn.inspect(|tcp| {
                         let _ = tcp.set_nodelay(true);
                     })
@@ -409,8 +454,8 @@ impl Bound {
             }
             Some(files) => {
                 let tls = crate::tls::Reloading::new(files)?;
-                tls_watcher = Some(tokio::spawn(tls.clone().watch(self.logger)));
-                let incoming = crate::tls::Incoming::new(self.grpc, tls, self.logger);
+                tls_watcher = Some(tokio::spawn(tls.clone().watch(logger)));
+                let incoming = crate::tls::Incoming::new(grpc, tls, logger);
                 Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
             }
         };
@@ -425,9 +470,11 @@ impl Bound {
         // Draining: tell load balancers first, then stop accepting.
         ready.store(false, Ordering::SeqCst);
         health.set_service_status("", ServingStatus::NotServing).await;
-        health.set_service_status(spec.name, ServingStatus::NotServing).await;
+        for s in &specs {
+            health.set_service_status(s.name, ServingStatus::NotServing).await;
+        }
         let _ = drain_tx.send(());
-        let outcome = match tokio::time::timeout(self.config.shutdown_grace, &mut server).await {
+        let outcome = match tokio::time::timeout(settings.config.shutdown_grace, &mut server).await {
             Ok(result) => result.map_err(Error::Transport),
             Err(_) => Ok(()),
         };
@@ -516,13 +563,20 @@ impl<L> OptionalAge for tonic::transport::Server<L> {
 
 /// The service's descriptors plus the well-known types (left out of the
 /// generated sets so they do not depend on the compiler that produced them).
-fn reflection_descriptors(spec: &ServiceSpec) -> Result<prost_types::FileDescriptorSet, Error> {
+fn reflection_descriptors(specs: &[&ServiceSpec]) -> Result<prost_types::FileDescriptorSet, Error> {
     use prost::Message;
-    let mut set = prost_types::FileDescriptorSet::decode(spec.file_descriptor_set)
-        .map_err(|e| Error::Reflection(format!("generated descriptors do not decode: {e}")))?;
     let wkt = prost_reflect::DescriptorPool::global();
     let mut files: Vec<prost_types::FileDescriptorProto> = wkt.file_descriptor_protos().cloned().collect();
-    files.append(&mut set.file);
+    for spec in specs {
+        let set = prost_types::FileDescriptorSet::decode(spec.file_descriptor_set)
+            .map_err(|e| Error::Reflection(format!("generated descriptors do not decode: {e}")))?;
+        // Services of one package share files; each file once.
+        for file in set.file {
+            if !files.iter().any(|f| f.name == file.name) {
+                files.push(file);
+            }
+        }
+    }
     Ok(prost_types::FileDescriptorSet { file: files })
 }
 

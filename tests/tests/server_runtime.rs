@@ -272,3 +272,47 @@ mod meter {
         running.stop().await;
     }
 }
+
+#[tokio::test]
+async fn several_services_share_one_server() {
+    use svc::tonic::transport::Channel;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let jwt = vault_svc::SERVICE.auth.as_ref().expect("vault requires auth");
+    let server = Server::with_config(&greeter_svc::SERVICE, config()).add_service(&vault_svc::SERVICE, None);
+    assert!(server.bind().await.is_err(), "the second service's key is required too");
+    let verifier = Verifier::from_lookup(jwt, |k| (k == "SVC_JWT_SECRET").then(|| SECRET.to_owned())).expect("key");
+    let server = Server::with_config(&greeter_svc::SERVICE, config()).add_service(&vault_svc::SERVICE, Some(verifier));
+    let bound = server.bind().await.expect("bind");
+    let addr = format!("http://{}", bound.grpc_addr());
+    let routes = svc::tonic::service::Routes::new(greeter_svc::server(Probe)).add_service(vault_svc::server(Safe));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        bound
+            .serve_routes(routes, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serves");
+    });
+
+    let channel = Channel::from_shared(addr).expect("uri").connect().await.expect("connect");
+    // Greeter needs no token; the vault's rules still apply to its methods.
+    let mut greeter = GreeterClient::new(channel.clone());
+    greeter.say_hello(HelloRequest { name: "a".into() }).await.expect("greeter answers");
+    let mut vault = VaultClient::new(channel.clone());
+    let secret = Secret { name: "s".into(), subject: String::new() };
+    assert_eq!(vault.peek(secret.clone()).await.expect_err("no token").code(), Code::Unauthenticated);
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 300;
+    let user = token(serde_json::json!({"iss": "https://issuer.test", "aud": "vault", "exp": exp, "sub": "ada"}));
+    assert_eq!(vault.peek(with_token(secret, &user)).await.expect("peek").into_inner().subject, "ada");
+    // Health knows both.
+    let mut health = HealthClient::new(channel);
+    for name in ["greeter.v1.Greeter", "vault.v1.Vault", ""] {
+        let reply = health.check(HealthCheckRequest { service: name.into() }).await.expect("health").into_inner();
+        assert_eq!(reply.status, ServingStatus::Serving as i32, "{name}");
+    }
+    let _ = stop.send(());
+    task.await.expect("server task");
+}
