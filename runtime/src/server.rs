@@ -711,7 +711,7 @@ mod tests {
 
     #[test]
     fn reflection_includes_well_known_types() {
-        let set = reflection_descriptors(&SPEC).expect("descriptors");
+        let set = reflection_descriptors(&[&SPEC]).expect("descriptors");
         assert!(set.file.iter().any(|f| f.name() == "google/protobuf/timestamp.proto"));
     }
 }
