@@ -464,11 +464,13 @@ impl<'a> FileCx<'a> {
                     format!("deploy.image {image:?} is not an image reference"),
                     "write e.g. image: \"ghcr.io/acme/shop:1.4.2\"",
                 );
-            } else if last.ends_with(":latest") {
+            } else if !image.contains('@') && !last.contains(':') {
+                // No tag means :latest. Writing `:latest` out is asking for
+                // it; leaving the tag off is not.
                 self.error(
                     at,
-                    format!("deploy.image {image:?} uses the :latest tag"),
-                    "pin a version tag or a digest so rollouts are reproducible",
+                    format!("deploy.image {image:?} has no tag or digest, so it would run whatever :latest is"),
+                    "pin a version tag or a digest so rollouts are reproducible (or write :latest to ask for it)",
                 );
             }
             out.image = Some(image);

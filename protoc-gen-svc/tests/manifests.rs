@@ -169,3 +169,23 @@ fn manifests_are_only_for_annotated_services_and_names_must_fit() {
     assert!(e.contains("x.proto: service x.v1.") && e.contains("is longer than 54 characters"), "{e}");
     assert!(!e.contains("Plain"), "{e}");
 }
+
+#[test]
+fn latest_only_when_asked_for() {
+    let dir = temp_dir("latest");
+    let proto = |image: &str| {
+        format!(
+            "syntax = \"proto3\";\npackage x.v1;\nimport \"svc/options.proto\";\nmessage M {{}}\n\
+             service Box {{ option (svc.service) = {{ deploy {{ image: \"{image}\" }} }}; rpc Get(M) returns (M); }}\n"
+        )
+    };
+    std::fs::write(dir.join("x.proto"), proto("registry.local:5000/box:latest")).expect("write");
+    let input = protoc_gen_svc::source::compile(&[dir.join("x.proto")], &[dir.clone()]).expect("compiles");
+    let files = generate(&input, "target=k8s").expect("explicit :latest is the user's choice");
+    let deployment = files.iter().find(|f| f.name == "box/deployment.yaml").expect("deployment");
+    assert!(deployment.content.contains("image: \"registry.local:5000/box:latest\"\n          imagePullPolicy: Always"));
+    std::fs::write(dir.join("x.proto"), proto("registry.local:5000/box")).expect("write");
+    let input = protoc_gen_svc::source::compile(&[dir.join("x.proto")], &[dir]).expect("compiles");
+    let e = generate(&input, "target=k8s").expect_err("untagged");
+    assert!(e.contains("x.proto:5:") && e.contains("has no tag or digest"), "{e}");
+}

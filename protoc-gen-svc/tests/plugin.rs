@@ -107,7 +107,7 @@ fn bad_annotations_report_every_problem_with_a_line() {
         "client.pool_size 100 is above 64",
         "client.load_balancing \"random\" is unknown",
         "client.compression \"brotli\" is unknown",
-        "deploy.image \"example.com/bad:latest\" uses the :latest tag",
+        "deploy.image \"example.com/bad\" has no tag or digest, so it would run whatever :latest is",
         "deploy.autoscale.min_replicas 5 is above max_replicas 3",
         "deploy.autoscale.target_cpu_percent 150 is out of range",
         "memory_request: \"1.5Gb\" has unknown suffix \"Gb\"",
