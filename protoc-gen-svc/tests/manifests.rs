@@ -183,7 +183,9 @@ fn latest_only_when_asked_for() {
     let input = protoc_gen_svc::source::compile(&[dir.join("x.proto")], &[dir.clone()]).expect("compiles");
     let files = generate(&input, "target=k8s").expect("explicit :latest is the user's choice");
     let deployment = files.iter().find(|f| f.name == "box/deployment.yaml").expect("deployment");
-    assert!(deployment.content.contains("image: \"registry.local:5000/box:latest\"\n          imagePullPolicy: Always"));
+    assert!(
+        deployment.content.contains("image: \"registry.local:5000/box:latest\"\n          imagePullPolicy: Always")
+    );
     std::fs::write(dir.join("x.proto"), proto("registry.local:5000/box")).expect("write");
     let input = protoc_gen_svc::source::compile(&[dir.join("x.proto")], &[dir]).expect("compiles");
     let e = generate(&input, "target=k8s").expect_err("untagged");
