@@ -180,7 +180,7 @@ fn latest_only_when_asked_for() {
         )
     };
     std::fs::write(dir.join("x.proto"), proto("registry.local:5000/box:latest")).expect("write");
-    let input = protoc_gen_svc::source::compile(&[dir.join("x.proto")], &[dir.clone()]).expect("compiles");
+    let input = protoc_gen_svc::source::compile(&[dir.join("x.proto")], std::slice::from_ref(&dir)).expect("compiles");
     let files = generate(&input, "target=k8s").expect("explicit :latest is the user's choice");
     let deployment = files.iter().find(|f| f.name == "box/deployment.yaml").expect("deployment");
     assert!(
