@@ -121,6 +121,30 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, String> {
     }
 }
 
+/// Checks `read` every `every` and calls `changed` with each reading that
+/// differs from the one before (starting from `last`). Failed readings are
+/// skipped. Kubernetes replaces mounted files atomically, so comparing
+/// contents sees every update. Runs until the task is aborted.
+pub(crate) async fn watch<T: PartialEq>(
+    every: Duration,
+    mut last: Option<T>,
+    mut read: impl FnMut() -> std::io::Result<T>,
+    mut changed: impl FnMut(&T),
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // Small local files: reading them inline costs less than a
+        // blocking-pool hop.
+        let Ok(now) = read() else { continue };
+        if last.as_ref() != Some(&now) {
+            changed(&now);
+            last = Some(now);
+        }
+    }
+}
+
 /// Parses a duration such as "250ms", "20s", "1m30s" (units `ms`, `s`,
 /// `m`, `h`; whole numbers).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

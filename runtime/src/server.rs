@@ -497,47 +497,33 @@ impl Bound {
 const CONFIG_POLL: Duration = Duration::from_secs(2);
 
 /// Re-reads the configuration file while serving and applies what can
-/// change without a restart (the log level). Kubernetes replaces a mounted
-/// ConfigMap's files atomically, so comparing contents sees every update.
-async fn watch_config(mut reload: Reload, logger: Logger) {
+/// change without a restart (the log level).
+async fn watch_config(reload: Reload, logger: Logger) {
     use crate::log::{Level, Value};
-    let mut tick = tokio::time::interval(CONFIG_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        // A small local file: reading it inline costs less than a blocking-pool hop.
-        let Ok(text) = std::fs::read_to_string(&reload.source.path) else { continue };
-        if text == reload.text {
-            continue;
-        }
-        let path = reload.source.path.display().to_string();
-        match crate::config::parse(&reload.source.path, &text) {
-            Err(problem) => {
-                logger.log(Level::Warn, "configuration not reloaded", &[("problem", Value::Str(&problem))]);
-            }
-            Ok(config) => {
-                let level = config.log.as_deref().map(Level::parse).transpose();
-                match level {
-                    Err(problem) => logger.log(
-                        Level::Warn,
-                        "configuration not reloaded",
-                        &[("file", Value::Str(&path)), ("problem", Value::Str(&format!("log: {problem}")))],
-                    ),
-                    Ok(level) => {
-                        if let Some(level) = level.filter(|_| !reload.level_pinned) {
-                            logger.set_level(level);
-                        }
-                        logger.log(
-                            Level::Warn,
-                            "configuration reloaded; addresses and shutdown_grace apply at the next start",
-                            &[("file", Value::Str(&path)), ("log", Value::Str(logger.level().as_str()))],
-                        );
-                    }
+    let path = reload.source.path.clone();
+    let shown = path.display().to_string();
+    let apply = |text: &String| {
+        let level = crate::config::parse(&path, text)
+            .and_then(|c| c.log.as_deref().map(Level::parse).transpose().map_err(|problem| format!("log: {problem}")));
+        match level {
+            Err(problem) => logger.log(
+                Level::Warn,
+                "configuration not reloaded",
+                &[("file", Value::Str(&shown)), ("problem", Value::Str(&problem))],
+            ),
+            Ok(level) => {
+                if let Some(level) = level.filter(|_| !reload.level_pinned) {
+                    logger.set_level(level);
                 }
+                logger.log(
+                    Level::Warn,
+                    "configuration reloaded; addresses and shutdown_grace apply at the next start",
+                    &[("file", Value::Str(&shown)), ("log", Value::Str(logger.level().as_str()))],
+                );
             }
         }
-        reload.text = text;
-    }
+    };
+    crate::config::watch(CONFIG_POLL, Some(reload.text.clone()), || std::fs::read_to_string(&path), apply).await;
 }
 
 /// Sets the optional connection-age limits that tonic takes unwrapped.

@@ -191,31 +191,21 @@ impl Reloading {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Watches the files and swaps the configuration when they change.
+    /// Watches the files and swaps the configuration when they change. A
+    /// set caught mid-update fails to load and is skipped; the rest of the
+    /// update changes the files again.
     pub(crate) async fn watch(self: Arc<Self>, logger: Logger) {
-        let mut last = self.files.contents().ok();
-        let mut tick = tokio::time::interval(RELOAD_POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Ok(now) = self.files.contents() else { continue };
-            if last.as_ref() == Some(&now) {
-                continue;
+        let swap = |_: &Vec<Vec<u8>>| match self.files.load() {
+            Ok(config) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
+                let cert = self.files.cert.display().to_string();
+                logger.log(Level::Info, "TLS certificate reloaded", &[("cert_file", Value::Str(&cert))]);
             }
-            match self.files.load() {
-                Ok(config) => {
-                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
-                    let cert = self.files.cert.display().to_string();
-                    logger.log(Level::Info, "TLS certificate reloaded", &[("cert_file", Value::Str(&cert))]);
-                    last = Some(now);
-                }
-                // Possibly caught mid-update: try again next time.
-                Err((_, problem)) => {
-                    logger.log(Level::Warn, "TLS files not reloaded", &[("problem", Value::Str(&problem))]);
-                    last = Some(now);
-                }
+            Err((_, problem)) => {
+                logger.log(Level::Warn, "TLS files not reloaded", &[("problem", Value::Str(&problem))]);
             }
-        }
+        };
+        crate::config::watch(RELOAD_POLL, self.files.contents().ok(), || self.files.contents(), swap).await;
     }
 }
 
