@@ -526,19 +526,22 @@ impl<'a> FileCx<'a> {
                     self.error(at, message, format!("raise {kind}_limit or lower {kind}_request"));
                 }
             }
-            // A request above the default limit without an explicit limit
-            // raises the limit to the request, never below it.
-            let resolve =
-                |request: Option<Quantity>, limit: Option<Quantity>, req_default: &Quantity, lim_default: &Quantity| {
-                    let request = request.unwrap_or_else(|| req_default.clone());
-                    let limit = limit.unwrap_or_else(|| {
-                        if request.millis > lim_default.millis { request.clone() } else { lim_default.clone() }
-                    });
-                    (request.clone(), if limit.millis < request.millis { request } else { limit })
-                };
-            (out.cpu_request, out.cpu_limit) = resolve(cpu_request, cpu_limit, &out.cpu_request, &out.cpu_limit);
+            // What is left out adapts to what is written: a default request
+            // never exceeds an explicit limit, a default limit never falls
+            // below an explicit request.
+            let resolve = |request: Option<Quantity>, limit: Option<Quantity>, defaults: (&Quantity, &Quantity)| {
+                let request = request.unwrap_or_else(|| match &limit {
+                    Some(l) if l.millis < defaults.0.millis => l.clone(),
+                    _ => defaults.0.clone(),
+                });
+                let limit = limit.unwrap_or_else(|| {
+                    if request.millis > defaults.1.millis { request.clone() } else { defaults.1.clone() }
+                });
+                (request, limit)
+            };
+            (out.cpu_request, out.cpu_limit) = resolve(cpu_request, cpu_limit, (&out.cpu_request, &out.cpu_limit));
             (out.memory_request, out.memory_limit) =
-                resolve(memory_request, memory_limit, &out.memory_request, &out.memory_limit);
+                resolve(memory_request, memory_limit, (&out.memory_request, &out.memory_limit));
         }
         if let Some(Value::Map(env)) = d.get_field_by_name("env").map(|v| v.into_owned()) {
             for (k, v) in env {

@@ -191,3 +191,23 @@ fn latest_only_when_asked_for() {
     let e = generate(&input, "target=k8s").expect_err("untagged");
     assert!(e.contains("x.proto:5:") && e.contains("has no tag or digest"), "{e}");
 }
+
+#[test]
+fn left_out_resources_adapt_to_written_ones() {
+    let dir = temp_dir("resources");
+    std::fs::write(
+        dir.join("x.proto"),
+        "syntax = \"proto3\";\npackage x.v1;\nimport \"svc/options.proto\";\nmessage M {}\n\
+         service Tiny { option (svc.service) = { deploy { resources { memory_limit: \"64Mi\" cpu_request: \"2\" } } }; \
+         rpc Get(M) returns (M); }\n",
+    )
+    .expect("write");
+    let input = protoc_gen_svc::source::compile(&[dir.join("x.proto")], std::slice::from_ref(&dir)).expect("compiles");
+    let files = generate(&input, "target=k8s").expect("generates");
+    let deployment = &files.iter().find(|f| f.name == "tiny/deployment.yaml").expect("deployment").content;
+    // The written values stand; the defaults give way (request 128Mi would
+    // exceed the 64Mi limit, limit 1 would be below the 2-CPU request).
+    let resources = "requests:\n              cpu: \"2\"\n              memory: \"64Mi\"\n            \
+                     limits:\n              cpu: \"2\"\n              memory: \"64Mi\"\n";
+    assert!(deployment.contains(resources), "{deployment}");
+}
