@@ -238,13 +238,13 @@ impl Verifier {
 #[derive(Clone)]
 struct Rule {
     roles: &'static [&'static str],
-    verifier: Arc<Verifier>,
+    verifier: &'static Verifier,
 }
 
 /// Authenticates and authorizes calls to the annotated methods.
 #[derive(Clone)]
 pub struct AuthLayer {
-    rules: Arc<HashMap<&'static str, Rule>>,
+    rules: &'static HashMap<&'static str, Rule>,
 }
 
 impl AuthLayer {
@@ -259,12 +259,12 @@ impl AuthLayer {
     pub fn for_services(services: Vec<(&'static ServiceSpec, Option<Verifier>)>) -> AuthLayer {
         let mut rules = HashMap::new();
         for (spec, verifier) in services {
-            let Some(verifier) = verifier.map(Arc::new) else { continue };
+            let Some(verifier) = verifier.map(crate::middleware::forever) else { continue };
             for m in spec.methods.iter().filter(|m| m.requires_auth) {
-                rules.insert(m.path, Rule { roles: m.roles, verifier: verifier.clone() });
+                rules.insert(m.path, Rule { roles: m.roles, verifier });
             }
         }
-        AuthLayer { rules: Arc::new(rules) }
+        AuthLayer { rules: crate::middleware::forever(rules) }
     }
 }
 

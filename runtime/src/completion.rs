@@ -22,10 +22,17 @@ where
     http::Response::from_parts(parts, Body::new(ObservedBody { inner: body, completion }))
 }
 
-/// The final status code in `headers`, if they carry one.
+pub(crate) static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+/// The final status code in `headers`, if they carry one (an unreadable
+/// one counts as `UNKNOWN`).
 pub(crate) fn status_of(headers: &http::HeaderMap) -> Option<u8> {
-    let value = headers.get("grpc-status")?.to_str().ok()?;
-    value.parse::<u8>().ok().filter(|c| *c <= 16).or(Some(2))
+    let code = match headers.get(&GRPC_STATUS)?.as_bytes() {
+        [d] if d.is_ascii_digit() => d - b'0',
+        [b'1', d] if (b'0'..=b'6').contains(d) => 10 + (d - b'0'),
+        _ => 2,
+    };
+    Some(code)
 }
 
 /// Calls its function once; dropping it unfinished reports `CANCELLED`.

@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tonic::body::Body;
@@ -71,7 +71,7 @@ impl Limiter {
 /// Applies the annotated rate limits.
 #[derive(Clone)]
 pub struct RateLimitLayer {
-    limiters: Arc<HashMap<&'static str, Limiter>>,
+    limiters: &'static HashMap<&'static str, Limiter>,
 }
 
 impl RateLimitLayer {
@@ -82,7 +82,7 @@ impl RateLimitLayer {
             .flat_map(|s| s.methods.iter())
             .filter_map(|m| m.rate_limit.map(|r| (m.path, Limiter { spec: r, buckets: Mutex::default() })))
             .collect();
-        RateLimitLayer { limiters: Arc::new(limiters) }
+        RateLimitLayer { limiters: crate::middleware::forever(limiters) }
     }
 }
 
@@ -121,14 +121,14 @@ layer!(RateLimitLayer);
 /// Sheds calls beyond each service's concurrency limit.
 #[derive(Clone)]
 pub struct ConcurrencyLayer {
-    services: Arc<[Limit]>,
+    services: &'static [Limit],
 }
 
 /// One service's limit and its calls in flight.
 struct Limit {
     prefix: String,
     limit: usize,
-    in_flight: Arc<AtomicUsize>,
+    in_flight: AtomicUsize,
 }
 
 impl ConcurrencyLayer {
@@ -139,15 +139,15 @@ impl ConcurrencyLayer {
             .map(|spec| Limit {
                 prefix: format!("/{}/", spec.name),
                 limit: spec.server.concurrency_limit.max(1),
-                in_flight: Arc::default(),
+                in_flight: AtomicUsize::new(0),
             })
-            .collect();
-        ConcurrencyLayer { services }
+            .collect::<Vec<_>>();
+        ConcurrencyLayer { services: crate::middleware::forever(services) }
     }
 }
 
 /// Releases a concurrency slot when dropped.
-struct Slot(Arc<AtomicUsize>);
+struct Slot(&'static AtomicUsize);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -167,7 +167,7 @@ impl Middleware for ConcurrencyLayer {
             return Box::pin(inner.call(req));
         };
         let previous = service.in_flight.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(service.in_flight.clone());
+        let slot = Slot(&service.in_flight);
         if previous >= service.limit {
             drop(slot);
             let status = Status::resource_exhausted("server is at its concurrency limit; retry later");

@@ -6,10 +6,11 @@
 //! at every level but `off`. `SVC_LOG_FORMAT` is `json` (the default: one
 //! object per line) or `text`.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -166,11 +167,19 @@ impl Logger {
     }
 
     fn write(&self, level: &str, message: &str, fields: &[(&str, Value<'_>)]) {
+        emit(self.format(SystemTime::now(), level, message, fields));
+    }
+
+    /// One record as a line.
+    fn format(&self, now: SystemTime, level: &str, message: &str, fields: &[(&str, Value<'_>)]) -> String {
         // Room for a whole access record, so building one never reallocates.
         let mut line = String::with_capacity(448);
-        let ts = rfc3339(SystemTime::now());
         if self.json {
-            let _ = write!(line, "{{\"ts\":\"{ts}\",\"level\":\"{level}\",\"msg\":");
+            line.push_str("{\"ts\":\"");
+            push_timestamp(&mut line, now);
+            line.push_str("\",\"level\":\"");
+            line.push_str(level);
+            line.push_str("\",\"msg\":");
             json_string(&mut line, message);
             for (key, value) in fields {
                 line.push(',');
@@ -178,38 +187,36 @@ impl Logger {
                 line.push(':');
                 match value {
                     Value::Str(s) => json_string(&mut line, s),
-                    Value::Num(n) => {
-                        let _ = write!(line, "{n}");
-                    }
-                    Value::Bool(b) => {
-                        let _ = write!(line, "{b}");
-                    }
                     Value::None => line.push_str("null"),
+                    Value::Hex(_) | Value::Addr(_) => {
+                        line.push('"');
+                        value.push_plain(&mut line);
+                        line.push('"');
+                    }
+                    _ => value.push_plain(&mut line),
                 }
             }
             line.push('}');
         } else {
-            let _ = write!(line, "{ts} {level:<5} {message}");
+            push_timestamp(&mut line, now);
+            let _ = write!(line, " {level:<5} {message}");
             for (key, value) in fields {
                 match value {
+                    Value::None => continue,
                     Value::Str(s) if s.contains(char::is_whitespace) || s.is_empty() => {
                         let _ = write!(line, " {key}={s:?}");
+                        continue;
                     }
-                    Value::Str(s) => {
-                        let _ = write!(line, " {key}={s}");
-                    }
-                    Value::Num(n) => {
-                        let _ = write!(line, " {key}={n}");
-                    }
-                    Value::Bool(b) => {
-                        let _ = write!(line, " {key}={b}");
-                    }
-                    Value::None => {}
+                    _ => {}
                 }
+                line.push(' ');
+                line.push_str(key);
+                line.push('=');
+                value.push_plain(&mut line);
             }
         }
         line.push('\n');
-        emit(line);
+        line
     }
 }
 
@@ -262,8 +269,73 @@ pub enum Value<'a> {
     Num(f64),
     /// A flag.
     Bool(bool),
+    /// Bytes written as lowercase hex digits (ids).
+    Hex(&'a [u8]),
+    /// A network address, written `ip:port`.
+    Addr(SocketAddr),
+    /// A duration, written in milliseconds with up to three decimals.
+    Millis(Duration),
     /// Absent.
     None,
+}
+
+impl Value<'_> {
+    /// Appends the value as it reads in text records (and, quoted where it
+    /// is a string, in JSON ones).
+    fn push_plain(&self, out: &mut String) {
+        match *self {
+            Value::Str(s) => out.push_str(s),
+            Value::Num(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+            Value::Hex(bytes) => crate::trace::push_hex(out, bytes),
+            Value::Addr(SocketAddr::V4(a)) => {
+                for (i, octet) in a.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push('.');
+                    }
+                    push_u64(out, u64::from(octet));
+                }
+                out.push(':');
+                push_u64(out, u64::from(a.port()));
+            }
+            Value::Addr(a) => {
+                let _ = write!(out, "{a}");
+            }
+            Value::Millis(d) => {
+                let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+                push_u64(out, micros / 1000);
+                let mut frac = micros % 1000;
+                if frac > 0 {
+                    out.push('.');
+                    let mut digits = 3;
+                    while frac % 10 == 0 {
+                        frac /= 10;
+                        digits -= 1;
+                    }
+                    let _ = write!(out, "{frac:0digits$}");
+                }
+            }
+            Value::None => {}
+        }
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 pub(crate) fn json_string(out: &mut String, s: &str) {
@@ -290,10 +362,31 @@ pub(crate) fn json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// `2026-11-21T05:30:00.123Z`.
-fn rfc3339(t: SystemTime) -> String {
+/// Appends `t` as `2026-11-21T05:30:00.123Z`. The date and time up to the
+/// second are formatted once per second and thread, then reused.
+fn push_timestamp(out: &mut String, t: SystemTime) {
+    use std::cell::Cell;
+    thread_local! {
+        static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    }
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let secs = d.as_secs();
+    let prefix = SECOND.with(|cached| {
+        let (at, text) = cached.get();
+        if at == secs {
+            return text;
+        }
+        let mut text = [0u8; 20];
+        text.copy_from_slice(civil(secs).as_bytes());
+        cached.set((secs, text));
+        text
+    });
+    out.push_str(std::str::from_utf8(&prefix).unwrap_or_default());
+    let _ = write!(out, "{:03}Z", d.subsec_millis());
+}
+
+/// `2026-11-21T05:30:00.` for seconds since the epoch.
+fn civil(secs: u64) -> String {
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -304,14 +397,8 @@ fn rfc3339(t: SystemTime) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 9999);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Writes an access record per call (and an audit record for `audit`
@@ -320,14 +407,16 @@ fn rfc3339(t: SystemTime) -> String {
 #[derive(Clone)]
 pub struct AccessLogLayer {
     logger: Logger,
-    audited: Arc<std::collections::HashSet<&'static str>>,
+    /// Each method of the specs: its path, kept for the records, and
+    /// whether it is audited.
+    methods: &'static HashMap<&'static str, bool>,
 }
 
 impl AccessLogLayer {
     /// Logs calls of `specs` with `logger`.
     pub fn new(specs: &[&'static ServiceSpec], logger: Logger) -> AccessLogLayer {
-        let audited = specs.iter().flat_map(|s| s.methods.iter()).filter(|m| m.audit).map(|m| m.path).collect();
-        AccessLogLayer { logger, audited: Arc::new(audited) }
+        let methods = specs.iter().flat_map(|s| s.methods.iter()).map(|m| (m.path, m.audit)).collect();
+        AccessLogLayer { logger, methods: crate::middleware::forever(methods) }
     }
 }
 
@@ -338,34 +427,37 @@ impl Middleware for AccessLogLayer {
         S::Future: Send + 'static,
         S::Error: Send + 'static,
     {
-        let path = req.uri().path().to_owned();
+        let known = self.methods.get_key_value(req.uri().path());
         let level = self.logger.level();
-        let audit = self.audited.contains(path.as_str()) && level != Level::Off;
+        let audit = known.is_some_and(|(_, audit)| *audit) && level != Level::Off;
         if level > Level::Info && !audit {
             return Box::pin(inner.call(req));
         }
+        // Shared or static where possible: a record costs no copies of
+        // the path, request id or identity.
+        let path: Cow<'static, str> = match known {
+            Some((path, _)) => Cow::Borrowed(path),
+            None => Cow::Owned(req.uri().path().to_owned()),
+        };
         let logger = self.logger;
         let peer: Option<SocketAddr> = crate::server::peer_addr(req.extensions());
-        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-        let subject = req.extensions().get::<Principal>().and_then(|p| p.subject.clone());
+        let request_id = req.extensions().get::<RequestId>().cloned();
+        let principal = req.extensions().get::<Principal>().cloned();
         let trace = req.extensions().get::<crate::trace::TraceContext>().copied();
         let started = Instant::now();
         let future = inner.call(req);
         Box::pin(async move {
             let response = future.await?;
             Ok(crate::completion::observe(response, move |code| {
-                let peer = peer.map(|p| p.to_string());
-                let trace_id = trace.map(|t| t.trace_id_hex());
-                let span_id = trace.map(|t| t.span_id_hex());
                 let fields = [
                     ("method", Value::Str(&path)),
                     ("code", Value::Str(crate::metrics::code_name(code))),
-                    ("duration_ms", Value::Num((started.elapsed().as_secs_f64() * 1e6).round() / 1e3)),
-                    ("peer", peer.as_deref().map_or(Value::None, Value::Str)),
-                    ("request_id", request_id.as_deref().map_or(Value::None, Value::Str)),
-                    ("subject", subject.as_deref().map_or(Value::None, Value::Str)),
-                    ("trace_id", trace_id.as_deref().map_or(Value::None, Value::Str)),
-                    ("span_id", span_id.as_deref().map_or(Value::None, Value::Str)),
+                    ("duration_ms", Value::Millis(started.elapsed())),
+                    ("peer", peer.map_or(Value::None, Value::Addr)),
+                    ("request_id", request_id.as_ref().map_or(Value::None, |r| Value::Str(r.as_str()))),
+                    ("subject", principal.as_ref().and_then(|p| p.subject.as_deref()).map_or(Value::None, Value::Str)),
+                    ("trace_id", trace.as_ref().map_or(Value::None, |t| Value::Hex(&t.trace_id))),
+                    ("span_id", trace.as_ref().map_or(Value::None, |t| Value::Hex(&t.span_id))),
                 ];
                 logger.log(Level::Info, "rpc", &fields);
                 if audit {
@@ -384,11 +476,65 @@ mod tests {
 
     #[test]
     fn timestamps() {
+        let rfc3339 = |t| {
+            let mut s = String::new();
+            push_timestamp(&mut s, t);
+            s
+        };
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_240_253_840);
         assert_eq!(rfc3339(t), "2026-11-21T05:50:53.840Z");
+        // Same second, from the cache; then the next one.
+        assert_eq!(rfc3339(t + Duration::from_millis(7)), "2026-11-21T05:50:53.847Z");
+        assert_eq!(rfc3339(t + Duration::from_millis(160)), "2026-11-21T05:50:54.000Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn values() {
+        let plain = |v: Value<'_>| {
+            let mut s = String::new();
+            v.push_plain(&mut s);
+            s
+        };
+        assert_eq!(plain(Value::Millis(Duration::from_micros(1_234_567))), "1234.567");
+        assert_eq!(plain(Value::Millis(Duration::from_micros(120))), "0.12");
+        assert_eq!(plain(Value::Millis(Duration::from_micros(3_000))), "3");
+        assert_eq!(plain(Value::Millis(Duration::from_micros(5_007))), "5.007");
+        assert_eq!(plain(Value::Millis(Duration::from_nanos(999))), "0");
+        assert_eq!(plain(Value::Addr("10.0.0.255:50051".parse().expect("addr"))), "10.0.0.255:50051");
+        assert_eq!(plain(Value::Addr("[::1]:8".parse().expect("addr"))), "[::1]:8");
+        assert_eq!(plain(Value::Hex(&[0x00, 0xab, 0x10])), "00ab10");
+        assert_eq!(plain(Value::Num(2.5)), "2.5");
+        assert_eq!(plain(Value::Bool(false)), "false");
+    }
+
+    #[test]
+    fn records() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_240_253_840);
+        let fields = [
+            ("method", Value::Str("/p.S/M")),
+            ("peer", Value::Addr("127.0.0.1:5".parse().expect("addr"))),
+            ("trace_id", Value::Hex(&[0xab, 1])),
+            ("duration_ms", Value::Millis(Duration::from_micros(1500))),
+            ("subject", Value::None),
+            ("note", Value::Str("two words")),
+        ];
+        let json = Logger::new(Level::Info, true).format(at, "info", "rpc", &fields);
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"ts":"2026-11-21T05:50:53.840Z","level":"info","msg":"rpc","method":"/p.S/M","#,
+                r#""peer":"127.0.0.1:5","trace_id":"ab01","duration_ms":1.5,"subject":null,"note":"two words"}"#,
+                "\n"
+            )
+        );
+        let text = Logger::new(Level::Info, false).format(at, "info", "rpc", &fields);
+        assert_eq!(
+            text,
+            "2026-11-21T05:50:53.840Z info  rpc method=/p.S/M peer=127.0.0.1:5 trace_id=ab01 duration_ms=1.5 note=\"two words\"\n"
+        );
     }
 
     #[test]

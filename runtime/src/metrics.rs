@@ -15,7 +15,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tonic::body::Body;
@@ -92,51 +91,53 @@ impl Series {
     }
 }
 
-/// The metrics of one server. Series of the services' own methods are
-/// created up front and updated without locks; other paths (health,
-/// reflection, unknown methods) share a locked map.
+/// The metrics of one server: a series for every method of the services,
+/// for health checking and reflection, and one shared by all other paths
+/// (methods the server does not have), so callers cannot grow it. Every
+/// series exists from the start and is updated without locks.
 #[derive(Default)]
 pub struct Registry {
-    known: HashMap<&'static str, (Key, Arc<Series>)>,
-    other: Mutex<BTreeMap<Key, Arc<Series>>>,
+    known: HashMap<&'static str, (Key, Series)>,
+    unknown: (Key, Series),
 }
+
+/// Paths the server answers besides its services' methods.
+const BUILT_IN: [(&str, MethodKind); 4] = [
+    ("/grpc.health.v1.Health/Check", MethodKind::Unary),
+    ("/grpc.health.v1.Health/Watch", MethodKind::ServerStreaming),
+    ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", MethodKind::Streaming),
+    ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", MethodKind::Streaming),
+];
 
 impl Registry {
     /// A registry with series for every method of `specs`.
     pub fn new(specs: &[&'static ServiceSpec]) -> Registry {
         let mut known = HashMap::new();
-        for spec in specs {
-            for m in spec.methods {
-                let key: Key = (spec.name.to_owned(), m.name.to_owned(), kind_name(Some(m.kind)));
-                known.insert(m.path, (key, Arc::default()));
-            }
+        let paths = specs.iter().flat_map(|s| s.methods.iter().map(|m| (m.path, m.kind)));
+        for (path, kind) in BUILT_IN.into_iter().chain(paths) {
+            let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+            let key: Key = (service.to_owned(), method.to_owned(), kind_name(Some(kind)));
+            known.insert(path, (key, Series::default()));
         }
-        Registry { known, other: Mutex::default() }
+        let unknown = (("unknown".to_owned(), "unknown".to_owned(), kind_name(None)), Series::default());
+        Registry { known, unknown }
     }
 
-    /// The series of `path`, created on first use for paths outside the specs.
-    fn series(&self, path: &str) -> Arc<Series> {
-        if let Some((_, series)) = self.known.get(path) {
-            return series.clone();
-        }
-        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
-        let kind = match path {
-            "/grpc.health.v1.Health/Check" => Some(MethodKind::Unary),
-            "/grpc.health.v1.Health/Watch" => Some(MethodKind::ServerStreaming),
-            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
-            | "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo" => Some(MethodKind::Streaming),
-            _ => None,
-        };
-        let key: Key = (service.to_owned(), method.to_owned(), kind_name(kind));
-        self.other.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone()
+    /// Keeps the registry for the rest of the process, so that layers and
+    /// the metrics endpoint share it without reference counting.
+    pub fn forever(self) -> &'static Registry {
+        crate::middleware::forever(self)
+    }
+
+    /// The series of `path`.
+    fn series(&self, path: &str) -> &Series {
+        self.known.get(path).map_or(&self.unknown.1, |(_, series)| series)
     }
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
-        let mut all: BTreeMap<Key, Arc<Series>> = self.other.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for (key, series) in self.known.values() {
-            all.insert(key.clone(), series.clone());
-        }
+        let all: BTreeMap<&Key, &Series> =
+            self.known.values().chain([&self.unknown]).map(|(key, series)| (key, series)).collect();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
         let labels = |(service, method, kind): &Key| {
@@ -202,12 +203,13 @@ fn escape(v: &str) -> String {
 /// Tower layer that records [`Registry`] metrics for every request.
 #[derive(Clone)]
 pub struct MetricsLayer {
-    registry: Arc<Registry>,
+    registry: &'static Registry,
 }
 
 impl MetricsLayer {
-    /// A layer recording into `registry`.
-    pub fn new(registry: Arc<Registry>) -> Self {
+    /// A layer recording into `registry` (kept for the process, see
+    /// [`Registry::forever`]).
+    pub fn new(registry: &'static Registry) -> Self {
         MetricsLayer { registry }
     }
 }
@@ -240,24 +242,28 @@ mod tests {
     fn render_follows_the_text_format() {
         let r = Registry::new(&[]);
         let s = r.series("/a.B/C");
+        assert!(std::ptr::eq(s, r.series("/x.Y/Z")), "paths the server lacks share one series");
+        assert!(!std::ptr::eq(s, r.series("/grpc.health.v1.Health/Check")));
         s.start();
         s.finish(0, std::time::Duration::from_millis(20));
         s.start();
         s.finish(5, std::time::Duration::from_secs(3));
         s.start();
         let text = r.render();
-        assert!(
-            text.contains("grpc_server_started_total{grpc_method=\"C\",grpc_service=\"a.B\",grpc_type=\"unknown\"} 3")
-        );
-        assert!(text.contains("grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"C\""));
-        assert!(text.contains("grpc_server_handled_total{grpc_code=\"NotFound\",grpc_method=\"C\""));
+        assert!(text.contains(
+            "grpc_server_started_total{grpc_method=\"unknown\",grpc_service=\"unknown\",grpc_type=\"unknown\"} 3"
+        ));
+        assert!(text.contains("grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"unknown\""));
+        assert!(text.contains("grpc_server_handled_total{grpc_code=\"NotFound\",grpc_method=\"unknown\""));
         assert!(text.contains("le=\"0.025\"} 1"));
         assert!(text.contains("le=\"5\"} 2"));
         assert!(text.contains("le=\"+Inf\"} 2"));
         assert!(text.contains(
-            "grpc_server_handling_seconds_sum{grpc_method=\"C\",grpc_service=\"a.B\",grpc_type=\"unknown\"} 3.02"
+            "grpc_server_handling_seconds_sum{grpc_method=\"unknown\",grpc_service=\"unknown\",grpc_type=\"unknown\"} 3.02"
         ));
-        assert!(text.contains("grpc_server_in_flight{grpc_method=\"C\",grpc_service=\"a.B\",grpc_type=\"unknown\"} 1"));
+        assert!(text.contains(
+            "grpc_server_in_flight{grpc_method=\"unknown\",grpc_service=\"unknown\",grpc_type=\"unknown\"} 1"
+        ));
     }
 
     #[test]

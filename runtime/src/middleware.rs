@@ -12,7 +12,6 @@ use std::panic::AssertUnwindSafe;
 
 use crate::log::{Level, Logger, Value};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -79,6 +78,15 @@ macro_rules! layer {
 }
 pub(crate) use layer;
 
+/// Keeps `value` for the rest of the process. Layers keep their tables
+/// this way: tonic clones the whole middleware stack for every call, and a
+/// plain reference clones for free, where a shared counter would bounce
+/// between CPU cores on every call. Tables are built once per server, so
+/// what is kept is bounded by the servers a process builds.
+pub(crate) fn forever<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
 impl<M, S> Wrap<M, S> {
     pub(crate) fn wrapping(middleware: M, inner: S) -> Self {
         Wrap { middleware, inner }
@@ -87,24 +95,38 @@ impl<M, S> Wrap<M, S> {
 
 /// The request's id, from `x-request-id` or minted; in request extensions
 /// (handlers read it with `request.extensions().get::<RequestId>()`) and
-/// echoed in the response headers.
+/// echoed in the response headers. Copies share one buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
+pub struct RequestId(http::HeaderValue);
 
 impl RequestId {
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        // Both constructors admit visible ASCII only.
+        self.0.to_str().unwrap_or_default()
+    }
+
     /// Accepts a caller's id when it is 1..=128 visible ASCII characters.
     fn from_header(value: &http::HeaderValue) -> Option<RequestId> {
-        let s = value.to_str().ok()?;
-        (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| RequestId(s.to_owned()))
+        let b = value.as_bytes();
+        (!b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)).then(|| RequestId(value.clone()))
     }
 
     /// A new id: 32 hex digits, unique in the process and random across
     /// processes.
     fn mint() -> RequestId {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&crate::trace::random_u64().to_be_bytes());
-        bytes[8..].copy_from_slice(&crate::trace::random_u64().to_be_bytes());
-        RequestId(crate::trace::hex(&bytes))
+        let mut text = String::with_capacity(32);
+        crate::trace::push_hex(&mut text, &crate::trace::random_u64().to_be_bytes());
+        crate::trace::push_hex(&mut text, &crate::trace::random_u64().to_be_bytes());
+        RequestId(
+            http::HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).expect("hex digits are a valid header"),
+        )
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -112,7 +134,7 @@ impl RequestId {
 #[derive(Debug, Clone, Default)]
 pub struct RequestIdLayer;
 
-const REQUEST_ID: &str = "x-request-id";
+static REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 impl Middleware for RequestIdLayer {
     fn call<S, B>(&self, inner: &mut S, mut req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
@@ -121,15 +143,15 @@ impl Middleware for RequestIdLayer {
         S::Future: Send + 'static,
         S::Error: Send + 'static,
     {
-        let id = req.headers().get(REQUEST_ID).and_then(RequestId::from_header).unwrap_or_else(RequestId::mint);
-        let header = http::HeaderValue::from_str(&id.0).ok();
+        let id = req.headers().get(&REQUEST_ID).and_then(RequestId::from_header).unwrap_or_else(RequestId::mint);
+        let mut header = id.0.clone();
+        // Ids differ per call: HPACK should not spend its table on them.
+        header.set_sensitive(true);
         req.extensions_mut().insert(id);
         let future = inner.call(req);
         Box::pin(async move {
             let mut response = future.await?;
-            if let Some(h) = header {
-                response.headers_mut().insert(REQUEST_ID, h);
-            }
+            response.headers_mut().insert(&REQUEST_ID, header);
             Ok(response)
         })
     }
@@ -144,7 +166,7 @@ layer!(RequestIdLayer);
 /// which for unary and client-streaming calls is the whole handler.
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
-    timeouts: Arc<HashMap<&'static str, Duration>>,
+    timeouts: &'static HashMap<&'static str, Duration>,
 }
 
 impl DeadlineLayer {
@@ -152,7 +174,7 @@ impl DeadlineLayer {
     pub fn new(specs: &[&'static ServiceSpec]) -> Self {
         let timeouts =
             specs.iter().flat_map(|s| s.methods.iter()).filter_map(|m| m.timeout.map(|t| (m.path, t))).collect();
-        DeadlineLayer { timeouts: Arc::new(timeouts) }
+        DeadlineLayer { timeouts: forever(timeouts) }
     }
 }
 
@@ -175,6 +197,8 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
 impl Middleware for DeadlineLayer {
     fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
     where
@@ -183,7 +207,7 @@ impl Middleware for DeadlineLayer {
         S::Error: Send + 'static,
     {
         let annotated = self.timeouts.get(req.uri().path()).copied();
-        let caller = req.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+        let caller = req.headers().get(&GRPC_TIMEOUT).and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
         let deadline = match (annotated, caller) {
             (Some(a), Some(c)) => Some(a.min(c)),
             (a, c) => a.or(c),
@@ -237,7 +261,7 @@ impl Middleware for RecoverLayer {
         Box::pin(async move {
             let report = |panic: Box<dyn std::any::Any + Send>| {
                 let trace = trace.map(|t| t.trace_id_hex());
-                let id = id.as_ref().map_or("", |r| r.0.as_str());
+                let id = id.as_ref().map_or("", RequestId::as_str);
                 panicked(logger, uri.path(), id, trace.as_deref(), &*panic)
             };
             let future = match call {
@@ -314,9 +338,12 @@ mod tests {
         let a = RequestId::mint();
         let b = RequestId::mint();
         assert_ne!(a, b);
-        assert_eq!(a.0.len(), 32);
+        assert_eq!(a.as_str().len(), 32);
+        assert!(a.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
         let ok = http::HeaderValue::from_static("abc-123");
-        assert_eq!(RequestId::from_header(&ok), Some(RequestId("abc-123".into())));
+        assert_eq!(RequestId::from_header(&ok).as_ref().map(RequestId::as_str), Some("abc-123"));
+        let spaced = http::HeaderValue::from_static("a b");
+        assert_eq!(RequestId::from_header(&spaced), None);
         let long = http::HeaderValue::from_str(&"x".repeat(129)).expect("header");
         assert_eq!(RequestId::from_header(&long), None);
     }
@@ -325,18 +352,41 @@ mod tests {
 /// Reports an oversized request message as `RESOURCE_EXHAUSTED`, as gRPC
 /// specifies and other implementations do (tonic answers `OUT_OF_RANGE`).
 /// Innermost, so every other layer sees the corrected code.
-#[derive(Debug, Clone, Default)]
-pub struct MessageLimitLayer;
+///
+/// The code is fixed in the response headers (trailers-only responses),
+/// and in the trailers of methods that stream both ways, the only ones
+/// whose handlers meet a request message after their response has begun.
+/// (Other paths, such as reflection, are treated as streaming both ways.)
+#[derive(Debug, Clone)]
+pub struct MessageLimitLayer {
+    /// Methods of the specs that do not stream both ways.
+    headers_only: &'static std::collections::HashSet<&'static str>,
+}
+
+impl MessageLimitLayer {
+    /// For the methods of `specs`.
+    pub fn new(specs: &[&'static ServiceSpec]) -> MessageLimitLayer {
+        let headers_only = specs
+            .iter()
+            .flat_map(|s| s.methods.iter())
+            .filter(|m| m.kind != crate::codegen::MethodKind::Streaming)
+            .map(|m| m.path)
+            .collect();
+        MessageLimitLayer { headers_only: forever(headers_only) }
+    }
+}
 
 /// tonic's decode-limit message, as it appears percent-encoded in
 /// `grpc-message`.
 const TOO_LARGE: &str = "Error,%20decoded%20message%20length%20too%20large";
 
 fn fix_status(headers: &mut http::HeaderMap) {
-    let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
-        && headers.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| m.starts_with(TOO_LARGE));
+    static GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
+    let status = &crate::completion::GRPC_STATUS;
+    let too_large = headers.get(status).is_some_and(|v| v == "11")
+        && headers.get(&GRPC_MESSAGE).is_some_and(|m| m.as_bytes().starts_with(TOO_LARGE.as_bytes()));
     if too_large {
-        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        headers.insert(status, http::HeaderValue::from_static("8"));
     }
 }
 
@@ -347,11 +397,15 @@ impl Middleware for MessageLimitLayer {
         S::Future: Send + 'static,
         S::Error: Send + 'static,
     {
+        let headers_only = self.headers_only.contains(req.uri().path());
         let future = inner.call(req);
         Box::pin(async move {
-            let response = future.await?;
-            let (mut parts, body) = response.into_parts();
-            fix_status(&mut parts.headers);
+            let mut response = future.await?;
+            fix_status(response.headers_mut());
+            if headers_only {
+                return Ok(response);
+            }
+            let (parts, body) = response.into_parts();
             Ok(http::Response::from_parts(parts, Body::new(FixTrailers(body))))
         })
     }

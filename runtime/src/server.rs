@@ -401,8 +401,8 @@ impl Bound {
         let v1alpha = builder().build_v1alpha().map_err(|e| Error::Reflection(e.to_string()))?;
 
         let ready = Arc::new(AtomicBool::new(true));
-        let registry = Arc::new(crate::metrics::Registry::new(&specs));
-        let probes = tokio::spawn(serve_http(metrics, ready.clone(), registry.clone()));
+        let registry = crate::metrics::Registry::new(&specs).forever();
+        let probes = tokio::spawn(serve_http(metrics, ready.clone(), registry));
         let logger = settings.logger;
         let watcher = settings.reload.map(|reload| tokio::spawn(watch_config(reload, logger)));
 
@@ -424,7 +424,7 @@ impl Bound {
             .layer(crate::limits::ConcurrencyLayer::new(&specs))
             .layer(crate::middleware::DeadlineLayer::new(&specs))
             .layer(crate::middleware::RecoverLayer::new(logger))
-            .layer(crate::middleware::MessageLimitLayer)
+            .layer(crate::middleware::MessageLimitLayer::new(&specs))
             .max_concurrent_streams(s.max_concurrent_streams)
             .http2_keepalive_interval(Some(s.keepalive_interval))
             .http2_keepalive_timeout(Some(s.keepalive_timeout))
@@ -591,11 +591,10 @@ pub async fn shutdown_signal() {
 /// `/metrics` (Prometheus text), `/healthz` (the process is up) and
 /// `/readyz` (serving; 503 while draining) over plain HTTP/1.1, one request
 /// per connection.
-async fn serve_http(listener: TcpListener, ready: Arc<AtomicBool>, registry: Arc<crate::metrics::Registry>) {
+async fn serve_http(listener: TcpListener, ready: Arc<AtomicBool>, registry: &'static crate::metrics::Registry) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let ready = ready.clone();
-        let registry = registry.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
             let mut len = 0;

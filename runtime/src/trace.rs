@@ -113,23 +113,35 @@ fn parse_traceparent(value: &str) -> Option<([u8; 16], [u8; 8], u8)> {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
+    push_hex(&mut s, bytes);
     s
 }
 
-/// Process-unique, unpredictable-enough 64-bit values: a counter from a
-/// random start, scrambled (splitmix64). Ids, not secrets.
+/// Appends `bytes` as lowercase hex digits.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+}
+
+/// Process-unique, unpredictable-enough 64-bit values: per thread, a
+/// counter from a random start, scrambled (splitmix64). Ids, not secrets.
+/// Each thread has its own counter, so minting ids never contends.
 pub(crate) fn random_u64() -> u64 {
+    use std::cell::Cell;
     use std::hash::{BuildHasher, Hasher};
-    static NEXT: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
-    let next =
-        NEXT.get_or_init(|| AtomicU64::new(std::collections::hash_map::RandomState::new().build_hasher().finish()));
-    let mut z = next.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    thread_local! {
+        // RandomState differs per thread, so threads start far apart.
+        static NEXT: Cell<u64> = Cell::new(std::collections::hash_map::RandomState::new().build_hasher().finish());
+    }
+    let mut z = NEXT.with(|next| {
+        let z = next.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        next.set(z);
+        z
+    });
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -165,7 +177,8 @@ impl Middleware for TraceLayer {
         S::Future: Send + 'static,
         S::Error: Send + 'static,
     {
-        let context = TraceContext::for_call(req.headers().get("traceparent"));
+        static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+        let context = TraceContext::for_call(req.headers().get(&TRACEPARENT));
         req.extensions_mut().insert(context);
         let exporter = match &self.exporter {
             Some(e) if context.sampled => e.clone(),
@@ -174,7 +187,7 @@ impl Middleware for TraceLayer {
         let start = SystemTime::now();
         let path = req.uri().path().to_owned();
         let peer = crate::server::peer_addr(req.extensions());
-        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+        let request_id = req.extensions().get::<RequestId>().map(|r| r.as_str().to_owned());
         let future = inner.call(req);
         Box::pin(async move {
             let response = future.await?;

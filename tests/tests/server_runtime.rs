@@ -23,7 +23,8 @@ type Replies = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send>>;
 #[tonic::async_trait]
 impl Greeter for Probe {
     async fn say_hello(&self, r: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        let id = r.extensions().get::<svc::middleware::RequestId>().map(|id| id.0.clone()).unwrap_or_default();
+        let id =
+            r.extensions().get::<svc::middleware::RequestId>().map(|id| id.as_str().to_owned()).unwrap_or_default();
         match r.into_inner().name.as_str() {
             "slow" => tokio::time::sleep(Duration::from_secs(10)).await,
             "panic" => panic!("greeting book corrupted"),
