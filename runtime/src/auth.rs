@@ -23,7 +23,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use crate::codegen::{JwtSpec, ServiceSpec};
-use crate::middleware::{BoxFuture, Middleware, layer};
+use crate::middleware::{Middleware, layer};
 use crate::server::Error;
 
 /// Longest accepted `authorization` value, in bytes.
@@ -80,6 +80,40 @@ pub struct Verifier {
     validation: Validation,
     roles_claim: &'static str,
     cache: Arc<std::sync::RwLock<TokenCache>>,
+    /// Tells this verifier's entries in [`RECENT`] from other verifiers'.
+    id: u64,
+}
+
+/// Each thread's latest verified token, looked at before the shared cache:
+/// a client that keeps its token is answered without a lock or a hash.
+struct Recent {
+    verifier: u64,
+    token: String,
+    principal: Option<Principal>,
+    until: std::time::Instant,
+}
+
+thread_local! {
+    static RECENT: std::cell::RefCell<Recent> = std::cell::RefCell::new(Recent {
+        verifier: 0,
+        token: String::new(),
+        principal: None,
+        until: std::time::Instant::now(),
+    });
+}
+
+impl Recent {
+    fn get(&self, verifier: u64, token: &str, now: std::time::Instant) -> Option<Principal> {
+        (self.verifier == verifier && now < self.until && self.token == token).then(|| self.principal.clone()).flatten()
+    }
+
+    fn set(&mut self, verifier: u64, token: &str, principal: &Principal, until: std::time::Instant) {
+        self.verifier = verifier;
+        self.token.clear();
+        self.token.push_str(token);
+        self.principal = Some(principal.clone());
+        self.until = until;
+    }
 }
 
 /// Verified tokens: token → (principal, reusable until).
@@ -181,7 +215,9 @@ impl Verifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = jwt.leeway.as_secs();
-        Ok(Verifier { key, validation, roles_claim: jwt.roles_claim, cache: Arc::default() })
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Verifier { key, validation, roles_claim: jwt.roles_claim, cache: Arc::default(), id })
     }
 
     /// Verifies an `authorization` header value, from the cache when the
@@ -198,10 +234,15 @@ impl Verifier {
             .ok_or_else(|| Status::unauthenticated("authorization is not a bearer token"))?;
         let token = token.trim();
         let now = std::time::Instant::now();
-        if let Some((principal, until)) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(token)
-            && now < *until
+        if let Some(principal) = RECENT.with_borrow(|recent| recent.get(self.id, token, now)) {
+            return Ok(principal);
+        }
+        let cached = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(token).cloned();
+        if let Some((principal, until)) = cached
+            && now < until
         {
-            return Ok(principal.clone());
+            RECENT.with_borrow_mut(|recent| recent.set(self.id, token, &principal, until));
+            return Ok(principal);
         }
         let data =
             jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &self.key, &self.validation)
@@ -229,6 +270,7 @@ impl Verifier {
                 }
             }
             cache.insert(token.to_owned(), (principal.clone(), until));
+            RECENT.with_borrow_mut(|recent| recent.set(self.id, token, &principal, until));
         }
         Ok(principal)
     }
@@ -244,7 +286,7 @@ struct Rule {
 /// Authenticates and authorizes calls to the annotated methods.
 #[derive(Clone)]
 pub struct AuthLayer {
-    rules: &'static HashMap<&'static str, Rule>,
+    rules: &'static crate::middleware::PathMap<Rule>,
 }
 
 impl AuthLayer {
@@ -257,7 +299,7 @@ impl AuthLayer {
     /// A layer for several services, each checked with its own verifier
     /// (services differ in issuer, audiences and algorithms).
     pub fn for_services(services: Vec<(&'static ServiceSpec, Option<Verifier>)>) -> AuthLayer {
-        let mut rules = HashMap::new();
+        let mut rules = crate::middleware::PathMap::default();
         for (spec, verifier) in services {
             let Some(verifier) = verifier.map(crate::middleware::forever) else { continue };
             for m in spec.methods.iter().filter(|m| m.requires_auth) {
@@ -269,25 +311,21 @@ impl AuthLayer {
 }
 
 impl Middleware for AuthLayer {
-    fn call<S, B>(&self, inner: &mut S, mut req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-    {
-        if let Some(rule) = self.rules.get(req.uri().path()) {
-            let principal = match rule.verifier.verify(req.headers().get(http::header::AUTHORIZATION)) {
-                Ok(p) => p,
-                Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
-            };
-            if !rule.roles.is_empty() && !principal.roles.iter().any(|r| rule.roles.contains(&r.as_str())) {
-                let status = Status::permission_denied(format!("requires one of the roles {:?}", rule.roles));
-                return Box::pin(async move { Ok(status.into_http()) });
-            }
-            req.extensions_mut().insert(principal);
+    type State = ();
+
+    fn request<B>(&self, req: &mut http::Request<B>) -> Result<(), http::Response<Body>> {
+        let Some(rule) = self.rules.get(req.uri().path()) else { return Ok(()) };
+        let principal =
+            rule.verifier.verify(req.headers().get(http::header::AUTHORIZATION)).map_err(Status::into_http)?;
+        if !rule.roles.is_empty() && !principal.roles.iter().any(|r| rule.roles.contains(&r.as_str())) {
+            return Err(Status::permission_denied(format!("requires one of the roles {:?}", rule.roles)).into_http());
         }
-        let future = inner.call(req);
-        Box::pin(future)
+        req.extensions_mut().insert(principal);
+        Ok(())
+    }
+
+    fn response((): (), response: http::Response<Body>) -> http::Response<Body> {
+        response
     }
 }
 
@@ -367,6 +405,21 @@ mod tests {
             let again = v.verify(Some(&short)).expect("still within leeway");
             assert!(!Principal::same(&p, &again), "not reused beyond exp");
         }
+    }
+
+    #[test]
+    fn a_token_verified_by_one_verifier_is_not_reused_by_another() {
+        let v = verifier();
+        let other = Verifier::from_lookup(&JWT, |k| (k == "SVC_JWT_SECRET").then(|| "another-secret-".repeat(3)))
+            .expect("verifier");
+        let h = token(serde_json::json!({"iss": JWT.issuer, "aud": "api", "exp": now() + 60, "sub": "e"}));
+        v.verify(Some(&h)).expect("valid for its own key");
+        // Same thread, right after: the other key still checks the signature.
+        let err = other.verify(Some(&h)).expect_err("signed with another key");
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        // And a clone shares the first verifier's cache.
+        let clone = v.clone();
+        assert!(Principal::same(&v.verify(Some(&h)).expect("cached"), &clone.verify(Some(&h)).expect("cached")));
     }
 
     #[test]

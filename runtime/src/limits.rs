@@ -23,7 +23,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::Principal;
 use crate::codegen::{RateLimitKey, RateLimitSpec, ServiceSpec};
-use crate::middleware::{BoxFuture, Middleware, layer};
+use crate::middleware::{Middleware, layer};
 
 /// Buckets kept per method before idle (full) ones are dropped.
 const MAX_BUCKETS: usize = 10_000;
@@ -71,7 +71,7 @@ impl Limiter {
 /// Applies the annotated rate limits.
 #[derive(Clone)]
 pub struct RateLimitLayer {
-    limiters: &'static HashMap<&'static str, Limiter>,
+    limiters: &'static crate::middleware::PathMap<Limiter>,
 }
 
 impl RateLimitLayer {
@@ -87,32 +87,27 @@ impl RateLimitLayer {
 }
 
 impl Middleware for RateLimitLayer {
-    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-    {
-        if let Some(limiter) = self.limiters.get(req.uri().path()) {
-            let key = match limiter.spec.key {
-                RateLimitKey::Global => BucketKey::Global,
-                RateLimitKey::Peer => BucketKey::Peer(crate::server::peer_addr(req.extensions()).map(|a| a.ip())),
-                RateLimitKey::Subject => {
-                    BucketKey::Subject(req.extensions().get::<Principal>().and_then(|p| p.subject.clone()))
-                }
-            };
-            if let Err(wait) = limiter.take(key, Instant::now()) {
-                let mut details = ErrorDetails::new();
-                details.set_retry_info(Some(wait));
-                let status = Status::with_error_details(
-                    Code::ResourceExhausted,
-                    format!("rate limit of {} requests per second exceeded", limiter.spec.rps),
-                    details,
-                );
-                return Box::pin(async move { Ok(status.into_http()) });
+    type State = ();
+
+    fn request<B>(&self, req: &mut http::Request<B>) -> Result<(), http::Response<Body>> {
+        let Some(limiter) = self.limiters.get(req.uri().path()) else { return Ok(()) };
+        let key = match limiter.spec.key {
+            RateLimitKey::Global => BucketKey::Global,
+            RateLimitKey::Peer => BucketKey::Peer(crate::server::peer_addr(req.extensions()).map(|a| a.ip())),
+            RateLimitKey::Subject => {
+                BucketKey::Subject(req.extensions().get::<Principal>().and_then(|p| p.subject.clone()))
             }
-        }
-        Box::pin(inner.call(req))
+        };
+        limiter.take(key, Instant::now()).map_err(|wait| {
+            let mut details = ErrorDetails::new();
+            details.set_retry_info(Some(wait));
+            let message = format!("rate limit of {} requests per second exceeded", limiter.spec.rps);
+            Status::with_error_details(Code::ResourceExhausted, message, details).into_http()
+        })
+    }
+
+    fn response((): (), response: http::Response<Body>) -> http::Response<Body> {
+        response
     }
 }
 
@@ -146,8 +141,9 @@ impl ConcurrencyLayer {
     }
 }
 
-/// Releases a concurrency slot when dropped.
-struct Slot(&'static AtomicUsize);
+/// A call counted against a service's concurrency limit; released when
+/// dropped.
+pub struct Slot(&'static AtomicUsize);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -156,29 +152,25 @@ impl Drop for Slot {
 }
 
 impl Middleware for ConcurrencyLayer {
-    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-    {
+    /// The call's place among those in flight, given back when the
+    /// handler has answered (or the call is dropped).
+    type State = Option<Slot>;
+
+    fn request<B>(&self, req: &mut http::Request<B>) -> Result<Option<Slot>, http::Response<Body>> {
         let path = req.uri().path();
-        let Some(service) = self.services.iter().find(|s| path.starts_with(&s.prefix)) else {
-            return Box::pin(inner.call(req));
-        };
+        let Some(service) = self.services.iter().find(|s| path.starts_with(&s.prefix)) else { return Ok(None) };
         let previous = service.in_flight.fetch_add(1, Ordering::AcqRel);
         let slot = Slot(&service.in_flight);
         if previous >= service.limit {
             drop(slot);
-            let status = Status::resource_exhausted("server is at its concurrency limit; retry later");
-            return Box::pin(async move { Ok(status.into_http()) });
+            return Err(Status::resource_exhausted("server is at its concurrency limit; retry later").into_http());
         }
-        let future = inner.call(req);
-        Box::pin(async move {
-            let response = future.await;
-            drop(slot);
-            response
-        })
+        Ok(Some(slot))
+    }
+
+    fn response(slot: Option<Slot>, response: http::Response<Body>) -> http::Response<Body> {
+        drop(slot);
+        response
     }
 }
 

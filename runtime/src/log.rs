@@ -7,7 +7,6 @@
 //! object per line) or `text`.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -20,7 +19,7 @@ use crate::auth::Principal;
 use crate::codegen::ServiceSpec;
 use crate::config::{ConfigSource, FileConfig};
 use crate::middleware::RequestId;
-use crate::middleware::{BoxFuture, Middleware, layer};
+use crate::middleware::{Middleware, layer};
 use crate::server::Error;
 
 /// Severity, lowest to highest.
@@ -409,7 +408,7 @@ pub struct AccessLogLayer {
     logger: Logger,
     /// Each method of the specs: its path, kept for the records, and
     /// whether it is audited.
-    methods: &'static HashMap<&'static str, bool>,
+    methods: &'static crate::middleware::PathMap<bool>,
 }
 
 impl AccessLogLayer {
@@ -420,51 +419,69 @@ impl AccessLogLayer {
     }
 }
 
+/// What an access record needs from the request. Shared or static where
+/// possible: a record costs no copies of the path, request id or identity.
+pub struct Pending {
+    logger: Logger,
+    audit: bool,
+    path: Cow<'static, str>,
+    peer: Option<SocketAddr>,
+    request_id: Option<RequestId>,
+    principal: Option<Principal>,
+    trace: Option<crate::trace::TraceContext>,
+    started: Instant,
+}
+
+impl Pending {
+    fn write(self, code: u8) {
+        let fields = [
+            ("method", Value::Str(&self.path)),
+            ("code", Value::Str(crate::metrics::code_name(code))),
+            ("duration_ms", Value::Millis(self.started.elapsed())),
+            ("peer", self.peer.map_or(Value::None, Value::Addr)),
+            ("request_id", self.request_id.as_ref().map_or(Value::None, |r| Value::Str(r.as_str()))),
+            ("subject", self.principal.as_ref().and_then(|p| p.subject.as_deref()).map_or(Value::None, Value::Str)),
+            ("trace_id", self.trace.as_ref().map_or(Value::None, |t| Value::Hex(&t.trace_id))),
+            ("span_id", self.trace.as_ref().map_or(Value::None, |t| Value::Hex(&t.span_id))),
+        ];
+        self.logger.log(Level::Info, "rpc", &fields);
+        if self.audit {
+            self.logger.audit(&fields);
+        }
+    }
+}
+
 impl Middleware for AccessLogLayer {
-    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-    {
+    /// The record to write when the call ends, unless nothing is logged.
+    type State = Option<Pending>;
+
+    fn request<B>(&self, req: &mut http::Request<B>) -> Result<Option<Pending>, http::Response<Body>> {
         let known = self.methods.get_key_value(req.uri().path());
         let level = self.logger.level();
         let audit = known.is_some_and(|(_, audit)| *audit) && level != Level::Off;
         if level > Level::Info && !audit {
-            return Box::pin(inner.call(req));
+            return Ok(None);
         }
-        // Shared or static where possible: a record costs no copies of
-        // the path, request id or identity.
-        let path: Cow<'static, str> = match known {
-            Some((path, _)) => Cow::Borrowed(path),
-            None => Cow::Owned(req.uri().path().to_owned()),
-        };
-        let logger = self.logger;
-        let peer: Option<SocketAddr> = crate::server::peer_addr(req.extensions());
-        let request_id = req.extensions().get::<RequestId>().cloned();
-        let principal = req.extensions().get::<Principal>().cloned();
-        let trace = req.extensions().get::<crate::trace::TraceContext>().copied();
-        let started = Instant::now();
-        let future = inner.call(req);
-        Box::pin(async move {
-            let response = future.await?;
-            Ok(crate::completion::observe(response, move |code| {
-                let fields = [
-                    ("method", Value::Str(&path)),
-                    ("code", Value::Str(crate::metrics::code_name(code))),
-                    ("duration_ms", Value::Millis(started.elapsed())),
-                    ("peer", peer.map_or(Value::None, Value::Addr)),
-                    ("request_id", request_id.as_ref().map_or(Value::None, |r| Value::Str(r.as_str()))),
-                    ("subject", principal.as_ref().and_then(|p| p.subject.as_deref()).map_or(Value::None, Value::Str)),
-                    ("trace_id", trace.as_ref().map_or(Value::None, |t| Value::Hex(&t.trace_id))),
-                    ("span_id", trace.as_ref().map_or(Value::None, |t| Value::Hex(&t.span_id))),
-                ];
-                logger.log(Level::Info, "rpc", &fields);
-                if audit {
-                    logger.audit(&fields);
-                }
-            }))
-        })
+        Ok(Some(Pending {
+            logger: self.logger,
+            audit,
+            path: match known {
+                Some((path, _)) => Cow::Borrowed(path),
+                None => Cow::Owned(req.uri().path().to_owned()),
+            },
+            peer: crate::server::peer_addr(req.extensions()),
+            request_id: req.extensions().get::<RequestId>().cloned(),
+            principal: req.extensions().get::<Principal>().cloned(),
+            trace: req.extensions().get::<crate::trace::TraceContext>().copied(),
+            started: Instant::now(),
+        }))
+    }
+
+    fn response(pending: Option<Pending>, response: http::Response<Body>) -> http::Response<Body> {
+        match pending {
+            Some(pending) => crate::completion::observe(response, move |code| pending.write(code)),
+            None => response,
+        }
     }
 }
 

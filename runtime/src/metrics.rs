@@ -12,7 +12,7 @@
 //! (trailers-only responses) or trailers; a call whose response is dropped
 //! before its trailers (client gone, deadline) counts as `CANCELLED`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
@@ -20,7 +20,7 @@ use std::time::Instant;
 use tonic::body::Body;
 
 use crate::codegen::{MethodKind, ServiceSpec};
-use crate::middleware::{BoxFuture, Middleware, layer};
+use crate::middleware::{Middleware, layer};
 
 /// Histogram upper bounds in seconds (Prometheus' defaults).
 pub const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -49,7 +49,7 @@ const CODES: [&str; 17] = [
 type Key = (String, String, &'static str);
 
 /// Counters of one (service, method, type), updated without locks.
-struct Series {
+pub struct Series {
     started: AtomicU64,
     in_flight: AtomicI64,
     handled: [AtomicU64; 17],
@@ -97,7 +97,7 @@ impl Series {
 /// series exists from the start and is updated without locks.
 #[derive(Default)]
 pub struct Registry {
-    known: HashMap<&'static str, (Key, Series)>,
+    known: crate::middleware::PathMap<(Key, Series)>,
     unknown: (Key, Series),
 }
 
@@ -112,7 +112,7 @@ const BUILT_IN: [(&str, MethodKind); 4] = [
 impl Registry {
     /// A registry with series for every method of `specs`.
     pub fn new(specs: &[&'static ServiceSpec]) -> Registry {
-        let mut known = HashMap::new();
+        let mut known = crate::middleware::PathMap::default();
         let paths = specs.iter().flat_map(|s| s.methods.iter().map(|m| (m.path, m.kind)));
         for (path, kind) in BUILT_IN.into_iter().chain(paths) {
             let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
@@ -215,20 +215,17 @@ impl MetricsLayer {
 }
 
 impl Middleware for MetricsLayer {
-    fn call<S, B>(&self, inner: &mut S, req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-    {
+    /// The call's series and start.
+    type State = (&'static Series, Instant);
+
+    fn request<B>(&self, req: &mut http::Request<B>) -> Result<Self::State, http::Response<Body>> {
         let series = self.registry.series(req.uri().path());
         series.start();
-        let started = Instant::now();
-        let future = inner.call(req);
-        Box::pin(async move {
-            let response = future.await?;
-            Ok(crate::completion::observe(response, move |code| series.finish(code, started.elapsed())))
-        })
+        Ok((series, Instant::now()))
+    }
+
+    fn response((series, started): Self::State, response: http::Response<Body>) -> http::Response<Body> {
+        crate::completion::observe(response, move |code| series.finish(code, started.elapsed()))
     }
 }
 

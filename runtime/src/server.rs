@@ -24,10 +24,10 @@ use tonic::server::NamedService;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 
-use crate::auth::{AuthLayer, Verifier};
+use crate::auth::Verifier;
 use crate::codegen::ServiceSpec;
 use crate::config::{ConfigSource, FileConfig};
-use crate::log::{AccessLogLayer, Logger};
+use crate::log::Logger;
 use crate::tls::TlsFiles;
 
 /// Start-up and serving failures; each names what to fix. `Debug` prints
@@ -415,16 +415,7 @@ impl Bound {
             }
         };
         let router: Router<_> = tonic::transport::Server::builder()
-            .layer(crate::middleware::RequestIdLayer)
-            .layer(trace)
-            .layer(crate::metrics::MetricsLayer::new(registry))
-            .layer(AuthLayer::for_services(settings.services))
-            .layer(AccessLogLayer::new(&specs, logger))
-            .layer(crate::limits::RateLimitLayer::new(&specs))
-            .layer(crate::limits::ConcurrencyLayer::new(&specs))
-            .layer(crate::middleware::DeadlineLayer::new(&specs))
-            .layer(crate::middleware::RecoverLayer::new(logger))
-            .layer(crate::middleware::MessageLimitLayer::new(&specs))
+            .layer(crate::middleware::Stack::new(settings.services, logger, registry, trace))
             .max_concurrent_streams(s.max_concurrent_streams)
             .http2_keepalive_interval(Some(s.keepalive_interval))
             .http2_keepalive_timeout(Some(s.keepalive_timeout))

@@ -29,7 +29,7 @@ use tonic::body::Body;
 
 use crate::log::{Level, Logger, Value};
 use crate::middleware::RequestId;
-use crate::middleware::{BoxFuture, Middleware, layer};
+use crate::middleware::{Middleware, layer};
 
 /// The trace position of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,37 +171,41 @@ impl TraceLayer {
 }
 
 impl Middleware for TraceLayer {
-    fn call<S, B>(&self, inner: &mut S, mut req: http::Request<B>) -> BoxFuture<http::Response<Body>, S::Error>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-    {
+    /// The span to export when the call ends, if spans are exported.
+    type State = Option<(Arc<Exporter>, SpanRecord)>;
+
+    fn request<B>(&self, req: &mut http::Request<B>) -> Result<Self::State, http::Response<Body>> {
         static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
         let context = TraceContext::for_call(req.headers().get(&TRACEPARENT));
         req.extensions_mut().insert(context);
         let exporter = match &self.exporter {
             Some(e) if context.sampled => e.clone(),
-            _ => return Box::pin(inner.call(req)),
+            _ => return Ok(None),
         };
-        let start = SystemTime::now();
-        let path = req.uri().path().to_owned();
-        let peer = crate::server::peer_addr(req.extensions());
-        let request_id = req.extensions().get::<RequestId>().map(|r| r.as_str().to_owned());
-        let future = inner.call(req);
-        Box::pin(async move {
-            let response = future.await?;
-            Ok(crate::completion::observe(response, move |code| {
-                exporter.record(SpanRecord { context, path, peer, request_id, start, end: SystemTime::now(), code });
-            }))
+        let span = SpanRecord {
+            context,
+            path: req.uri().path().to_owned(),
+            peer: crate::server::peer_addr(req.extensions()),
+            request_id: req.extensions().get::<RequestId>().map(|r| r.as_str().to_owned()),
+            start: SystemTime::now(),
+            end: SystemTime::UNIX_EPOCH,
+            code: 0,
+        };
+        Ok(Some((exporter, span)))
+    }
+
+    fn response(state: Self::State, response: http::Response<Body>) -> http::Response<Body> {
+        let Some((exporter, span)) = state else { return response };
+        crate::completion::observe(response, move |code| {
+            exporter.record(SpanRecord { end: SystemTime::now(), code, ..span });
         })
     }
 }
 
 layer!(TraceLayer);
 
-/// A finished span waiting for export.
-struct SpanRecord {
+/// One call's span, exported when the call ends.
+pub struct SpanRecord {
     context: TraceContext,
     path: String,
     peer: Option<SocketAddr>,
