@@ -166,38 +166,53 @@ impl Logger {
     }
 
     fn write(&self, level: &str, message: &str, fields: &[(&str, Value<'_>)]) {
-        emit(self.format(SystemTime::now(), level, message, fields));
+        thread_local! {
+            // Each thread formats into one line it keeps, so a record
+            // costs no allocation.
+            static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+        }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            self.format_into(line, SystemTime::now(), level, message, fields);
+            emit(line);
+        });
     }
 
     /// One record as a line.
+    #[cfg(test)]
     fn format(&self, now: SystemTime, level: &str, message: &str, fields: &[(&str, Value<'_>)]) -> String {
-        // Room for a whole access record, so building one never reallocates.
-        let mut line = String::with_capacity(448);
+        let mut line = String::new();
+        self.format_into(&mut line, now, level, message, fields);
+        line
+    }
+
+    /// Appends one record, as a line, to `line`.
+    fn format_into(&self, line: &mut String, now: SystemTime, level: &str, message: &str, fields: &[(&str, Value<'_>)]) {
         if self.json {
             line.push_str("{\"ts\":\"");
-            push_timestamp(&mut line, now);
+            push_timestamp(line, now);
             line.push_str("\",\"level\":\"");
             line.push_str(level);
             line.push_str("\",\"msg\":");
-            json_string(&mut line, message);
+            json_string(line, message);
             for (key, value) in fields {
                 line.push(',');
-                json_string(&mut line, key);
+                json_string(line, key);
                 line.push(':');
                 match value {
-                    Value::Str(s) => json_string(&mut line, s),
+                    Value::Str(s) => json_string(line, s),
                     Value::None => line.push_str("null"),
                     Value::Hex(_) | Value::Addr(_) => {
                         line.push('"');
-                        value.push_plain(&mut line);
+                        value.push_plain(line);
                         line.push('"');
                     }
-                    _ => value.push_plain(&mut line),
+                    _ => value.push_plain(line),
                 }
             }
             line.push('}');
         } else {
-            push_timestamp(&mut line, now);
+            push_timestamp(line, now);
             let _ = write!(line, " {level:<5} {message}");
             for (key, value) in fields {
                 match value {
@@ -211,52 +226,96 @@ impl Logger {
                 line.push(' ');
                 line.push_str(key);
                 line.push('=');
-                value.push_plain(&mut line);
+                value.push_plain(line);
             }
         }
         line.push('\n');
-        line
     }
 }
 
-/// Lines waiting to be written; written when 32 KiB have gathered, and at
-/// least every 200 ms by a flusher thread, so a call pays for formatting
-/// and a short copy, not for a system call or a thread wake-up.
-static BUFFER: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+/// Records wait in a buffer per thread until 32 KiB have gathered, and at
+/// most 200 ms (a flusher thread writes what is there), so a call pays for
+/// formatting and a short copy into memory only its own thread touches:
+/// no system call, no thread wake-up, no lock another core holds. Each
+/// thread's records stay in order; records of different threads can be
+/// written out of time order by up to 200 ms (their `ts` tells).
 const FLUSH_BYTES: usize = 32 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
-fn emit(line: String) {
-    static FLUSHER: std::sync::Once = std::sync::Once::new();
-    FLUSHER.call_once(|| {
-        let _ = std::thread::Builder::new().name("svc-log".into()).spawn(|| {
-            loop {
-                std::thread::sleep(FLUSH_EVERY);
-                flush();
-            }
-        });
-    });
-    let full = {
-        let mut buffer = BUFFER.lock().unwrap_or_else(|e| e.into_inner());
-        buffer.extend_from_slice(line.as_bytes());
-        // Swap in a buffer that already has room, so appends never regrow.
-        (buffer.len() >= FLUSH_BYTES).then(|| std::mem::replace(&mut *buffer, Vec::with_capacity(2 * FLUSH_BYTES)))
-    };
-    if let Some(bytes) = full {
-        let _ = std::io::stderr().lock().write_all(&bytes);
+type Buffer = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+/// Every thread's buffer, for the flusher.
+static BUFFERS: std::sync::Mutex<Vec<std::sync::Weak<std::sync::Mutex<Vec<u8>>>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A thread's buffer; what is left in it is written when the thread ends.
+struct Local(Buffer);
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        write_out(&self.0);
     }
 }
 
-/// Writes every record logged so far.
-pub fn flush() {
+thread_local! {
+    static LOCAL: Local = {
+        static FLUSHER: std::sync::Once = std::sync::Once::new();
+        FLUSHER.call_once(|| {
+            let _ = std::thread::Builder::new().name("svc-log".into()).spawn(|| {
+                loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    flush();
+                }
+            });
+        });
+        let buffer = Buffer::new(std::sync::Mutex::new(Vec::with_capacity(2 * FLUSH_BYTES)));
+        let mut all = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|b| b.strong_count() > 0);
+        all.push(std::sync::Arc::downgrade(&buffer));
+        Local(buffer)
+    };
+}
+
+fn emit(line: &str) {
+    let appended = LOCAL.try_with(|local| {
+        let full = {
+            let mut buffer = local.0.lock().unwrap_or_else(|e| e.into_inner());
+            buffer.extend_from_slice(line.as_bytes());
+            // Swap in a buffer that already has room, so appends never regrow.
+            (buffer.len() >= FLUSH_BYTES)
+                .then(|| std::mem::replace(&mut *buffer, Vec::with_capacity(2 * FLUSH_BYTES)))
+        };
+        if let Some(bytes) = full {
+            let _ = std::io::stderr().lock().write_all(&bytes);
+        }
+    });
+    if appended.is_err() {
+        // The thread is ending and its buffer is gone: write directly.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// Writes what `buffer` holds.
+fn write_out(buffer: &Buffer) {
     let bytes = {
-        let mut buffer = BUFFER.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffer = buffer.lock().unwrap_or_else(|e| e.into_inner());
         if buffer.is_empty() {
             return;
         }
         std::mem::replace(&mut *buffer, Vec::with_capacity(2 * FLUSH_BYTES))
     };
     let _ = std::io::stderr().lock().write_all(&bytes);
+}
+
+/// Writes every record logged so far, by any thread.
+pub fn flush() {
+    let live: Vec<Buffer> = {
+        let all = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter().filter_map(std::sync::Weak::upgrade).collect()
+    };
+    for buffer in &live {
+        write_out(buffer);
+    }
 }
 
 /// A field value.
