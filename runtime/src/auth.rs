@@ -90,21 +90,19 @@ struct Recent {
     verifier: u64,
     token: String,
     principal: Option<Principal>,
-    until: std::time::Instant,
+    until: Option<std::time::Instant>,
 }
 
 thread_local! {
-    static RECENT: std::cell::RefCell<Recent> = std::cell::RefCell::new(Recent {
-        verifier: 0,
-        token: String::new(),
-        principal: None,
-        until: std::time::Instant::now(),
-    });
+    static RECENT: std::cell::RefCell<Recent> = const {
+        std::cell::RefCell::new(Recent { verifier: 0, token: String::new(), principal: None, until: None })
+    };
 }
 
 impl Recent {
     fn get(&self, verifier: u64, token: &str, now: std::time::Instant) -> Option<Principal> {
-        (self.verifier == verifier && now < self.until && self.token == token).then(|| self.principal.clone()).flatten()
+        let fresh = self.until.is_some_and(|until| now < until);
+        (fresh && self.verifier == verifier && self.token == token).then(|| self.principal.clone()).flatten()
     }
 
     fn set(&mut self, verifier: u64, token: &str, principal: &Principal, until: std::time::Instant) {
@@ -112,7 +110,7 @@ impl Recent {
         self.token.clear();
         self.token.push_str(token);
         self.principal = Some(principal.clone());
-        self.until = until;
+        self.until = Some(until);
     }
 }
 

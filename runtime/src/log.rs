@@ -166,16 +166,26 @@ impl Logger {
     }
 
     fn write(&self, level: &str, message: &str, fields: &[(&str, Value<'_>)]) {
-        thread_local! {
-            // Each thread formats into one line it keeps, so a record
-            // costs no allocation.
-            static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
-        }
-        LINE.with_borrow_mut(|line| {
-            line.clear();
-            self.format_into(line, SystemTime::now(), level, message, fields);
-            emit(line);
+        let now = SystemTime::now();
+        // Formatted straight into this thread's buffer (see [`LOCAL`]).
+        let buffered = LOCAL.try_with(|local| {
+            let full = {
+                let mut buffer = local.0.lock().unwrap_or_else(|e| e.into_inner());
+                self.format_into(&mut buffer, now, level, message, fields);
+                // Swap in a buffer that already has room, so appends never regrow.
+                (buffer.len() >= FLUSH_BYTES)
+                    .then(|| std::mem::replace(&mut *buffer, String::with_capacity(2 * FLUSH_BYTES)))
+            };
+            if let Some(text) = full {
+                let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            }
         });
+        if buffered.is_err() {
+            // The thread is ending and its buffer is gone: write directly.
+            let mut line = String::new();
+            self.format_into(&mut line, now, level, message, fields);
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
     }
 
     /// One record as a line.
@@ -187,7 +197,14 @@ impl Logger {
     }
 
     /// Appends one record, as a line, to `line`.
-    fn format_into(&self, line: &mut String, now: SystemTime, level: &str, message: &str, fields: &[(&str, Value<'_>)]) {
+    fn format_into(
+        &self,
+        line: &mut String,
+        now: SystemTime,
+        level: &str,
+        message: &str,
+        fields: &[(&str, Value<'_>)],
+    ) {
         if self.json {
             line.push_str("{\"ts\":\"");
             push_timestamp(line, now);
@@ -242,11 +259,10 @@ impl Logger {
 const FLUSH_BYTES: usize = 32 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
-type Buffer = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+type Buffer = std::sync::Arc<std::sync::Mutex<String>>;
 
 /// Every thread's buffer, for the flusher.
-static BUFFERS: std::sync::Mutex<Vec<std::sync::Weak<std::sync::Mutex<Vec<u8>>>>> =
-    std::sync::Mutex::new(Vec::new());
+static BUFFERS: std::sync::Mutex<Vec<std::sync::Weak<std::sync::Mutex<String>>>> = std::sync::Mutex::new(Vec::new());
 
 /// A thread's buffer; what is left in it is written when the thread ends.
 struct Local(Buffer);
@@ -268,31 +284,12 @@ thread_local! {
                 }
             });
         });
-        let buffer = Buffer::new(std::sync::Mutex::new(Vec::with_capacity(2 * FLUSH_BYTES)));
+        let buffer = Buffer::new(std::sync::Mutex::new(String::with_capacity(2 * FLUSH_BYTES)));
         let mut all = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|b| b.strong_count() > 0);
         all.push(std::sync::Arc::downgrade(&buffer));
         Local(buffer)
     };
-}
-
-fn emit(line: &str) {
-    let appended = LOCAL.try_with(|local| {
-        let full = {
-            let mut buffer = local.0.lock().unwrap_or_else(|e| e.into_inner());
-            buffer.extend_from_slice(line.as_bytes());
-            // Swap in a buffer that already has room, so appends never regrow.
-            (buffer.len() >= FLUSH_BYTES)
-                .then(|| std::mem::replace(&mut *buffer, Vec::with_capacity(2 * FLUSH_BYTES)))
-        };
-        if let Some(bytes) = full {
-            let _ = std::io::stderr().lock().write_all(&bytes);
-        }
-    });
-    if appended.is_err() {
-        // The thread is ending and its buffer is gone: write directly.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    }
 }
 
 /// Writes what `buffer` holds.
@@ -302,9 +299,9 @@ fn write_out(buffer: &Buffer) {
         if buffer.is_empty() {
             return;
         }
-        std::mem::replace(&mut *buffer, Vec::with_capacity(2 * FLUSH_BYTES))
+        std::mem::replace(&mut *buffer, String::with_capacity(2 * FLUSH_BYTES))
     };
-    let _ = std::io::stderr().lock().write_all(&bytes);
+    let _ = std::io::stderr().lock().write_all(bytes.as_bytes());
 }
 
 /// Writes every record logged so far, by any thread.

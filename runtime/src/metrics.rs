@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use tonic::body::Body;
@@ -48,13 +48,17 @@ const CODES: [&str; 17] = [
 /// (service, method, type)
 type Key = (String, String, &'static str);
 
-/// Counters of one (service, method, type), updated without locks.
+/// Counters of one (service, method, type), updated without locks: a call
+/// adds to four of them (started, its code, its latency bucket, the latency
+/// sum). What can be derived is, when rendering: calls in flight are those
+/// started and not yet handled, the histogram's cumulative buckets and its
+/// count are running sums of per-bucket counts.
 pub struct Series {
     started: AtomicU64,
-    in_flight: AtomicI64,
     handled: [AtomicU64; 17],
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
+    /// Calls whose latency falls in each bucket alone (above the previous
+    /// bound, up to this one); the last is above every bound.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
 }
 
@@ -62,10 +66,8 @@ impl Default for Series {
     fn default() -> Self {
         Series {
             started: AtomicU64::new(0),
-            in_flight: AtomicI64::new(0),
             handled: std::array::from_fn(|_| AtomicU64::new(0)),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
             sum_nanos: AtomicU64::new(0),
         }
     }
@@ -74,20 +76,22 @@ impl Default for Series {
 impl Series {
     fn start(&self) {
         self.started.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     fn finish(&self, code: u8, elapsed: std::time::Duration) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.handled[usize::from(code.min(16))].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         let seconds = elapsed.as_secs_f64();
-        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
-            if seconds <= bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let bucket = BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls started and not yet handled. (Handled calls are read first:
+    /// a call counts as handled only after it started, so this never goes
+    /// below zero.)
+    fn in_flight(&self) -> u64 {
+        let handled: u64 = self.handled.iter().map(|h| h.load(Ordering::Relaxed)).sum();
+        self.started.load(Ordering::Relaxed).saturating_sub(handled)
     }
 }
 
@@ -163,10 +167,12 @@ impl Registry {
         out.push_str("# TYPE grpc_server_handling_seconds histogram\n");
         for (key, s) in &all {
             let l = labels(key);
+            let mut count = 0;
             for (bound, n) in BUCKETS.iter().zip(&s.buckets) {
-                let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"{bound}\"}} {}", load(n));
+                count += load(n);
+                let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"{bound}\"}} {count}");
             }
-            let count = load(&s.count);
+            count += load(&s.buckets[BUCKETS.len()]);
             let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
             let _ = writeln!(out, "grpc_server_handling_seconds_sum{{{l}}} {}", load(&s.sum_nanos) as f64 / 1e9);
             let _ = writeln!(out, "grpc_server_handling_seconds_count{{{l}}} {count}");
@@ -174,7 +180,7 @@ impl Registry {
         out.push_str("# HELP grpc_server_in_flight Number of RPCs currently being handled by the server.\n");
         out.push_str("# TYPE grpc_server_in_flight gauge\n");
         for (key, s) in &all {
-            let _ = writeln!(out, "grpc_server_in_flight{{{}}} {}", labels(key), s.in_flight.load(Ordering::Relaxed));
+            let _ = writeln!(out, "grpc_server_in_flight{{{}}} {}", labels(key), s.in_flight());
         }
         out
     }
