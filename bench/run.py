@@ -40,15 +40,21 @@ def cpu_ticks(pid):
 def start(binary, env, pattern):
     import threading
 
-    proc = subprocess.Popen([str(binary)], env={**env, "PATH": "/usr/bin:/bin"}, stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline()
+    proc = subprocess.Popen([str(binary)], env={**env, "PATH": "/usr/bin:/bin"}, stderr=subprocess.PIPE)
+    line = proc.stderr.readline().decode(errors="replace")
     m = re.search(pattern, line)
     if not m:
         proc.kill()
         sys.exit(f"{binary} did not start: {line!r}")
-    # Keep reading the logs (one access record per call) so the server
-    # never blocks on a full pipe; their cost is part of what is measured.
-    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+
+    # Keep draining the logs (one access record per call) in large reads,
+    # as a container runtime does, so the server never blocks on a full
+    # pipe; writing them is part of what is measured.
+    def drain():
+        while proc.stderr.read1(1 << 20):
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
     return proc, m.group(1)
 
 
@@ -71,10 +77,10 @@ def ghz(addr, proto_args, token, extra):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=40000)
+    ap.add_argument("--requests", type=int, default=100000)
     ap.add_argument("--rates", default="1000,4000")
     ap.add_argument("--duration", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--svc-log", default="info", help="SVC_LOG of the generated server (info writes an access record per call)")
     args = ap.parse_args()
     sh(["bash", ROOT / "scripts/setup-tools.sh", "--bench"])

@@ -50,10 +50,22 @@ type Key = (String, String, &'static str);
 
 /// Counters of one (service, method, type), updated without locks: a call
 /// adds to four of them (started, its code, its latency bucket, the latency
-/// sum). What can be derived is, when rendering: calls in flight are those
-/// started and not yet handled, the histogram's cumulative buckets and its
-/// count are running sums of per-bucket counts.
+/// sum), in the shard of the thread it runs on, so threads on different
+/// cores do not pass the counters' cache lines back and forth. What can be
+/// derived is, when rendering: calls in flight are those started and not
+/// yet handled, the histogram's cumulative buckets and its count are
+/// running sums of per-bucket counts.
 pub struct Series {
+    shards: [Shard; SHARDS],
+}
+
+/// Shards per series; threads take them in turn.
+const SHARDS: usize = 8;
+
+/// One shard's counters, on cache lines of their own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard {
     started: AtomicU64,
     handled: [AtomicU64; 17],
     /// Calls whose latency falls in each bucket alone (above the previous
@@ -62,36 +74,60 @@ pub struct Series {
     sum_nanos: AtomicU64,
 }
 
+/// A series' counters summed over its shards.
+struct Totals {
+    started: u64,
+    handled: [u64; 17],
+    buckets: [u64; BUCKETS.len() + 1],
+    sum_nanos: u64,
+}
+
 impl Default for Series {
     fn default() -> Self {
-        Series {
-            started: AtomicU64::new(0),
-            handled: std::array::from_fn(|_| AtomicU64::new(0)),
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: AtomicU64::new(0),
-        }
+        Series { shards: std::array::from_fn(|_| Shard::default()) }
     }
+}
+
+/// This thread's shard index.
+fn shard_index() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static MINE: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS as u64) as usize;
+    }
+    MINE.with(|i| *i)
 }
 
 impl Series {
     fn start(&self) {
-        self.started.fetch_add(1, Ordering::Relaxed);
+        self.shards[shard_index()].started.fetch_add(1, Ordering::Relaxed);
     }
 
     fn finish(&self, code: u8, elapsed: std::time::Duration) {
-        self.handled[usize::from(code.min(16))].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let shard = &self.shards[shard_index()];
+        shard.handled[usize::from(code.min(16))].fetch_add(1, Ordering::Relaxed);
+        shard.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         let seconds = elapsed.as_secs_f64();
         let bucket = BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(BUCKETS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        shard.buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Calls started and not yet handled. (Handled calls are read first:
-    /// a call counts as handled only after it started, so this never goes
-    /// below zero.)
-    fn in_flight(&self) -> u64 {
-        let handled: u64 = self.handled.iter().map(|h| h.load(Ordering::Relaxed)).sum();
-        self.started.load(Ordering::Relaxed).saturating_sub(handled)
+    /// The counters summed over the shards. Handled calls are read before
+    /// started ones: a call counts as handled only after it started, so
+    /// started minus handled (calls in flight) never goes below zero.
+    fn totals(&self) -> Totals {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut t = Totals { started: 0, handled: [0; 17], buckets: [0; BUCKETS.len() + 1], sum_nanos: 0 };
+        for shard in &self.shards {
+            for (total, n) in t.handled.iter_mut().zip(&shard.handled) {
+                *total += load(n);
+            }
+            for (total, n) in t.buckets.iter_mut().zip(&shard.buckets) {
+                *total += load(n);
+            }
+            t.sum_nanos += load(&shard.sum_nanos);
+        }
+        t.started = self.shards.iter().map(|shard| load(&shard.started)).sum();
+        t
     }
 }
 
@@ -140,9 +176,8 @@ impl Registry {
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
-        let all: BTreeMap<&Key, &Series> =
-            self.known.values().chain([&self.unknown]).map(|(key, series)| (key, series)).collect();
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let all: BTreeMap<&Key, Totals> =
+            self.known.values().chain([&self.unknown]).map(|(key, series)| (key, series.totals())).collect();
         let mut out = String::new();
         let labels = |(service, method, kind): &Key| {
             format!("grpc_method=\"{}\",grpc_service=\"{}\",grpc_type=\"{kind}\"", escape(method), escape(service))
@@ -150,13 +185,12 @@ impl Registry {
         out.push_str("# HELP grpc_server_started_total Total number of RPCs started on the server.\n");
         out.push_str("# TYPE grpc_server_started_total counter\n");
         for (key, s) in &all {
-            let _ = writeln!(out, "grpc_server_started_total{{{}}} {}", labels(key), load(&s.started));
+            let _ = writeln!(out, "grpc_server_started_total{{{}}} {}", labels(key), s.started);
         }
         out.push_str("# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.\n");
         out.push_str("# TYPE grpc_server_handled_total counter\n");
         for (key, s) in &all {
-            for (code, n) in s.handled.iter().enumerate() {
-                let n = load(n);
+            for (code, &n) in s.handled.iter().enumerate() {
                 if n > 0 {
                     let _ =
                         writeln!(out, "grpc_server_handled_total{{grpc_code=\"{}\",{}}} {n}", CODES[code], labels(key));
@@ -169,18 +203,23 @@ impl Registry {
             let l = labels(key);
             let mut count = 0;
             for (bound, n) in BUCKETS.iter().zip(&s.buckets) {
-                count += load(n);
+                count += n;
                 let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"{bound}\"}} {count}");
             }
-            count += load(&s.buckets[BUCKETS.len()]);
+            count += s.buckets[BUCKETS.len()];
             let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "grpc_server_handling_seconds_sum{{{l}}} {}", load(&s.sum_nanos) as f64 / 1e9);
+            let _ = writeln!(out, "grpc_server_handling_seconds_sum{{{l}}} {}", s.sum_nanos as f64 / 1e9);
             let _ = writeln!(out, "grpc_server_handling_seconds_count{{{l}}} {count}");
         }
         out.push_str("# HELP grpc_server_in_flight Number of RPCs currently being handled by the server.\n");
         out.push_str("# TYPE grpc_server_in_flight gauge\n");
         for (key, s) in &all {
-            let _ = writeln!(out, "grpc_server_in_flight{{{}}} {}", labels(key), s.in_flight());
+            let _ = writeln!(
+                out,
+                "grpc_server_in_flight{{{}}} {}",
+                labels(key),
+                s.started.saturating_sub(s.handled.iter().sum())
+            );
         }
         out
     }
