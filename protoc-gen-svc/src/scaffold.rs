@@ -400,7 +400,8 @@ cargo test     # starts the server on 127.0.0.1:0 and calls it
   (`--config FILE` or `SVC_CONFIG`, TOML or YAML), then the environment: `SVC_GRPC_ADDR`,
   `SVC_METRICS_ADDR`, `SVC_LOG`, `SVC_LOG_FORMAT`, `SVC_TLS_CERT_FILE` + `SVC_TLS_KEY_FILE` (TLS;
   add `SVC_TLS_CLIENT_CA_FILE` for mutual TLS), `SVC_OTLP_ENDPOINT` (span export, e.g.
-  `http://otel-collector:4318`), and for services with `auth`, `SVC_JWT_SECRET`,
+  `http://otel-collector:4318`), `OTEL_TRACES_SAMPLER` + `OTEL_TRACES_SAMPLER_ARG` (which spans
+  are recorded, e.g. `parentbased_traceidratio` and `0.1`), and for services with `auth`, `SVC_JWT_SECRET`,
   `SVC_JWT_SECRET_FILE` or `SVC_JWT_PUBLIC_KEY_FILE`.
 - Probe it: `grpcurl -plaintext localhost:{port} list`, `curl localhost:{metrics}/metrics`.
 

@@ -191,6 +191,7 @@ struct Settings {
     reload: Option<Reload>,
     tls: Option<TlsFiles>,
     otlp: Option<(crate::trace::Endpoint, String)>,
+    sampler: crate::trace::Sampler,
 }
 
 impl Settings {
@@ -248,8 +249,9 @@ impl Server {
             text,
             level_pinned: env("SVC_LOG").is_some(),
         });
+        let sampler = crate::trace::Sampler::from_lookup(env)?;
         let services = vec![(spec, verifier)];
-        Ok(Server { settings: Settings { services, config, logger, reload, tls, otlp } })
+        Ok(Server { settings: Settings { services, config, logger, reload, tls, otlp, sampler } })
     }
 
     /// A server with explicit settings. A service that requires
@@ -257,7 +259,15 @@ impl Server {
     pub fn with_config(spec: &'static ServiceSpec, config: Config) -> Server {
         let services = vec![(spec, None)];
         Server {
-            settings: Settings { services, config, logger: Logger::default(), reload: None, tls: None, otlp: None },
+            settings: Settings {
+                services,
+                config,
+                logger: Logger::default(),
+                reload: None,
+                tls: None,
+                otlp: None,
+                sampler: crate::trace::Sampler::default(),
+            },
         }
     }
 
@@ -274,6 +284,13 @@ impl Server {
     /// authentication.
     pub fn add_service(mut self, spec: &'static ServiceSpec, verifier: Option<Verifier>) -> Server {
         self.settings.services.push((spec, verifier));
+        self
+    }
+
+    /// Sets which calls' spans are recorded (from the environment:
+    /// `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+    pub fn sampler(mut self, sampler: crate::trace::Sampler) -> Server {
+        self.settings.sampler = sampler;
         self
     }
 
@@ -414,6 +431,7 @@ impl Bound {
                 (crate::trace::TraceLayer::exporting(exporter), Some(task))
             }
         };
+        let trace = trace.sampled_by(settings.sampler);
         let router: Router<_> = tonic::transport::Server::builder()
             .layer(crate::middleware::Stack::new(settings.services, logger, registry, trace))
             .max_concurrent_streams(s.max_concurrent_streams)

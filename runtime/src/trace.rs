@@ -3,7 +3,9 @@
 //! Every call gets a span. An incoming `traceparent` header (W3C Trace
 //! Context, version `00`) makes the span a child of the caller's: same
 //! trace id, the caller's span as parent, the caller's sampling decision.
-//! Without one, the call starts a new, sampled trace. The span's context is
+//! Without one, the call starts a new, sampled trace. [`Sampler`]
+//! (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`) can keep only a share
+//! of new traces, or decide regardless of the caller. The span's context is
 //! in the request's extensions as [`TraceContext`], so handlers can pass it
 //! on ([`TraceContext::traceparent`] is the header for outgoing calls), and
 //! access records carry its `trace_id` and `span_id`.
@@ -45,20 +47,28 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// The context for a call carrying `traceparent` (or not).
+    /// The context for a call carrying `traceparent` (or not), sampled as
+    /// OpenTelemetry does by default: as the caller's span was, and new
+    /// traces always.
     pub fn for_call(traceparent: Option<&http::HeaderValue>) -> TraceContext {
+        Self::sampled_by(traceparent, Sampler::default())
+    }
+
+    /// The context for a call carrying `traceparent` (or not), the
+    /// sampling decision taken by `sampler`.
+    pub fn sampled_by(traceparent: Option<&http::HeaderValue>, sampler: Sampler) -> TraceContext {
         let span_id = nonzero8();
-        match traceparent.and_then(|v| v.to_str().ok()).and_then(parse_traceparent) {
-            Some((trace_id, parent, flags)) => {
-                TraceContext { trace_id, span_id, parent_span_id: Some(parent), sampled: flags & 1 == 1 }
-            }
+        let (trace_id, parent) = match traceparent.and_then(|v| v.to_str().ok()).and_then(parse_traceparent) {
+            Some((trace_id, parent, flags)) => (trace_id, Some((parent, flags & 1 == 1))),
             None => {
                 let mut trace_id = [0u8; 16];
                 trace_id[..8].copy_from_slice(&random_u64().to_be_bytes());
                 trace_id[8..].copy_from_slice(&nonzero8());
-                TraceContext { trace_id, span_id, parent_span_id: None, sampled: true }
+                (trace_id, None)
             }
-        }
+        };
+        let sampled = sampler.decide(&trace_id, parent.map(|(_, sampled)| sampled));
+        TraceContext { trace_id, span_id, parent_span_id: parent.map(|(id, _)| id), sampled }
     }
 
     /// The `traceparent` header naming this span as the parent, for calls
@@ -152,10 +162,80 @@ fn nonzero8() -> [u8; 8] {
     (if v == 0 { 1 } else { v }).to_be_bytes()
 }
 
+/// Which calls' spans are recorded (exported), as OpenTelemetry's
+/// `OTEL_TRACES_SAMPLER` names them: `always_on`, `always_off`,
+/// `traceidratio` (with `OTEL_TRACES_SAMPLER_ARG` the ratio, default 1),
+/// and the `parentbased_` forms of each, which follow the caller's
+/// decision when the call carries a `traceparent` and sample new traces as
+/// named. The default is `parentbased_always_on`. The ratio is taken on the
+/// trace id's low 56 bits, so every service sampling at the same ratio
+/// keeps the same traces.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampler {
+    /// Follow the caller's decision when there is one.
+    pub parent_based: bool,
+    /// Share of traces recorded, 0 to 1.
+    pub ratio: f64,
+}
+
+impl Default for Sampler {
+    fn default() -> Sampler {
+        Sampler { parent_based: true, ratio: 1.0 }
+    }
+}
+
+impl Sampler {
+    /// From `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Sampler, crate::server::Error> {
+        let error = |variable, problem: String| crate::server::Error::Config { variable, problem };
+        let name = lookup("OTEL_TRACES_SAMPLER").map(|v| v.trim().to_ascii_lowercase()).unwrap_or_default();
+        let (parent_based, kind) = match name.strip_prefix("parentbased_") {
+            Some(kind) => (true, kind.to_owned()),
+            None if name.is_empty() => (true, "always_on".to_owned()),
+            None => (false, name.clone()),
+        };
+        let ratio = match kind.as_str() {
+            "always_on" => 1.0,
+            "always_off" => 0.0,
+            "traceidratio" => match lookup("OTEL_TRACES_SAMPLER_ARG").filter(|v| !v.trim().is_empty()) {
+                None => 1.0,
+                Some(v) => v.trim().parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r)).ok_or_else(|| {
+                    error("OTEL_TRACES_SAMPLER_ARG", format!("{v:?} is not a ratio between 0 and 1, such as 0.25"))
+                })?,
+            },
+            _ => {
+                return Err(error(
+                    "OTEL_TRACES_SAMPLER",
+                    format!(
+                        "{name:?} is not a sampler; use always_on, always_off, traceidratio, or parentbased_ \
+                         followed by one of them"
+                    ),
+                ));
+            }
+        };
+        Ok(Sampler { parent_based, ratio })
+    }
+
+    /// Whether the span of a call in trace `trace_id` is recorded, given
+    /// the caller's decision if it sent one.
+    pub fn decide(&self, trace_id: &[u8; 16], parent_sampled: Option<bool>) -> bool {
+        if let (true, Some(sampled)) = (self.parent_based, parent_sampled) {
+            return sampled;
+        }
+        if self.ratio >= 1.0 {
+            return true;
+        }
+        let mut low = [0u8; 8];
+        low[1..].copy_from_slice(&trace_id[9..]);
+        (u64::from_be_bytes(low) as f64) < self.ratio * (1u64 << 56) as f64
+    }
+}
+
 /// Starts a span for every call (see the module docs).
 #[derive(Clone, Default)]
 pub struct TraceLayer {
     exporter: Option<Arc<Exporter>>,
+    sampler: Sampler,
 }
 
 impl TraceLayer {
@@ -166,7 +246,13 @@ impl TraceLayer {
 
     /// Spans exported through `exporter`.
     pub fn exporting(exporter: Arc<Exporter>) -> TraceLayer {
-        TraceLayer { exporter: Some(exporter) }
+        TraceLayer { exporter: Some(exporter), sampler: Sampler::default() }
+    }
+
+    /// Spans sampled by `sampler` (the default follows the caller and
+    /// samples new traces).
+    pub fn sampled_by(self, sampler: Sampler) -> TraceLayer {
+        TraceLayer { sampler, ..self }
     }
 }
 
@@ -176,7 +262,7 @@ impl Middleware for TraceLayer {
 
     fn request<B>(&self, req: &mut http::Request<B>) -> Result<Self::State, http::Response<Body>> {
         static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-        let context = TraceContext::for_call(req.headers().get(&TRACEPARENT));
+        let context = TraceContext::sampled_by(req.headers().get(&TRACEPARENT), self.sampler);
         req.extensions_mut().insert(context);
         let exporter = match &self.exporter {
             Some(e) if context.sampled => e.clone(),
@@ -439,6 +525,62 @@ fn attr_str(out: &mut String, key: &str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sampler(vars: &[(&str, &str)]) -> Result<Sampler, String> {
+        Sampler::from_lookup(|k| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn samplers_from_the_environment() {
+        assert_eq!(sampler(&[]), Ok(Sampler { parent_based: true, ratio: 1.0 }));
+        assert_eq!(sampler(&[("OTEL_TRACES_SAMPLER", "always_off")]), Ok(Sampler { parent_based: false, ratio: 0.0 }));
+        assert_eq!(
+            sampler(&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0.25")]),
+            Ok(Sampler { parent_based: true, ratio: 0.25 })
+        );
+        assert_eq!(
+            sampler(&[("OTEL_TRACES_SAMPLER", "traceidratio")]),
+            Ok(Sampler { parent_based: false, ratio: 1.0 })
+        );
+        let e = sampler(&[("OTEL_TRACES_SAMPLER", "sometimes")]).expect_err("unknown");
+        assert!(e.starts_with("OTEL_TRACES_SAMPLER: \"sometimes\" is not a sampler"), "{e}");
+        for bad in ["1.5", "-0.1", "half"] {
+            let e = sampler(&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", bad)])
+                .expect_err("bad ratio");
+            assert!(e.starts_with("OTEL_TRACES_SAMPLER_ARG:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn ratios_keep_a_share_of_traces_decided_by_the_trace_id() {
+        let tenth = Sampler { parent_based: false, ratio: 0.1 };
+        let ids: Vec<[u8; 16]> = (0..20_000)
+            .map(|_| {
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&random_u64().to_be_bytes());
+                id[8..].copy_from_slice(&random_u64().to_be_bytes());
+                id
+            })
+            .collect();
+        let kept = ids.iter().filter(|id| tenth.decide(id, None)).count();
+        assert!((1_700..=2_300).contains(&kept), "{kept} of 20000 at 0.1");
+        // The same trace gets the same answer, here and in every service.
+        assert!(ids.iter().all(|id| tenth.decide(id, None) == tenth.decide(id, Some(false))));
+        let none = Sampler { parent_based: false, ratio: 0.0 };
+        assert!(ids.iter().all(|id| !none.decide(id, None)));
+        let all = Sampler { parent_based: false, ratio: 1.0 };
+        assert!(ids.iter().all(|id| all.decide(id, Some(false))), "not parent based: the caller's flag is ignored");
+        // Parent based: the caller decides; new traces by ratio.
+        let parent = Sampler { parent_based: true, ratio: 0.0 };
+        assert!(parent.decide(&ids[0], Some(true)));
+        assert!(!parent.decide(&ids[0], Some(false)));
+        assert!(!parent.decide(&ids[0], None));
+        let h = http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert!(TraceContext::sampled_by(Some(&h), parent).sampled);
+        assert!(!TraceContext::sampled_by(None, parent).sampled);
+        assert!(!TraceContext::sampled_by(Some(&h), none).sampled);
+    }
 
     #[test]
     fn traceparent_round_trip() {

@@ -173,6 +173,35 @@ def test_an_unreachable_collector_never_slows_calls(binaries, stubs):
         s.stop()
 
 
+def test_samplers_keep_the_traces_they_are_asked_to(binaries, stubs):
+    pb2, grpc_pb2 = stubs
+    collector = Collector()
+    # New traces: none kept; calls whose caller sampled them: kept.
+    env = {"SVC_OTLP_ENDPOINT": collector.url, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}
+    s = start_greeter(binaries["greeter"], env)
+    try:
+        with grpc.insecure_channel(s.grpc) as channel:
+            g = grpc_pb2.GreeterStub(channel)
+            for i in range(5):
+                g.SayHello(pb2.HelloRequest(name=f"new{i}"), timeout=5)
+            g.SayHello(pb2.HelloRequest(name="child"), metadata=[("traceparent", f"00-{TRACE}-{PARENT}-01")], timeout=5)
+        assert wait_for(lambda: len(collector.spans()) >= 1), collector.bodies
+        time.sleep(0.7)  # nothing else arrives
+        spans = [span for _, span in collector.spans()]
+        logs = [r for r in s.logs() if r.get("msg") == "rpc"]
+    finally:
+        s.stop()
+        collector.close()
+    assert [span.trace_id.hex() for span in spans] == [TRACE], spans
+    assert len(logs) == 6, "every call is still logged, with its trace id"
+
+
+def test_a_bad_sampler_stops_start_up(binaries):
+    env = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2", "PATH": "/usr/bin:/bin"}
+    r = run([binaries["greeter"]], env=env, timeout=30)
+    assert r.returncode != 0 and 'OTEL_TRACES_SAMPLER_ARG: "2" is not a ratio between 0 and 1' in r.stderr, r.stderr
+
+
 def test_a_bad_endpoint_stops_start_up(binaries):
     r = run([binaries["greeter"]], env={"SVC_OTLP_ENDPOINT": "https://otel:4318", "PATH": "/usr/bin:/bin"}, timeout=30)
     assert r.returncode != 0 and "SVC_OTLP_ENDPOINT: \"https://otel:4318\" is not an http:// URL" in r.stderr, r.stderr

@@ -18,7 +18,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 const SECRET: &str = "benchmark-secret-benchmark-secret-0123456789";
-/// HS256 over {"iss":"https://bench.test","aud":"bench","exp":4102444800,"sub":"bench"}.
+/// HS256 over `{"iss":"https://bench.test","aud":"bench","exp":4102444800,"sub":"bench"}`.
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2JlbmNoLnRlc3QiLCJhdWQiOiJiZW5jaCIsImV4cCI6NDEwMjQ0NDgwMCwic3ViIjoiYmVuY2gifQ.STYCXJSLZ2jUwqoUNdDsRLhYlG7UGDcQSMApk4A62R0";
 
 fn request() -> http::Request<Body> {
