@@ -99,10 +99,18 @@ thread_local! {
     };
 }
 
+/// Whether `a` and `b` are equal, in a time that depends on their lengths
+/// only: the remembered token is someone's credential, and a comparison
+/// that stops at the first difference would tell a caller how much of it
+/// they had guessed.
+fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 impl Recent {
     fn get(&self, verifier: u64, token: &str, now: std::time::Instant) -> Option<Principal> {
         let fresh = self.until.is_some_and(|until| now < until);
-        (fresh && self.verifier == verifier && self.token == token).then(|| self.principal.clone()).flatten()
+        (fresh && self.verifier == verifier && same_text(&self.token, token)).then(|| self.principal.clone()).flatten()
     }
 
     fn set(&mut self, verifier: u64, token: &str, principal: &Principal, until: std::time::Instant) {
@@ -403,6 +411,15 @@ mod tests {
             let again = v.verify(Some(&short)).expect("still within leeway");
             assert!(!Principal::same(&p, &again), "not reused beyond exp");
         }
+    }
+
+    #[test]
+    fn remembered_tokens_compare_whole() {
+        assert!(same_text("abc.def", "abc.def"));
+        assert!(!same_text("abc.def", "abc.deg"));
+        assert!(!same_text("xbc.def", "abc.def"));
+        assert!(!same_text("abc", "abc.def"));
+        assert!(same_text("", ""));
     }
 
     #[test]
