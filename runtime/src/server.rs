@@ -238,8 +238,15 @@ impl Server {
         let otlp = match env("SVC_OTLP_ENDPOINT").filter(|v| !v.trim().is_empty()) {
             None => None,
             Some(v) => {
-                let endpoint = crate::trace::Endpoint::parse(&v)
+                let mut endpoint = crate::trace::Endpoint::parse(&v)
                     .map_err(|problem| Error::Config { variable: "SVC_OTLP_ENDPOINT", problem })?;
+                if endpoint.https {
+                    // Checked now, so a bad CA file stops start-up.
+                    let ca = env("OTEL_EXPORTER_OTLP_CERTIFICATE").filter(|p| !p.trim().is_empty());
+                    let variable = if ca.is_some() { "OTEL_EXPORTER_OTLP_CERTIFICATE" } else { "SVC_OTLP_ENDPOINT" };
+                    endpoint.ca_file = ca.map(std::path::PathBuf::from);
+                    endpoint.tls().map_err(|problem| Error::Config { variable, problem })?;
+                }
                 let name = env("OTEL_SERVICE_NAME").filter(|n| !n.trim().is_empty()).unwrap_or(spec.name.to_owned());
                 Some((endpoint, name))
             }

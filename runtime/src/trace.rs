@@ -10,8 +10,10 @@
 //! on ([`TraceContext::traceparent`] is the header for outgoing calls), and
 //! access records carry its `trace_id` and `span_id`.
 //!
-//! With `SVC_OTLP_ENDPOINT` set (e.g. `http://otel-collector:4318`),
-//! sampled spans are exported in batches as OTLP/HTTP JSON to
+//! With `SVC_OTLP_ENDPOINT` set (e.g. `http://otel-collector:4318`, or an
+//! `https://` URL, trusted through the system's CA certificates or those
+//! in `OTEL_EXPORTER_OTLP_CERTIFICATE`), sampled spans are exported in
+//! batches as OTLP/HTTP JSON to
 //! `<endpoint>/v1/traces`, named `<package>.<Service>/<Method>` with the
 //! OpenTelemetry RPC attributes (`rpc.system`, `rpc.service`, `rpc.method`,
 //! `rpc.grpc.status_code`, `network.peer.address`) and error status for the
@@ -314,36 +316,92 @@ pub struct Exporter {
     dropped: AtomicU64,
 }
 
-/// Where spans go: `http://host:port/path`.
+/// Where spans go: `http://host:port/path` or `https://host:port/path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// `host:port`, for connecting and for the Host header.
     pub authority: String,
+    /// The host alone, the name the collector's certificate must carry.
+    pub host: String,
     /// Request path, ending in `/v1/traces`.
     pub path: String,
+    /// Over TLS (`https://`).
+    pub https: bool,
+    /// CA certificates (PEM) the collector's certificate is checked
+    /// against instead of the system's (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Endpoint {
-    /// Parses `SVC_OTLP_ENDPOINT`: an `http://` URL of an OTLP/HTTP
-    /// receiver; `/v1/traces` is appended unless the path already ends so.
+    /// Parses `SVC_OTLP_ENDPOINT`: the `http://` or `https://` URL of an
+    /// OTLP/HTTP receiver; `/v1/traces` is appended unless the path already
+    /// ends so.
     pub fn parse(value: &str) -> Result<Endpoint, String> {
         let v = value.trim();
-        let Some(rest) = v.strip_prefix("http://") else {
-            return Err(format!(
-                "{v:?} is not an http:// URL; give the collector's OTLP/HTTP address, e.g. http://otel-collector:4318 \
-                 (https is not supported: run the collector as a sidecar or node agent)"
-            ));
+        let (https, rest, default_port) = match (v.strip_prefix("http://"), v.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest, "80"),
+            (_, Some(rest)) => (true, rest, "443"),
+            _ => {
+                return Err(format!(
+                    "{v:?} is not an http:// or https:// URL; give the collector's OTLP/HTTP address, \
+                     e.g. http://otel-collector:4318"
+                ));
+            }
         };
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => (h, p),
-            None if !authority.is_empty() => (authority, "80"),
+            None if !authority.is_empty() => (authority, default_port),
             _ => return Err(format!("{v:?} has no valid host[:port]; write e.g. http://otel-collector:4318")),
         };
         let base = path.trim_end_matches('/');
         let path = if base.ends_with("/v1/traces") { base.to_owned() } else { format!("{base}/v1/traces") };
-        Ok(Endpoint { authority: format!("{host}:{port}"), path })
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        Ok(Endpoint { authority: format!("{}:{port}", authority_host(&host)), host, path, https, ca_file: None })
     }
+
+    /// The TLS settings for an `https://` endpoint: its CA file's
+    /// certificates, or the system's. Errors say what to fix.
+    pub fn tls(&self) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                let unreadable = |e: &dyn std::fmt::Display| format!("cannot read CA certificates from {path:?}: {e}");
+                for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
+                    roots.add(cert.map_err(|e| unreadable(&e))?).map_err(|e| unreadable(&e))?;
+                }
+                if roots.is_empty() {
+                    return Err(format!("{path:?} holds no PEM certificate"));
+                }
+            }
+            None => {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    // Certificates the system has but rustls cannot use are skipped.
+                    let _ = roots.add(cert);
+                }
+                if roots.is_empty() {
+                    return Err("the system has no CA certificates; set OTEL_EXPORTER_OTLP_CERTIFICATE to the \
+                                collector's CA (PEM)"
+                        .to_owned());
+                }
+            }
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// `host` as written in an authority: IPv6 addresses in brackets.
+fn authority_host(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.contains(':') { format!("[{host}]").into() } else { host.into() }
 }
 
 impl Exporter {
@@ -372,6 +430,8 @@ async fn export_loop(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut failing = false;
+    // Built once; a problem (checked at start-up already) fails each post.
+    let tls = endpoint.https.then(|| endpoint.tls());
     loop {
         let Some(first) = rx.recv().await else { break };
         batch.push(first);
@@ -385,7 +445,7 @@ async fn export_loop(
         let body = encode(&service, &batch);
         let spans = batch.len();
         batch.clear();
-        match post(&endpoint, &body).await {
+        match post(&endpoint, tls.as_ref(), &body).await {
             Ok(()) if failing => {
                 failing = false;
                 logger.log(Level::Info, "span export recovered", &[]);
@@ -417,36 +477,62 @@ async fn export_loop(
 }
 
 /// One OTLP/HTTP JSON POST; any 2xx is success.
-async fn post(endpoint: &Endpoint, body: &str) -> Result<(), String> {
+/// Sends one export: over TLS when `tls` is given.
+async fn post(
+    endpoint: &Endpoint,
+    tls: Option<&Result<Arc<tokio_rustls::rustls::ClientConfig>, String>>,
+    body: &str,
+) -> Result<(), String> {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&endpoint.authority).await.map_err(|e| e.to_string())?;
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-             Connection: close\r\nUser-Agent: svc/{}\r\n\r\n",
-            endpoint.path,
-            endpoint.authority,
-            body.len(),
-            env!("CARGO_PKG_VERSION"),
-        );
-        stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
-        stream.write_all(body.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 512];
-        while !reply.windows(2).any(|w| w == b"\r\n") {
-            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
+        let tcp = tokio::net::TcpStream::connect(&endpoint.authority).await.map_err(|e| e.to_string())?;
+        match tls {
+            None => exchange(tcp, endpoint, body).await,
+            Some(Err(problem)) => Err(problem.clone()),
+            Some(Ok(config)) => {
+                let name = rustls_pki_types::ServerName::try_from(endpoint.host.clone())
+                    .map_err(|_| format!("{:?} is not a host name a certificate can carry", endpoint.host))?;
+                let stream = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                exchange(stream, endpoint, body).await
             }
-            reply.extend_from_slice(&buf[..n]);
-        }
-        let status_line = String::from_utf8_lossy(&reply);
-        let status_line = status_line.lines().next().unwrap_or_default();
-        match status_line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()) {
-            Some(code) if (200..300).contains(&code) => Ok(()),
-            _ => Err(format!("collector answered {status_line:?}")),
         }
     };
     tokio::time::timeout(Duration::from_secs(10), exchange).await.map_err(|_| "timed out after 10s".to_owned())?
+}
+
+/// One HTTP/1.1 POST of `body` over `stream`, and the collector's verdict.
+async fn exchange<S>(mut stream: S, endpoint: &Endpoint, body: &str) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\nUser-Agent: svc/{}\r\n\r\n",
+        endpoint.path,
+        endpoint.authority,
+        body.len(),
+        env!("CARGO_PKG_VERSION"),
+    );
+    stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+    stream.write_all(body.as_bytes()).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 512];
+    while !reply.windows(2).any(|w| w == b"\r\n") {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let status_line = String::from_utf8_lossy(&reply);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    match status_line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()) {
+        Some(code) if (200..300).contains(&code) => Ok(()),
+        _ => Err(format!("collector answered {status_line:?}")),
+    }
 }
 
 fn unix_nanos(t: SystemTime) -> u128 {
@@ -632,8 +718,28 @@ mod tests {
         let e = Endpoint::parse("http://127.0.0.1:9/custom/").expect("ok");
         assert_eq!(e.path, "/custom/v1/traces");
         assert_eq!(Endpoint::parse("http://c/v1/traces").expect("ok").authority, "c:80");
-        assert!(Endpoint::parse("https://otel:4318").expect_err("https").contains("not an http:// URL"));
+        let e = Endpoint::parse("https://otel.example:4318").expect("https");
+        assert!(e.https && !Endpoint::parse("http://otel:4318").expect("http").https);
+        assert_eq!((e.authority.as_str(), e.host.as_str()), ("otel.example:4318", "otel.example"));
+        assert_eq!(Endpoint::parse("https://otel.example").expect("ok").authority, "otel.example:443");
+        let v6 = Endpoint::parse("http://[::1]:4318").expect("ipv6");
+        assert_eq!((v6.authority.as_str(), v6.host.as_str()), ("[::1]:4318", "::1"));
+        assert!(Endpoint::parse("grpc://otel:4317").expect_err("scheme").contains("not an http:// or https:// URL"));
         assert!(Endpoint::parse("http://:4318").is_err());
+    }
+
+    #[test]
+    fn tls_settings_name_what_to_fix() {
+        let dir = std::env::temp_dir().join(format!("svc-otlp-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        let mut e = Endpoint::parse("https://otel:4318").expect("ok");
+        e.ca_file = Some(empty.clone());
+        assert!(e.tls().expect_err("no certificate").contains("holds no PEM certificate"));
+        e.ca_file = Some(dir.join("absent.pem"));
+        assert!(e.tls().expect_err("absent").contains("cannot read CA certificates"));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]

@@ -6,6 +6,7 @@ import base64
 import json
 import signal
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from conftest import run, start_greeter, wait_for
+from test_tls import pki  # noqa: F401 (fixture)
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -25,7 +27,7 @@ PARENT = "00f067aa0ba902b7"
 class Collector:
     """An OTLP/HTTP receiver: keeps every request body sent to /v1/traces."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         bodies = self.bodies = []
         paths = self.paths = []
 
@@ -44,7 +46,14 @@ class Collector:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls:
+            # tls: (certificate file, key file) of the collector.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def requests(self):
@@ -202,6 +211,38 @@ def test_a_bad_sampler_stops_start_up(binaries):
     assert r.returncode != 0 and 'OTEL_TRACES_SAMPLER_ARG: "2" is not a ratio between 0 and 1' in r.stderr, r.stderr
 
 
+def test_spans_reach_an_https_collector_trusted_through_its_ca(binaries, stubs, pki):
+    pb2, grpc_pb2 = stubs
+    files = pki["files"]
+    collector = Collector(tls=(str(files["cert"]), str(files["key"])))
+    trusted = start_greeter(binaries["greeter"], {"SVC_OTLP_ENDPOINT": collector.url, "OTEL_EXPORTER_OTLP_CERTIFICATE": str(files["ca"])})
+    # Trusting another CA: the collector's certificate is refused.
+    wrong = start_greeter(binaries["greeter"], {"SVC_OTLP_ENDPOINT": collector.url, "OTEL_EXPORTER_OTLP_CERTIFICATE": str(files["other_ca"])})
+    try:
+        for s, name in [(trusted, "secure"), (wrong, "refused")]:
+            with grpc.insecure_channel(s.grpc) as channel:
+                grpc_pb2.GreeterStub(channel).SayHello(pb2.HelloRequest(name=name), timeout=5)
+        assert wait_for(lambda: len(collector.spans()) >= 1), collector.bodies
+        assert wait_for(lambda: any(r.get("msg") == "span export failed" for r in wrong.logs()), 10), wrong.lines
+        time.sleep(0.7)
+        spans = collector.spans()
+        failure = next(r for r in wrong.logs() if r.get("msg") == "span export failed")
+    finally:
+        trusted.stop()
+        wrong.stop()
+        collector.close()
+    assert len(spans) == 1 and spans[0][1].name == "greeter.v1.Greeter/SayHello", spans
+    assert "TLS" in failure["problem"] and "certificate" in failure["problem"].lower(), failure
+
+
+def test_a_bad_otlp_ca_file_stops_start_up(binaries, tmp_path):
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    env = {"SVC_OTLP_ENDPOINT": "https://otel:4318", "OTEL_EXPORTER_OTLP_CERTIFICATE": str(bad), "PATH": "/usr/bin:/bin"}
+    r = run([binaries["greeter"]], env=env, timeout=30)
+    assert r.returncode != 0 and "OTEL_EXPORTER_OTLP_CERTIFICATE:" in r.stderr and "holds no PEM certificate" in r.stderr, r.stderr
+
+
 def test_a_bad_endpoint_stops_start_up(binaries):
-    r = run([binaries["greeter"]], env={"SVC_OTLP_ENDPOINT": "https://otel:4318", "PATH": "/usr/bin:/bin"}, timeout=30)
-    assert r.returncode != 0 and "SVC_OTLP_ENDPOINT: \"https://otel:4318\" is not an http:// URL" in r.stderr, r.stderr
+    r = run([binaries["greeter"]], env={"SVC_OTLP_ENDPOINT": "grpc://otel:4317", "PATH": "/usr/bin:/bin"}, timeout=30)
+    assert r.returncode != 0 and "SVC_OTLP_ENDPOINT: \"grpc://otel:4317\" is not an http:// or https:// URL" in r.stderr, r.stderr
