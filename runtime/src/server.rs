@@ -445,7 +445,7 @@ impl Bound {
             .http2_keepalive_interval(Some(s.keepalive_interval))
             .http2_keepalive_timeout(Some(s.keepalive_timeout))
             .http2_max_local_error_reset_streams(Some(1024))
-            .max_connection_age_opt(s.max_connection_age)
+            .max_connection_age_opt(s.max_connection_age.map(jittered))
             .max_connection_age_grace_opt(s.max_connection_age_grace)
             .add_routes(routes)
             .add_service(health_service)
@@ -507,6 +507,13 @@ impl Bound {
         crate::log::flush();
         outcome
     }
+}
+
+/// `age` moved by up to 10% either way, drawn once per call: replicas
+/// started together close their connections at different times.
+fn jittered(age: Duration) -> Duration {
+    let unit = (crate::trace::random_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    age.mul_f64(0.9 + 0.2 * unit)
 }
 
 /// How often the configuration file is re-read.
@@ -691,6 +698,16 @@ mod tests {
         methods: &[],
         file_descriptor_set: &[],
     };
+
+    #[test]
+    fn connection_ages_are_jittered_within_ten_percent() {
+        let age = Duration::from_secs(600);
+        let drawn: Vec<Duration> = (0..200).map(|_| jittered(age)).collect();
+        assert!(drawn.iter().all(|d| (Duration::from_secs(540)..=Duration::from_secs(660)).contains(d)));
+        assert!(
+            drawn.iter().any(|d| *d < Duration::from_secs(580)) && drawn.iter().any(|d| *d > Duration::from_secs(620))
+        );
+    }
 
     #[test]
     fn config_layers_defaults_and_environment() {
