@@ -89,13 +89,13 @@ pub struct Verifier {
 struct Recent {
     verifier: u64,
     token: String,
-    principal: Option<Principal>,
-    until: Option<std::time::Instant>,
+    /// The token's principal, and until when it may be reused.
+    verified: Option<(Principal, std::time::Instant)>,
 }
 
 thread_local! {
     static RECENT: std::cell::RefCell<Recent> = const {
-        std::cell::RefCell::new(Recent { verifier: 0, token: String::new(), principal: None, until: None })
+        std::cell::RefCell::new(Recent { verifier: 0, token: String::new(), verified: None })
     };
 }
 
@@ -109,16 +109,15 @@ fn same_text(a: &str, b: &str) -> bool {
 
 impl Recent {
     fn get(&self, verifier: u64, token: &str, now: std::time::Instant) -> Option<Principal> {
-        let fresh = self.until.is_some_and(|until| now < until);
-        (fresh && self.verifier == verifier && same_text(&self.token, token)).then(|| self.principal.clone()).flatten()
+        let (principal, until) = self.verified.as_ref()?;
+        (now < *until && self.verifier == verifier && same_text(&self.token, token)).then(|| principal.clone())
     }
 
     fn set(&mut self, verifier: u64, token: &str, principal: &Principal, until: std::time::Instant) {
         self.verifier = verifier;
         self.token.clear();
         self.token.push_str(token);
-        self.principal = Some(principal.clone());
-        self.until = Some(until);
+        self.verified = Some((principal.clone(), until));
     }
 }
 
@@ -328,10 +327,6 @@ impl Middleware for AuthLayer {
         }
         req.extensions_mut().insert(principal);
         Ok(())
-    }
-
-    fn response((): (), response: http::Response<Body>) -> http::Response<Body> {
-        response
     }
 }
 

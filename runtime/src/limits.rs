@@ -130,10 +130,6 @@ impl Middleware for RateLimitLayer {
             Status::with_error_details(Code::ResourceExhausted, message, details).into_http()
         })
     }
-
-    fn response((): (), response: http::Response<Body>) -> http::Response<Body> {
-        response
-    }
 }
 
 layer!(RateLimitLayer);
@@ -191,11 +187,6 @@ impl Middleware for ConcurrencyLayer {
             return Err(Status::resource_exhausted("server is at its concurrency limit; retry later").into_http());
         }
         Ok(Some(slot))
-    }
-
-    fn response(slot: Option<Slot>, response: http::Response<Body>) -> http::Response<Body> {
-        drop(slot);
-        response
     }
 }
 

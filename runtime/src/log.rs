@@ -54,10 +54,6 @@ impl Level {
 
     /// The level's name, as `SVC_LOG` takes it.
     pub fn as_str(self) -> &'static str {
-        self.name()
-    }
-
-    fn name(self) -> &'static str {
         match self {
             Level::Debug => "debug",
             Level::Info => "info",
@@ -155,7 +151,7 @@ impl Logger {
         if level < current || current == Level::Off {
             return;
         }
-        self.write(level.name(), message, fields);
+        self.write(level.as_str(), message, fields);
     }
 
     /// Writes an audit record unless logging is off.
@@ -172,12 +168,10 @@ impl Logger {
             let full = {
                 let mut buffer = local.0.lock().unwrap_or_else(|e| e.into_inner());
                 self.format_into(&mut buffer, now, level, message, fields);
-                // Swap in a buffer that already has room, so appends never regrow.
-                (buffer.len() >= FLUSH_BYTES)
-                    .then(|| std::mem::replace(&mut *buffer, String::with_capacity(2 * FLUSH_BYTES)))
+                buffer.len() >= FLUSH_BYTES
             };
-            if let Some(text) = full {
-                let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            if full {
+                write_out(&local.0);
             }
         });
         if buffered.is_err() {
@@ -299,6 +293,7 @@ fn write_out(buffer: &Buffer) {
         if buffer.is_empty() {
             return;
         }
+        // Swap in a buffer that already has room, so appends never regrow.
         std::mem::replace(&mut *buffer, String::with_capacity(2 * FLUSH_BYTES))
     };
     let _ = std::io::stderr().lock().write_all(bytes.as_bytes());

@@ -42,8 +42,12 @@ pub trait Middleware {
     fn request<B>(&self, req: &mut http::Request<B>) -> Result<Self::State, http::Response<Body>>;
 
     /// After the call: shapes the response (headers, and the body, which
-    /// may be wrapped to see the call's end).
-    fn response(state: Self::State, response: http::Response<Body>) -> http::Response<Body>;
+    /// may be wrapped to see the call's end). By default the response
+    /// passes unchanged and the state is dropped.
+    fn response(state: Self::State, response: http::Response<Body>) -> http::Response<Body> {
+        drop(state);
+        response
+    }
 }
 
 /// A service running the middleware `M` in front of `S`.
@@ -216,11 +220,12 @@ impl RequestId {
     /// A new id: 32 hex digits, unique in the process and random across
     /// processes.
     fn mint() -> RequestId {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut random = [0u8; 16];
+        random[..8].copy_from_slice(&crate::trace::random_u64().to_be_bytes());
+        random[8..].copy_from_slice(&crate::trace::random_u64().to_be_bytes());
         let mut digits = [0u8; 32];
-        let random = (u128::from(crate::trace::random_u64()) << 64) | u128::from(crate::trace::random_u64());
-        for (i, d) in digits.iter_mut().enumerate() {
-            *d = DIGITS[((random >> (124 - 4 * i)) & 0xf) as usize];
+        for (pair, byte) in digits.chunks_exact_mut(2).zip(random) {
+            pair.copy_from_slice(&crate::trace::hex_pair(byte));
         }
         RequestId(IdText::Minted(digits))
     }

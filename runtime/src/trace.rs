@@ -132,11 +132,15 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Appends `bytes` as lowercase hex digits.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    for &b in bytes {
+        out.extend(hex_pair(b).map(char::from));
     }
+}
+
+/// The two lowercase hex digits of `byte`.
+pub(crate) fn hex_pair(byte: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(byte >> 4)], DIGITS[usize::from(byte & 0xf)]]
 }
 
 /// Process-unique, unpredictable-enough 64-bit values: per thread, a
