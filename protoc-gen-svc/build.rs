@@ -3,12 +3,16 @@
 //! `google/rpc/{status,error_details}.proto`) available to the embedded
 //! compiler without copying them into this repository.
 //!
-//! They are taken from crates.io packages that ship them. The packages are
-//! declared in a throw-away manifest under OUT_DIR and located with
-//! `cargo metadata`, which downloads them through the user's own cargo
-//! configuration (mirrors, vendoring, `--offline`) and never compiles them.
-//! Set `SVC_PROTO_DEPS_DIR` to a directory holding the same relative paths to
-//! skip the lookup entirely (air-gapped builds).
+//! Where they come from, first match wins:
+//! - `SVC_PROTO_DEPS_DIR`, a directory holding the same relative paths;
+//! - `third_party/` in this crate's directory: the published crate carries
+//!   them there (`scripts/package.sh` puts them in before `cargo package`), so
+//!   a build from crates.io or from a `cargo vendor` directory needs nothing
+//!   else, offline included;
+//! - in a checkout, the crates.io packages that ship them: declared in a
+//!   throw-away manifest under OUT_DIR and located with `cargo metadata`,
+//!   which downloads them through the user's cargo configuration and never
+//!   compiles them.
 
 use std::env;
 use std::fmt::Write as _;
@@ -29,11 +33,16 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SVC_PROTO_DEPS_DIR");
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let roots = match env::var_os("SVC_PROTO_DEPS_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            SOURCES.iter().map(|s| (s.0, dir.clone())).collect::<Vec<_>>()
-        }
+    let bundled =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("third_party");
+    let flat = env::var_os("SVC_PROTO_DEPS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| SOURCES.iter().all(|s| bundled.join(s.3).is_file()).then_some(bundled));
+    if let Some(dir) = &flat {
+        println!("cargo:rerun-if-changed={}", dir.display());
+    }
+    let roots = match &flat {
+        Some(dir) => SOURCES.iter().map(|s| (s.0, dir.clone())).collect::<Vec<_>>(),
         None => locate_crates(&out),
     };
     let dest = out.join("third_party");
@@ -44,7 +53,7 @@ fn main() {
             .find(|(name, _)| name == krate)
             .unwrap_or_else(|| panic!("package {krate} was not resolved"))
             .1;
-        let from = if env::var_os("SVC_PROTO_DEPS_DIR").is_some() { root.join(import) } else { root.join(inner) };
+        let from = if flat.is_some() { root.join(import) } else { root.join(inner) };
         let text = fs::read_to_string(&from).unwrap_or_else(|e| {
             panic!(
                 "cannot read {} (needed as {import}): {e}; set SVC_PROTO_DEPS_DIR to a directory that holds {import}",

@@ -8,7 +8,7 @@ cd "$root"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "tools"
-bash scripts/setup-tools.sh
+bash scripts/setup-tools.sh --example
 
 step "build protoc-gen-svc and the example"
 cargo build -q -p protoc-gen-svc -p greeter-example

@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Installs the tools the examples and tests use, idempotently: each step is
 # skipped when its tool is already there.
+#
+#   scripts/setup-tools.sh --example   what the main job needs: grpcio and
+#                                      grpcio-tools (the Python client), buf
+#   scripts/setup-tools.sh             everything the test suite needs
+#   scripts/setup-tools.sh --bench     that, plus ghz
+#
+# The test suite's tools:
 #   - Python packages: grpcio, grpcio-tools (protoc 3x as a module),
 #     grpcio-status, grpcio-health-checking, prometheus-client, PyJWT, h2,
 #     protobuf,
@@ -13,13 +20,52 @@
 #     .tools/go/bin); with
 #     --bench also ghz
 #   - buf (npm package @bufbuild/buf, into .tools/node)
-#   - protoc from Debian (protobuf-compiler)
+#   - protoc from Debian (protobuf-compiler, 3.21), and a current protoc
+#     (33.x, with editions) from Maven Central into .tools/protoc
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$root/.tools"
 mkdir -p "$tools"
+mode="${1:-all}"
+case "$mode" in
+  all | --bench | --example) ;;
+  *) echo "usage: scripts/setup-tools.sh [--example | --bench]" >&2; exit 2 ;;
+esac
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+
+# buf from npm, kept inside the repo's .tools folder.
+if [ -x "$tools/node/node_modules/.bin/buf" ]; then
+  log "buf present"
+else
+  log "installing buf from npm"
+  mkdir -p "$tools/node"
+  (cd "$tools/node" && npm install --silent --no-audit --no-fund --prefix . "@bufbuild/buf@^1.50" >/dev/null)
+fi
+
+if [ "$mode" = --example ]; then
+  if python3 -c 'import grpc, grpc_tools' 2>/dev/null; then
+    log "grpcio and grpcio-tools present"
+  else
+    log "installing grpcio and grpcio-tools"
+    python3 -m pip install --quiet --disable-pip-version-check "grpcio>=1.70,<2" "grpcio-tools>=1.70,<2"
+  fi
+  # A current protoc (editions) from Maven Central, where protobuf publishes
+# its protoc executables; the embedded compiler hands edition files to it.
+protoc_version=33.5
+if [ -x "$tools/protoc/protoc" ] && "$tools/protoc/protoc" --version | grep -q "$protoc_version"; then
+  log "protoc $protoc_version present"
+else
+  log "fetching protoc $protoc_version from Maven Central"
+  mkdir -p "$tools/protoc"
+  mvn -q dependency:copy -Dartifact="com.google.protobuf:protoc:4.$protoc_version:exe:linux-x86_64" \
+    -DoutputDirectory="$tools/protoc" >/dev/null
+  mv "$tools/protoc/protoc-4.$protoc_version-linux-x86_64.exe" "$tools/protoc/protoc"
+  chmod +x "$tools/protoc/protoc"
+fi
+log "done"
+  exit 0
+fi
 
 # Python packages, pinned to known-good ranges.
 py_pkgs=(
@@ -74,15 +120,6 @@ else
   "$tools/checkov/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==3.3.30"
 fi
 
-# buf from npm, kept inside the repo's .tools folder.
-if [ -x "$tools/node/node_modules/.bin/buf" ]; then
-  log "buf present"
-else
-  log "installing buf from npm"
-  mkdir -p "$tools/node"
-  (cd "$tools/node" && npm install --silent --no-audit --no-fund --prefix . "@bufbuild/buf@^1.50" >/dev/null)
-fi
-
 # grpcurl from the Go module proxy, kept inside .tools/go/bin.
 if [ -x "$tools/go/bin/grpcurl" ]; then
   log "grpcurl present"
@@ -125,7 +162,7 @@ fi
 
 # ghz (load generator for bench/run.py), same place; only with --bench,
 # since only the benchmark needs it.
-if [ "${1:-}" != "--bench" ]; then
+if [ "$mode" != "--bench" ]; then
   :
 elif [ -x "$tools/go/bin/ghz" ]; then
   log "ghz present"
@@ -144,5 +181,18 @@ else
   else
     (sudo apt-get install -y -qq protobuf-compiler >/dev/null 2>&1) || { sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq protobuf-compiler >/dev/null; }
   fi
+fi
+# A current protoc (editions) from Maven Central, where protobuf publishes
+# its protoc executables; the embedded compiler hands edition files to it.
+protoc_version=33.5
+if [ -x "$tools/protoc/protoc" ] && "$tools/protoc/protoc" --version | grep -q "$protoc_version"; then
+  log "protoc $protoc_version present"
+else
+  log "fetching protoc $protoc_version from Maven Central"
+  mkdir -p "$tools/protoc"
+  mvn -q dependency:copy -Dartifact="com.google.protobuf:protoc:4.$protoc_version:exe:linux-x86_64" \
+    -DoutputDirectory="$tools/protoc" >/dev/null
+  mv "$tools/protoc/protoc-4.$protoc_version-linux-x86_64.exe" "$tools/protoc/protoc"
+  chmod +x "$tools/protoc/protoc"
 fi
 log "done"

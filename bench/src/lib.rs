@@ -7,7 +7,7 @@ pub mod proto {
 
 use proto::bench::v1::Msg;
 use proto::bench::v1::echo_server::Echo;
-use svc::tonic::{self, Request, Response, Status};
+use svc_runtime::tonic::{self, Request, Response, Status};
 
 /// Echoes the request.
 #[derive(Debug, Default, Clone)]

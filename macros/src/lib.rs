@@ -1,9 +1,9 @@
-//! `svc::proto!`: generates the same modules as `protoc-gen-svc` at compile
+//! `svc_runtime::proto!`: generates the same modules as `protoc-gen-svc` at compile
 //! time, with the embedded compiler (no protoc, no buf).
 //!
 //! ```ignore
-//! svc::proto!("proto/greeter/v1/greeter.proto");
-//! svc::proto!("greeter/v1/greeter.proto", includes = ["proto"], opt = "client=false");
+//! svc_runtime::proto!("proto/greeter/v1/greeter.proto");
+//! svc_runtime::proto!("greeter/v1/greeter.proto", includes = ["proto"], opt = "client=false");
 //! ```
 //!
 //! Paths are relative to the crate root. The crate rebuilds when any .proto

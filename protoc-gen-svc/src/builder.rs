@@ -10,7 +10,7 @@
 //! }
 //! ```
 //!
-//! and in the crate: `svc::include_proto!("shop.v1");` or
+//! and in the crate: `svc_runtime::include_proto!("shop.v1");` or
 //! `include!(concat!(env!("OUT_DIR"), "/mod.rs"));`. No protoc is needed.
 
 use std::path::{Path, PathBuf};
@@ -67,7 +67,7 @@ impl Builder {
         self
     }
 
-    /// Path under which generated code reaches the runtime (default `::svc`).
+    /// Path under which generated code reaches the runtime (default `::svc_runtime`).
     pub fn runtime_crate(mut self, path: impl Into<String>) -> Self {
         self.options.runtime_crate = path.into();
         self

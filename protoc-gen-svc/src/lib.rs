@@ -6,7 +6,7 @@
 //! - the protoc/buf plugin ([`plugin::execute`]),
 //! - `protoc-gen-svc generate` (embedded compiler, no protoc),
 //! - the build-script API ([`Builder`], [`configure`]),
-//! - the `svc::proto!` proc-macro ([`macro_support`]).
+//! - the `svc_runtime::proto!` proc-macro ([`macro_support`]).
 //!
 //! All of them build an [`Input`] (an encoded `FileDescriptorSet` with
 //! custom options kept) and call [`generate`], which does no I/O.
@@ -29,6 +29,8 @@ pub mod ir;
 pub mod macro_support;
 pub mod params;
 pub mod plugin;
+pub mod protoc;
+#[cfg(feature = "manifests")]
 pub mod scaffold;
 pub mod source;
 pub mod units;
@@ -150,16 +152,30 @@ pub fn generate(input: &Input, options: &Options) -> Result<Vec<GeneratedFile>> 
     if options.emits_rust() {
         files.extend(emit::rust::emit(&pool, &input.descriptor_set, &packages, options)?);
     }
-    let targets = emit::manifests::Targets {
-        k8s: matches!(options.target, Target::K8s | Target::All),
-        docker: matches!(options.target, Target::Docker | Target::All),
-    };
-    if targets.k8s || targets.docker {
-        let overrides = match &options.templates {
-            Some(dir) => emit::templates::Overrides::load(dir)?,
-            None => emit::templates::Overrides::none(),
-        };
-        files.extend(emit::manifests::emit(&packages, targets, &overrides, Default::default())?);
+    let (k8s, docker) =
+        (matches!(options.target, Target::K8s | Target::All), matches!(options.target, Target::Docker | Target::All));
+    if k8s || docker {
+        files.extend(manifests(&packages, k8s, docker, options)?);
     }
     Ok(files)
+}
+
+/// The Kubernetes manifests and Dockerfiles of `packages`.
+#[cfg(feature = "manifests")]
+fn manifests(packages: &[ir::Package], k8s: bool, docker: bool, options: &Options) -> Result<Vec<GeneratedFile>> {
+    let overrides = match &options.templates {
+        Some(dir) => emit::templates::Overrides::load(dir)?,
+        None => emit::templates::Overrides::none(),
+    };
+    emit::manifests::emit(packages, emit::manifests::Targets { k8s, docker }, &overrides, Default::default())
+}
+
+/// Without the `manifests` feature there are no templates to render.
+#[cfg(not(feature = "manifests"))]
+fn manifests(_: &[ir::Package], _: bool, _: bool, options: &Options) -> Result<Vec<GeneratedFile>> {
+    Err(Error::one(Diagnostic::new(
+        format!("parameter target={}", options.target.name()),
+        "asks for Kubernetes manifests or a Dockerfile, but this build of protoc-gen-svc lacks its `manifests` feature",
+        "enable it (features = [\"manifests\"] on protoc-gen-svc's line in Cargo.toml), or run the protoc-gen-svc binary",
+    )))
 }

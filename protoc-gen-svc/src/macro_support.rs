@@ -1,4 +1,4 @@
-//! What the `svc::proto!` macro expands to, computed here so the macro crate
+//! What the `svc_runtime::proto!` macro expands to, computed here so the macro crate
 //! stays a thin shell and the expansion is testable in process.
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use crate::emit::modfile::{self, Body};
 use crate::error::{Diagnostic, Error, Result};
 use crate::params::Options;
 
-/// A parsed macro invocation: `svc::proto!("a.proto", "b.proto"; includes = ["proto"], opt = "k=v,...")`.
+/// A parsed macro invocation: `svc_runtime::proto!("a.proto", "b.proto"; includes = ["proto"], opt = "k=v,...")`.
 #[derive(Debug, Clone, Default)]
 pub struct MacroRequest {
     /// Proto files, relative to the crate root or to an include directory.
@@ -32,9 +32,9 @@ pub struct Expansion {
 pub fn expand(request: &MacroRequest, root: &Path) -> Result<Expansion> {
     if request.files.is_empty() {
         return Err(Error::one(Diagnostic::new(
-            "svc::proto!",
+            "svc_runtime::proto!",
             "no .proto file given",
-            "write svc::proto!(\"proto/shop.proto\")",
+            "write svc_runtime::proto!(\"proto/shop.proto\")",
         )));
     }
     let options = Options::parse(&request.options)?;

@@ -14,9 +14,11 @@ USAGE:
     protoc-gen-svc                      run as a protoc/buf plugin (request on stdin)
     protoc-gen-svc generate [OPTIONS] FILE...
                                         compile FILEs without protoc and write the code
-    protoc-gen-svc new NAME [--proto FILE -I DIR] [--path DIR]
+    protoc-gen-svc new NAME [--proto FILE -I DIR] [--path DIR] [--runtime-path CHECKOUT]
                                         create a complete service crate (sample proto
-                                        without --proto)
+                                        without --proto); its Cargo.toml asks for the
+                                        crates.io releases, --runtime-path builds it
+                                        against a protoc-gen-svc checkout instead
     protoc-gen-svc protos DIR           write the built-in .proto files (svc/options.proto,
                                         buf/validate, google/api, google/rpc) under DIR,
                                         for use with protoc -I DIR
@@ -118,11 +120,14 @@ fn generate(args: &[String]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+const NEW_USAGE: &str = "protoc-gen-svc new NAME [--proto FILE -I DIR] [--path DIR] [--runtime-path CHECKOUT]";
+
 fn new(args: &[String]) -> anyhow::Result<ExitCode> {
     let mut name = None;
     let mut proto = None;
     let mut includes = Vec::new();
     let mut path = None;
+    let mut checkout = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| it.next().cloned().with_context(|| format!("{flag} needs a value"));
@@ -130,12 +135,31 @@ fn new(args: &[String]) -> anyhow::Result<ExitCode> {
             "--proto" => proto = Some(PathBuf::from(value(arg)?)),
             "-I" | "--include" => includes.push(PathBuf::from(value(arg)?)),
             "--path" => path = Some(PathBuf::from(value(arg)?)),
+            "--runtime-path" => checkout = Some(PathBuf::from(value(arg)?)),
             s if s.starts_with('-') => bail!("unknown option {s:?}; run `protoc-gen-svc --help`"),
             s if name.is_none() => name = Some(s.to_owned()),
-            s => bail!("unexpected argument {s:?}; usage: protoc-gen-svc new NAME [--proto FILE -I DIR] [--path DIR]"),
+            s => bail!("unexpected argument {s:?}; usage: {NEW_USAGE}"),
         }
     }
-    let Some(name) = name else { bail!("usage: protoc-gen-svc new NAME [--proto FILE -I DIR] [--path DIR]") };
+    let Some(name) = name else { bail!("usage: {NEW_USAGE}") };
+    let deps = match checkout {
+        None => protoc_gen_svc::scaffold::Dependencies::Registry,
+        Some(dir) => {
+            let missing: Vec<&str> = ["runtime/Cargo.toml", "protoc-gen-svc/Cargo.toml"]
+                .into_iter()
+                .filter(|f| !dir.join(f).is_file())
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "--runtime-path {}: not a protoc-gen-svc checkout (no {}); give the directory that holds runtime/ and protoc-gen-svc/",
+                    dir.display(),
+                    missing.join(" or ")
+                );
+            }
+            let root = std::fs::canonicalize(&dir).with_context(|| format!("--runtime-path {}", dir.display()))?;
+            protoc_gen_svc::scaffold::Dependencies::Checkout(root)
+        }
+    };
     let source = match proto {
         Some(file) => {
             if includes.is_empty() {
@@ -150,7 +174,6 @@ fn new(args: &[String]) -> anyhow::Result<ExitCode> {
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} already exists and is not empty; choose another NAME or --path", dir.display());
     }
-    let deps = protoc_gen_svc::scaffold::Dependencies::detect();
     let files =
         protoc_gen_svc::scaffold::scaffold(&name, source.as_ref(), &deps).map_err(|e| anyhow::anyhow!("{e}"))?;
     protoc_gen_svc::builder::write_files(&dir, &files).map_err(|e| anyhow::anyhow!("{e}"))?;

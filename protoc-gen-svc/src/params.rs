@@ -17,6 +17,18 @@ pub enum Target {
     All,
 }
 
+impl Target {
+    /// The parameter value, as in `target=k8s`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Rust => "rust",
+            Target::K8s => "k8s",
+            Target::Docker => "docker",
+            Target::All => "all",
+        }
+    }
+}
+
 /// Every parameter of the generator, with its default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -56,7 +68,7 @@ impl Default for Options {
             server: true,
             client: true,
             validate: true,
-            runtime_crate: "::svc".to_owned(),
+            runtime_crate: "::svc_runtime".to_owned(),
             extern_paths: Vec::new(),
             type_attributes: Vec::new(),
             field_attributes: Vec::new(),
@@ -142,7 +154,7 @@ impl Options {
                     return Err(Diagnostic::new(
                         element,
                         format!("{path:?} is not a Rust path"),
-                        "give the path of the runtime crate, e.g. runtime_crate=::svc or runtime_crate=crate::rt",
+                        "give the path of the runtime crate, e.g. runtime_crate=::svc_runtime or runtime_crate=crate::rt",
                     )
                     .into());
                 }

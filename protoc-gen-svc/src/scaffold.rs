@@ -5,7 +5,7 @@
 //! it, and a README. Computing the files does no I/O beyond reading the
 //! proto; the CLI writes them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::emit::GeneratedFile;
 use crate::error::{Diagnostic, Result};
@@ -51,24 +51,16 @@ message GreetReply {
 }
 "#;
 
-/// Where the new crate's dependencies come from.
+/// Where the new crate's dependencies come from. Its `Cargo.toml` always
+/// asks for the crates.io versions equal to this generator's, so the crate
+/// can be moved, committed and shared.
 #[derive(Debug, Clone)]
 pub enum Dependencies {
-    /// Path dependencies on a protoc-gen-svc checkout (its root directory).
-    Checkout(PathBuf),
-    /// crates.io versions equal to this generator's.
+    /// The crates.io releases.
     Registry,
-}
-
-impl Dependencies {
-    /// A checkout when this binary was built from one that still exists.
-    pub fn detect() -> Dependencies {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf);
-        match root {
-            Some(r) if r.join("runtime/Cargo.toml").exists() => Dependencies::Checkout(r),
-            _ => Dependencies::Registry,
-        }
-    }
+    /// The same versions, built from a protoc-gen-svc checkout (its root
+    /// directory) through a `[patch.crates-io]` in `.cargo/config.toml`.
+    Checkout(PathBuf),
 }
 
 /// The proto a scaffold starts from.
@@ -110,19 +102,7 @@ pub fn scaffold(name: &str, proto: Option<&ProtoSource>, deps: &Dependencies) ->
             }
             (files, input)
         }
-        None => {
-            let dir = std::env::temp_dir().join(format!("svc-scaffold-{}", std::process::id()));
-            let file = dir.join("hello/v1/hello.proto");
-            let write = || -> std::io::Result<()> {
-                std::fs::create_dir_all(file.parent().unwrap_or(&dir))?;
-                std::fs::write(&file, SAMPLE_PROTO)
-            };
-            write()
-                .map_err(|e| Diagnostic::new("sample proto", format!("cannot be staged: {e}"), "check the temp dir"))?;
-            let input = crate::source::compile(&[&file], &[&dir]);
-            let _ = std::fs::remove_dir_all(&dir);
-            (vec![("hello/v1/hello.proto".to_owned(), SAMPLE_PROTO.to_owned())], input?)
-        }
+        None => (vec![("hello/v1/hello.proto".to_owned(), SAMPLE_PROTO.to_owned())], sample_input()?),
     };
     let packages = crate::read_ir(&input)?;
     let Some((package, service)) = packages.iter().find_map(|p| p.services.first().map(|s| (p, s))) else {
@@ -139,13 +119,17 @@ pub fn scaffold(name: &str, proto: Option<&ProtoSource>, deps: &Dependencies) ->
         .map(|(rel, text)| GeneratedFile { name: format!("proto/{rel}"), content: text.clone() })
         .collect();
     let roots: Vec<String> = input.files_to_generate.iter().map(|f| format!("\"proto/{f}\"")).collect();
-    files.push(GeneratedFile { name: "Cargo.toml".into(), content: cargo_toml(name, deps) });
-    files.push(GeneratedFile { name: "build.rs".into(), content: build_rs(&roots) });
-    files.push(GeneratedFile { name: "src/lib.rs".into(), content: lib_rs(package, service) });
-    files.push(GeneratedFile { name: "src/handlers.rs".into(), content: handlers_rs(package, service) });
-    files.push(GeneratedFile { name: "src/main.rs".into(), content: main_rs(&crate_name, package, service) });
-    files.push(GeneratedFile { name: "tests/service.rs".into(), content: test_rs(&crate_name, package, service) });
-    files.push(GeneratedFile { name: "README.md".into(), content: readme(name, service) });
+    let file = |name: &str, content: String| GeneratedFile { name: name.to_owned(), content };
+    files.push(file("Cargo.toml", cargo_toml(name, service)));
+    if let Dependencies::Checkout(root) = deps {
+        files.push(file(".cargo/config.toml", cargo_config(root)));
+    }
+    files.push(file("build.rs", build_rs(&roots)));
+    files.push(file("src/lib.rs", lib_rs(package, service)));
+    files.push(file("src/handlers.rs", handlers_rs(package, service)));
+    files.push(file("src/main.rs", main_rs(&crate_name, service)));
+    files.push(file("tests/service.rs", test_rs(&crate_name, package, service)));
+    files.push(file("README.md", readme(name, service)));
     // Manifests and Dockerfile for the service the binary serves (with the
     // annotation defaults when the proto does not annotate it).
     let served = ir::Package { services: vec![ir::Service { annotated: true, ..service.clone() }], ..package.clone() };
@@ -156,22 +140,65 @@ pub fn scaffold(name: &str, proto: Option<&ProtoSource>, deps: &Dependencies) ->
     let layout = crate::emit::manifests::Layout { bin: Some(name), prefix: "k8s/", docker_at_root: false };
     let k8s = crate::emit::manifests::Targets { k8s: true, docker: false };
     files.extend(crate::emit::manifests::emit(std::slice::from_ref(&served), k8s, &overrides, layout)?);
-    for f in files.iter_mut().filter(|f| f.name.ends_with(".rs")) {
-        if let Ok(parsed) = syn::parse_file(&f.content) {
-            f.content = prettyplease::unparse(&parsed);
-        }
+    let mut ignore = String::from("/target\n");
+    if matches!(deps, Dependencies::Checkout(_)) {
+        ignore.push_str("# Points cargo at a protoc-gen-svc checkout on this machine (`new --runtime-path`).\n/.cargo/config.toml\n");
     }
-    files.push(GeneratedFile { name: ".gitignore".into(), content: "/target\n".into() });
+    files.push(file(".gitignore", ignore));
     Ok(files)
 }
 
-fn cargo_toml(name: &str, deps: &Dependencies) -> String {
-    let (svc, generator) = match deps {
-        Dependencies::Checkout(root) => (
-            format!("{{ path = {:?} }}", root.join("runtime").display().to_string()),
-            format!("{{ path = {:?} }}", root.join("protoc-gen-svc").display().to_string()),
-        ),
-        Dependencies::Registry => (format!("\"={}\"", crate::VERSION), format!("\"={}\"", crate::VERSION)),
+/// The sample proto, compiled.
+fn sample_input() -> Result<crate::Input> {
+    let dir = std::env::temp_dir().join(format!("svc-scaffold-{}", std::process::id()));
+    let file = dir.join("hello/v1/hello.proto");
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(file.parent().unwrap_or(&dir))?;
+        std::fs::write(&file, SAMPLE_PROTO)
+    };
+    write().map_err(|e| Diagnostic::new("sample proto", format!("cannot be staged: {e}"), "check the temp dir"))?;
+    let input = crate::source::compile(&[&file], &[&dir]);
+    let _ = std::fs::remove_dir_all(&dir);
+    input
+}
+
+/// The runtime features the service's annotations need.
+fn runtime_features(service: &ir::Service) -> Vec<&'static str> {
+    let mut features = Vec::new();
+    if service.settings.auth.is_some() {
+        features.push("jwt");
+    }
+    if service.settings.deploy.tls_secret.is_some() {
+        features.push("tls");
+    }
+    features
+}
+
+/// Whether the test has to make an RSA key (the service accepts only RSA
+/// algorithms), which is slow without optimization.
+fn needs_rsa_test_key(service: &ir::Service) -> bool {
+    service
+        .settings
+        .auth
+        .as_ref()
+        .is_some_and(|jwt| jwt.algorithms.iter().all(|a| a.starts_with("RS") || a.starts_with("PS")))
+}
+
+fn cargo_toml(name: &str, service: &ir::Service) -> String {
+    let version = crate::VERSION;
+    let features = runtime_features(service);
+    let runtime = if features.is_empty() {
+        format!("\"={version}\"")
+    } else {
+        let list: Vec<String> = features.iter().map(|f| format!("\"{f}\"")).collect();
+        format!("{{ version = \"={version}\", features = [{}] }}", list.join(", "))
+    };
+    let rsa = if needs_rsa_test_key(service) {
+        "\n# The test makes a fresh RSA key (the service accepts only RSA algorithms):\n\
+         # optimized, that takes a fraction of a second instead of several.\n\
+         [profile.dev.package.num-bigint-dig]\nopt-level = 3\n"
+    } else {
+        ""
     };
     format!(
         r#"[package]
@@ -181,28 +208,90 @@ edition = "2024"
 publish = false
 
 [dependencies]
-svc = {svc}
+# The runtime and the generator go together: generated code checks that their
+# versions match. Features: `jwt` (auth), `tls` (TLS, https span export).
+svc-runtime = {runtime}
 tokio = {{ version = "1", features = ["rt-multi-thread", "macros"] }}
 
 [build-dependencies]
-protoc-gen-svc = {generator}
-
+protoc-gen-svc = {{ version = "={version}", default-features = false }}
+{rsa}
 [workspace]
 "#
     )
 }
 
+/// `[patch.crates-io]` entries that build the crate against a checkout.
+fn cargo_config(root: &std::path::Path) -> String {
+    let path = |dir: &str| toml_string(&root.join(dir).display().to_string());
+    format!(
+        r#"# Builds this crate against the protoc-gen-svc checkout at {root} instead of
+# the crates.io releases (written by `protoc-gen-svc new --runtime-path`).
+# Delete this file to use the published crates. Docker builds do not read it:
+# see README.md, "Deploying".
+[patch.crates-io]
+svc-runtime = {{ path = {runtime} }}
+protoc-gen-svc = {{ path = {generator} }}
+"#,
+        root = root.display(),
+        runtime = path("runtime"),
+        generator = path("protoc-gen-svc"),
+    )
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn build_rs(roots: &[String]) -> String {
+    let call = call_lines(
+        4,
+        "protoc_gen_svc::configure().compile",
+        &[format!("&[{}]", roots.join(", ")), "&[\"proto\"]".into()],
+        "?;",
+    );
     format!(
         r#"//! Generates the service code from proto/ (no protoc needed).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {{
-    protoc_gen_svc::configure().compile(&[{}], &["proto"])?;
+{call}
     Ok(())
 }}
-"#,
-        roots.join(", ")
+"#
     )
+}
+
+/// Longest line rustfmt keeps (its default `max_width`).
+const MAX_WIDTH: usize = 100;
+/// Widest argument list rustfmt keeps on the call's line (`fn_call_width`).
+const CALL_WIDTH: usize = 60;
+
+/// `name(args...)` followed by `tail`, indented by `indent`, laid out as
+/// rustfmt does: on one line when it fits, else one argument per line.
+fn call_lines(indent: usize, name: &str, args: &[String], tail: &str) -> String {
+    let pad = " ".repeat(indent);
+    let joined = args.join(", ");
+    let one = format!("{pad}{name}({joined}){tail}");
+    if one.len() <= MAX_WIDTH && joined.len() <= CALL_WIDTH {
+        return one;
+    }
+    let mut out = format!("{pad}{name}(\n");
+    for a in args {
+        out.push_str(&format!("{pad}    {a},\n"));
+    }
+    out.push_str(&format!("{pad}){tail}"));
+    out
 }
 
 /// `crate::proto::a::b::Type` for a message of `package`, or the runtime's
@@ -212,12 +301,22 @@ fn rust_type(full_name: &str, package: &str) -> String {
         return "()".into();
     }
     if package == "google.protobuf" {
-        return format!("svc::codegen::prost_types::{}", type_path(package, full_name));
+        return format!("svc_runtime::codegen::prost_types::{}", type_path(package, full_name));
     }
     let mut path = vec!["crate".to_owned(), "proto".to_owned()];
     path.extend(package.split('.').filter(|p| !p.is_empty()).map(to_snake));
     path.push(type_path(package, full_name));
     path.join("::")
+}
+
+/// A message type as the scaffold's code writes it: `pb::Type` for types of
+/// the service's own package, a full path otherwise.
+fn local_type(full: &str, pkg: &str, package: &ir::Package) -> String {
+    if pkg == package.name && pkg != "google.protobuf" {
+        format!("pb::{}", type_path(pkg, full))
+    } else {
+        rust_type(full, pkg)
+    }
 }
 
 fn module_path(package: &ir::Package) -> String {
@@ -246,37 +345,42 @@ pub use {}::{};
     )
 }
 
+/// `async fn name(&self, param) -> ret {`, on one line when it fits.
+fn signature(name: &str, param: &str, ret: &str) -> String {
+    let one = format!("    async fn {name}(&self, {param}) -> {ret} {{");
+    if one.len() <= MAX_WIDTH {
+        one
+    } else {
+        format!("    async fn {name}(\n        &self,\n        {param},\n    ) -> {ret} {{")
+    }
+}
+
 fn handlers_rs(package: &ir::Package, service: &ir::Service) -> String {
     let trait_name = to_upper_camel(&service.name);
     let server_mod = format!("{}_server", crate::ident::tonic_snake(&trait_name));
     let module = module_path(package);
-    // Types of the service's own package are written `pb::Type`.
-    let local = |full: &str, pkg: &str| {
-        if pkg == package.name && pkg != "google.protobuf" {
-            format!("pb::{}", type_path(pkg, full))
-        } else {
-            rust_type(full, pkg)
-        }
-    };
-    let mut methods = String::new();
+    let mut methods = Vec::new();
     for m in &service.methods {
-        let input = local(&m.input, &m.input_package);
-        let output = local(&m.output, &m.output_package);
+        let input = local_type(&m.input, &m.input_package, package);
+        let output = local_type(&m.output, &m.output_package, package);
         let request =
             if m.client_streaming { format!("Request<Streaming<{input}>>") } else { format!("Request<{input}>") };
         let fn_name = to_snake(&m.name);
         let path = m.path.trim_start_matches('/');
-        let body = format!("Err(Status::unimplemented(\"{path} is not implemented yet\"))");
-        if m.server_streaming {
+        let body = call_lines(8, "Err", &[format!("unimplemented(\"{path}\")")], "");
+        let mut text = String::new();
+        let ret = if m.server_streaming {
             let assoc = format!("{}Stream", m.name);
-            methods.push_str(&format!(
-                "\n    type {assoc} = Pin<Box<dyn Stream<Item = Result<{output}, Status>> + Send + 'static>>;\n\n    /// `{path}`.\n    async fn {fn_name}(&self, _request: {request}) -> Result<Response<Self::{assoc}>, Status> {{\n        {body}\n    }}\n"
-            ));
+            text.push_str(&format!("    type {assoc} = ResponseStream<{output}>;\n\n"));
+            format!("Result<Response<Self::{assoc}>, Status>")
         } else {
-            methods.push_str(&format!(
-                "\n    /// `{path}`.\n    async fn {fn_name}(&self, _request: {request}) -> Result<Response<{output}>, Status> {{\n        {body}\n    }}\n"
-            ));
-        }
+            format!("Result<Response<{output}>, Status>")
+        };
+        text.push_str(&format!(
+            "    /// `{path}`.\n{}\n{body}\n    }}\n",
+            signature(&fn_name, &format!("_request: {request}"), &ret)
+        ));
+        methods.push(text);
     }
     let streaming = service.methods.iter().any(|m| m.server_streaming);
     let client_streaming = service.methods.iter().any(|m| m.client_streaming);
@@ -284,38 +388,61 @@ fn handlers_rs(package: &ir::Package, service: &ir::Service) -> String {
     if client_streaming {
         imports.push("Streaming");
     }
-    let stream_imports =
-        if streaming { "use std::pin::Pin;\n\nuse svc::tonic::codegen::tokio_stream::Stream;\n" } else { "" };
+    let own_types = service.methods.iter().any(|m| {
+        (m.input_package == package.name || m.output_package == package.name) && package.name != "google.protobuf"
+    });
+    let std_imports = if streaming { "use std::pin::Pin;\n\n" } else { "" };
+    let stream_import = if streaming { "use svc_runtime::tonic::codegen::tokio_stream::Stream;\n" } else { "" };
+    let pb = if own_types { format!("use crate::{module} as pb;\n") } else { String::new() };
+    let stream_alias = if streaming {
+        "\n/// What a server-streaming method returns: a stream of messages or errors.\n\
+         pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;\n"
+    } else {
+        ""
+    };
+    let tonic_use = format!("use svc_runtime::tonic::{{self, {}}};", imports.join(", "));
     format!(
         r#"//! Handlers of `{full}`. Each answers UNIMPLEMENTED until you fill it in.
-{stream_imports}use svc::tonic::{{self, {imports}}};
 
-use crate::{module} as pb;
-use crate::{module}::{server_mod}::{trait_name};
+{std_imports}{stream_import}{tonic_use}
 
+{pb}use crate::{module}::{server_mod}::{trait_name};
+{stream_alias}
 /// The `{full}` implementation.
 #[derive(Debug, Default, Clone)]
 pub struct {trait_name}Service;
 
 #[tonic::async_trait]
-impl {trait_name} for {trait_name}Service {{{methods}}}
+impl {trait_name} for {trait_name}Service {{
+{methods}}}
+
+/// The answer of a method that is not written yet.
+fn unimplemented(method: &str) -> Status {{
+    Status::unimplemented(format!("{{method}} is not implemented yet"))
+}}
 "#,
         full = service.full_name,
-        imports = imports.join(", "),
+        methods = methods.join("\n"),
     )
 }
 
-fn main_rs(crate_name: &str, _package: &ir::Package, service: &ir::Service) -> String {
+fn main_rs(crate_name: &str, service: &ir::Service) -> String {
     let svc_mod = crate::ident::svc_module(&service.name);
     let trait_name = to_upper_camel(&service.name);
+    let serve = call_lines(
+        4,
+        &format!("{crate_name}::{svc_mod}::serve"),
+        &[format!("{crate_name}::handlers::{trait_name}Service")],
+        ".await",
+    );
     format!(
         r#"//! Serves `{full}`: gRPC with health and reflection, /metrics, /healthz
 //! and /readyz, graceful shutdown. Settings: the annotations, then the
 //! SVC_* environment (SVC_GRPC_ADDR, SVC_METRICS_ADDR, ...).
 
 #[tokio::main]
-async fn main() -> Result<(), svc::server::Error> {{
-    {crate_name}::{svc_mod}::serve({crate_name}::handlers::{trait_name}Service).await
+async fn main() -> Result<(), svc_runtime::server::Error> {{
+{serve}
 }}
 "#,
         full = service.full_name
@@ -323,67 +450,156 @@ async fn main() -> Result<(), svc::server::Error> {{
 }
 
 fn test_rs(crate_name: &str, package: &ir::Package, service: &ir::Service) -> String {
-    let svc_mod = crate::ident::svc_module(&service.name);
+    let svc_mod = format!("pb::{}", crate::ident::svc_module(&service.name));
     let trait_name = to_upper_camel(&service.name);
     let client_mod = format!("{}_client", crate::ident::tonic_snake(&trait_name));
     let module = module_path(package);
-    if service.settings.auth.is_some() {
-        return format!(
-            r#"//! The service requires JWT authentication: without a key it must not start.
-
-#[tokio::test]
-async fn refuses_to_start_without_a_key() {{
-    let config = svc::server::Config {{
-        grpc_addr: "127.0.0.1:0".parse().expect("address"),
-        metrics_addr: "127.0.0.1:0".parse().expect("address"),
-        shutdown_grace: std::time::Duration::from_secs(1),
-    }};
-    let server = svc::server::Server::with_config(&{crate_name}::{svc_mod}::SERVICE, config);
-    assert!(server.bind().await.is_err());
-}}
-"#
-        );
+    let auth = service.settings.auth.is_some();
+    // Every role a method asks for, so the token may call them all.
+    let mut roles: Vec<&str> = service.methods.iter().flat_map(|m| m.policy.roles.iter().map(String::as_str)).collect();
+    roles.sort_unstable();
+    roles.dedup();
+    let roles: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+    let mut calls = String::new();
+    let mut uses_stream = false;
+    for m in &service.methods {
+        let input = local_type(&m.input, &m.input_package, package).replacen("crate::", &format!("{crate_name}::"), 1);
+        let message = if input == "()" { "()".to_owned() } else { format!("{input}::default()") };
+        let argument = if m.client_streaming {
+            uses_stream = true;
+            let item = if input == "()" { "()".to_owned() } else { input.clone() };
+            format!("tokio_stream::iter(Vec::<{item}>::new())")
+        } else {
+            message
+        };
+        let path = m.path.trim_start_matches('/');
+        let fn_name = to_snake(&m.name);
+        let request_line = if auth {
+            call_lines(4, "let request = authorized", &[argument, "&token".into()], ";")
+        } else {
+            format!("    let request = {argument};")
+        };
+        calls.push_str(&format!(
+            "\n{request_line}\n{}\n",
+            call_lines(
+                4,
+                "assert_unimplemented",
+                &[format!("client.{fn_name}(request).await"), format!("\"{path}\"")],
+                ";"
+            )
+        ));
     }
-    let Some(m) = service.methods.first() else { return String::new() };
-    let input = rust_type(&m.input, &m.input_package).replacen("crate::", &format!("{crate_name}::"), 1);
-    let fn_name = to_snake(&m.name);
-    let path = m.path.trim_start_matches('/');
-    let argument = if m.client_streaming {
-        format!("svc::tonic::codegen::tokio_stream::iter(Vec::<{input}>::new())")
-    } else if input == "()" {
-        "()".to_owned()
+    let mut uses = Vec::new();
+    if auth {
+        uses.push("use svc_runtime::auth::TestIssuer;".to_owned());
+    }
+    uses.push("use svc_runtime::server::{Config, Server};".to_owned());
+    if uses_stream {
+        uses.push("use svc_runtime::tonic::codegen::tokio_stream;".to_owned());
+    }
+    if auth {
+        uses.push("use svc_runtime::tonic::metadata::{Ascii, MetadataValue};".to_owned());
+        uses.push("use svc_runtime::tonic::{Code, Request, Status};".to_owned());
     } else {
-        format!("{input}::default()")
+        uses.push("use svc_runtime::tonic::{Code, Status};".to_owned());
+    }
+    // The crate's own name may equal the `<service>_svc` module's (a crate
+    // called `vault-svc`), so the module is reached through `pb`.
+    uses.push(format!("use {crate_name}::handlers;"));
+    uses.push(format!("use {crate_name}::{module} as pb;"));
+    uses.push(format!("use {crate_name}::{module}::{client_mod}::{trait_name}Client;"));
+    uses.sort_by_key(|u| use_order(u));
+    let client = chain_lines(
+        4,
+        "let mut client = ",
+        &[&format!("{trait_name}Client::connect(addr)"), "await", "expect(\"connect\")"],
+    );
+    let (doc, server, setup, helper) = if auth {
+        let bearer =
+            call_lines(4, "let bearer = issuer.bearer", &["\"test\"".into(), format!("&[{}]", roles.join(", "))], ";");
+        (
+            "//! Starts the server on 127.0.0.1:0 and calls every method, with a token\n//! from a key the test makes (the service requires JWT authentication).",
+            format!(
+                "    let Some(jwt) = {svc_mod}::SERVICE.auth else {{\n        panic!(\"the service is annotated with auth\")\n    }};\n    let issuer = TestIssuer::new(&jwt);\n    let server = Server::with_config(&{svc_mod}::SERVICE, config);\n    let server = server.verifier(issuer.verifier());\n"
+            ),
+            format!("{bearer}\n    let token: MetadataValue<Ascii> = bearer.parse().expect(\"a token is ASCII\");\n"),
+            "\n/// A request carrying `token` as its bearer token.\nfn authorized<T>(message: T, token: &MetadataValue<Ascii>) -> Request<T> {\n    let mut request = Request::new(message);\n    let metadata = request.metadata_mut();\n    metadata.insert(\"authorization\", token.clone());\n    request\n}\n",
+        )
+    } else {
+        (
+            "//! Starts the server on 127.0.0.1:0 and calls every method.",
+            format!("    let server = Server::with_config(&{svc_mod}::SERVICE, config);\n"),
+            String::new(),
+            "",
+        )
     };
     format!(
-        r#"//! Starts the server on 127.0.0.1:0 and calls it.
+        r#"{doc}
 
 use std::time::Duration;
 
-use {crate_name}::{module}::{client_mod}::{trait_name}Client;
-use {crate_name}::{svc_mod};
+{uses}
 
 #[tokio::test]
-async fn unimplemented_methods_say_which() {{
-    let config = svc::server::Config {{
+async fn every_method_answers_unimplemented() {{
+    let config = Config {{
         grpc_addr: "127.0.0.1:0".parse().expect("address"),
         metrics_addr: "127.0.0.1:0".parse().expect("address"),
         shutdown_grace: Duration::from_secs(1),
     }};
-    let bound = svc::server::Server::with_config(&{svc_mod}::SERVICE, config).bind().await.expect("bind");
+{server}    let bound = server.bind().await.expect("bind");
     let addr = format!("http://{{}}", bound.grpc_addr());
-    let service = {svc_mod}::server({crate_name}::handlers::{trait_name}Service);
+    let service = {svc_mod}::server(handlers::{trait_name}Service);
     tokio::spawn(bound.serve(service, std::future::pending()));
-    let mut client = {trait_name}Client::connect(addr).await.expect("connect");
-    let err = client.{fn_name}({argument}).await.expect_err("not implemented yet");
-    assert_eq!(err.code(), svc::tonic::Code::Unimplemented);
-    assert_eq!(err.message(), "{path} is not implemented yet");
+{client}
+{setup}{calls}}}
+
+/// The handlers answer UNIMPLEMENTED, naming the method, until written.
+fn assert_unimplemented<T>(result: Result<T, Status>, method: &str) {{
+    let Err(status) = result else {{
+        panic!("{{method}} answered; this test expects UNIMPLEMENTED until it is written")
+    }};
+    assert_eq!(status.code(), Code::Unimplemented, "{{method}}: {{status:?}}");
+    assert_eq!(status.message(), format!("{{method}} is not implemented yet"));
 }}
-"#
+{helper}"#,
+        uses = uses.join("\n"),
     )
 }
 
+/// The order rustfmt gives `use` lines: path by path segment, a brace
+/// group after plain names.
+fn use_order(line: &str) -> Vec<String> {
+    let path = line.trim_start_matches("use ").trim_end_matches(';');
+    let path = path.split(" as ").next().unwrap_or(path);
+    path.split("::").map(|seg| if seg.starts_with('{') { format!("~{seg}") } else { seg.to_owned() }).collect()
+}
+
+/// `lhs` followed by a method chain (`first.second.third;`), indented by
+/// `indent`, laid out as rustfmt does: on one line when the chain is short
+/// enough (`chain_width`), else one element per line.
+fn chain_lines(indent: usize, lhs: &str, parts: &[&str]) -> String {
+    let pad = " ".repeat(indent);
+    let chain = parts.join(".");
+    let one = format!("{pad}{lhs}{chain};");
+    if one.len() <= MAX_WIDTH && chain.len() <= CALL_WIDTH {
+        return one;
+    }
+    let mut out = format!("{pad}{lhs}{}", parts[0]);
+    for p in &parts[1..] {
+        out.push_str(&format!("\n{pad}    .{p}"));
+    }
+    out.push(';');
+    out
+}
+
 fn readme(name: &str, service: &ir::Service) -> String {
+    let features = runtime_features(service);
+    let features = if features.is_empty() {
+        "none (add `jwt` for `auth` annotations, `tls` for TLS or `https://` span export)".to_owned()
+    } else {
+        features.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+    };
     format!(
         r#"# {name}
 
@@ -391,11 +607,13 @@ The `{full}` gRPC service, generated by protoc-gen-svc.
 
 ```sh
 cargo run      # serves gRPC on :{port}, metrics and probes on :{metrics}
-cargo test     # starts the server on 127.0.0.1:0 and calls it
+cargo test     # starts the server on 127.0.0.1:0 and calls every method
 ```
 
 - `proto/` holds the service definition; `build.rs` turns it into Rust on every build.
-- `src/handlers.rs` holds the handlers; each answers UNIMPLEMENTED until you write it.
+- `src/handlers.rs` holds the handlers; each answers UNIMPLEMENTED until you write it, and
+  `tests/service.rs` checks that (change it as you fill them in).
+- Runtime features in `Cargo.toml`: {features}.
 - Settings come from the `(svc.service)` / `(svc.method)` annotations, then a configuration file
   (`--config FILE` or `SVC_CONFIG`, TOML or YAML), then the environment: `SVC_GRPC_ADDR`,
   `SVC_METRICS_ADDR`, `SVC_LOG`, `SVC_LOG_FORMAT`, `SVC_TLS_CERT_FILE` + `SVC_TLS_KEY_FILE` (TLS;
@@ -407,12 +625,24 @@ cargo test     # starts the server on 127.0.0.1:0 and calls it
 
 ## Deploying
 
-`Dockerfile` builds a small non-root image (run `cargo build` once first, so `Cargo.lock` exists;
-the build needs the dependencies from a registry, not from local paths):
+`Dockerfile` builds a small non-root image from this directory (run `cargo build` once first, so
+`Cargo.lock` exists):
 
 ```sh
 docker build -t {k8s_name}:0.1.0 .
 ```
+
+The build takes its crates from crates.io, or, when a `vendor/` directory is present, from there
+alone (no network), with `vendor/config.toml` as its cargo configuration:
+
+```sh
+cargo vendor vendor > vendor.toml && mv vendor.toml vendor/config.toml
+```
+
+The host's `.cargo/` is not sent to the build (`.dockerignore`). A crate made with
+`protoc-gen-svc new --runtime-path CHECKOUT` builds against that checkout, whose crates are not on
+crates.io: run `CHECKOUT/scripts/vendor.sh .` here instead, which also packages them into
+`vendor/`.
 
 `k8s/{k8s_name}/` holds the Kubernetes manifests, derived from the same annotations as the server
 (ports, probes, grace period, resources): `kubectl apply -k k8s/{k8s_name}`. Regenerate them after
@@ -450,12 +680,78 @@ mod tests {
             assert!(names.contains(&expected), "{expected} in {names:?}");
         }
         let handlers = &files.iter().find(|f| f.name == "src/handlers.rs").expect("handlers").content;
-        assert!(handlers.contains("hello.v1.Hello/Greet is not implemented yet"));
-        assert!(handlers.contains("type GreetManyStream"));
+        assert!(handlers.contains("Err(unimplemented(\"hello.v1.Hello/Greet\"))"), "{handlers}");
+        assert!(handlers.contains("type GreetManyStream = ResponseStream<pb::GreetReply>;"), "{handlers}");
+        let test = &files.iter().find(|f| f.name == "tests/service.rs").expect("test").content;
+        for method in ["greet", "greet_many"] {
+            assert!(test.contains(&format!("client.{method}(request).await")), "{method} is called:\n{test}");
+        }
         assert!(syn::parse_file(handlers).is_ok(), "{handlers}");
         for f in files.iter().filter(|f| f.name.ends_with(".rs")) {
             assert!(syn::parse_file(&f.content).is_ok(), "{} parses:\n{}", f.name, f.content);
         }
+    }
+
+    #[test]
+    fn dependencies_are_crates_io_versions_patched_only_for_a_checkout() {
+        let content =
+            |files: &[GeneratedFile], name: &str| files.iter().find(|f| f.name == name).map(|f| f.content.clone());
+        let published = scaffold("hello-service", None, &Dependencies::Registry).expect("scaffold");
+        let manifest = content(&published, "Cargo.toml").expect("Cargo.toml");
+        assert!(manifest.contains(&format!("svc-runtime = \"={}\"", crate::VERSION)), "{manifest}");
+        assert!(
+            manifest.contains(&format!(
+                "protoc-gen-svc = {{ version = \"={}\", default-features = false }}",
+                crate::VERSION
+            ))
+        );
+        assert!(!manifest.contains("path"), "{manifest}");
+        assert_eq!(content(&published, ".cargo/config.toml"), None);
+        let root = PathBuf::from("/src/protoc-gen-svc");
+        let patched = scaffold("hello-service", None, &Dependencies::Checkout(root)).expect("scaffold");
+        assert_eq!(content(&patched, "Cargo.toml"), Some(manifest), "the same requirements");
+        let config = content(&patched, ".cargo/config.toml").expect("config");
+        assert!(
+            config.contains("[patch.crates-io]\nsvc-runtime = { path = \"/src/protoc-gen-svc/runtime\" }\n"),
+            "{config}"
+        );
+        assert!(content(&patched, ".gitignore").expect("gitignore").contains("/.cargo/config.toml"));
+    }
+
+    #[test]
+    fn annotations_turn_runtime_features_on() {
+        let packages = crate::read_ir(&sample_input().expect("sample")).expect("ir");
+        let mut service = packages[0].services[0].clone();
+        assert!(runtime_features(&service).is_empty());
+        let jwt = |algorithm: &str| ir::JwtSettings {
+            issuer: "https://issuer.test".into(),
+            audiences: vec!["api".into()],
+            algorithms: vec![algorithm.into()],
+            roles_claim: "roles".into(),
+            leeway: std::time::Duration::from_secs(30),
+        };
+        service.settings.auth = Some(jwt("RS256"));
+        service.settings.deploy.tls_secret = Some("tls".into());
+        assert_eq!(runtime_features(&service), ["jwt", "tls"]);
+        assert!(needs_rsa_test_key(&service));
+        assert!(cargo_toml("x", &service).contains("[profile.dev.package.num-bigint-dig]"));
+        service.settings.auth = Some(jwt("ES256"));
+        assert!(!cargo_toml("x", &service).contains("num-bigint-dig"));
+    }
+
+    #[test]
+    fn long_calls_are_laid_out_as_rustfmt_does() {
+        assert_eq!(call_lines(4, "f", &["a".into(), "b".into()], ";"), "    f(a, b);");
+        let long = "x".repeat(40);
+        assert_eq!(
+            call_lines(4, "f", &[long.clone(), long.clone()], ";"),
+            format!("    f(\n        {long},\n        {long},\n    );")
+        );
+        assert_eq!(chain_lines(4, "let c = ", &["a()", "await"]), "    let c = a().await;");
+        assert_eq!(chain_lines(0, "", &[&"y".repeat(70), "await"]), format!("{}\n    .await;", "y".repeat(70)));
+        let mut uses = vec!["use b::{c, d};", "use b::c::D;", "use b::c as e;", "use a::z;"];
+        uses.sort_by_key(|u| use_order(u));
+        assert_eq!(uses, ["use a::z;", "use b::c as e;", "use b::c::D;", "use b::{c, d};"]);
     }
 
     #[test]
@@ -470,6 +766,9 @@ mod tests {
         assert_eq!(rust_type("greeter.v1.HelloRequest", "greeter.v1"), "crate::proto::greeter::v1::HelloRequest");
         assert_eq!(rust_type("a.Outer.Inner", "a"), "crate::proto::a::outer::Inner");
         assert_eq!(rust_type("google.protobuf.Empty", "google.protobuf"), "()");
-        assert_eq!(rust_type("google.protobuf.Timestamp", "google.protobuf"), "svc::codegen::prost_types::Timestamp");
+        assert_eq!(
+            rust_type("google.protobuf.Timestamp", "google.protobuf"),
+            "svc_runtime::codegen::prost_types::Timestamp"
+        );
     }
 }

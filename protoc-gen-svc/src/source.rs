@@ -11,7 +11,7 @@ use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver, In
 use crate::error::{Diagnostic, Error, Result};
 
 /// `svc/options.proto` as shipped with this generator.
-pub const OPTIONS_PROTO: &str = include_str!("../../proto/svc/options.proto");
+pub const OPTIONS_PROTO: &str = include_str!("../proto/svc/options.proto");
 
 /// Third-party .proto files resolvable without vendoring, taken from
 /// crates.io packages at build time (see build.rs).
@@ -48,7 +48,63 @@ impl FileResolver for BundledResolver {
 
 /// Compiles `files` with the embedded pure-Rust compiler. `includes` are
 /// searched first, then the bundled files, then the well-known types.
+///
+/// The embedded compiler does not parse editions (`edition = "2023"`) yet.
+/// When a file it fails on declares an edition, protoc compiles the files
+/// instead (`PROTOC`, else `protoc` on `PATH`, as prost-build finds it), and
+/// the result goes through the same path as a plugin request, so the output
+/// is the same as the plugin's. Without protoc that is an error naming the
+/// file and both ways out.
 pub fn compile(files: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<Input> {
+    let embedded = compile_embedded(files, includes);
+    let Err(e) = &embedded else { return embedded };
+    match e.diagnostics.iter().find_map(|d| d.file.as_deref().and_then(|f| edition_file(f, files, includes))) {
+        Some(edition_file) => crate::protoc::compile(files, includes, &edition_file),
+        None => embedded,
+    }
+}
+
+/// The path of `name` (as an error names it) when that file declares an
+/// edition.
+fn edition_file(name: &str, files: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Option<PathBuf> {
+    let candidates = files
+        .iter()
+        .map(|f| f.as_ref().to_path_buf())
+        .filter(|f| f.ends_with(name))
+        .chain(includes.iter().map(|i| i.as_ref().join(name)));
+    candidates.filter(|p| p.is_file()).find(|p| std::fs::read_to_string(p).is_ok_and(|t| declares_edition(&t)))
+}
+
+/// Whether a .proto source starts with `edition = "..."` (after comments).
+pub(crate) fn declares_edition(source: &str) -> bool {
+    let mut in_block = false;
+    for line in source.lines() {
+        let mut rest = line.trim();
+        loop {
+            if in_block {
+                match rest.find("*/") {
+                    Some(end) => {
+                        rest = rest[end + 2..].trim_start();
+                        in_block = false;
+                    }
+                    None => break,
+                }
+            } else if let Some(after) = rest.strip_prefix("/*") {
+                rest = after;
+                in_block = true;
+            } else {
+                break;
+            }
+        }
+        if in_block || rest.is_empty() || rest.starts_with("//") {
+            continue;
+        }
+        return rest.strip_prefix("edition").is_some_and(|r| r.trim_start().starts_with('='));
+    }
+    false
+}
+
+fn compile_embedded(files: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<Input> {
     let mut chain = ChainFileResolver::new();
     for include in includes {
         chain.add(IncludeFileResolver::new(include.as_ref().to_path_buf()));
@@ -71,14 +127,19 @@ pub fn compile(files: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Res
     // package with a requested file are generated too.
     let pool = compiler.descriptor_pool();
     let package_of = |name: &str| pool.get_file_by_name(name).map(|f| f.package_name().to_owned()).unwrap_or_default();
-    let packages: Vec<String> = compiler.files().filter(|f| !f.is_import()).map(|f| package_of(f.name())).collect();
-    let files_to_generate = compiler
-        .files()
-        .filter(|f| !f.is_import() || packages.contains(&package_of(f.name())))
-        .map(|f| f.name().to_owned())
-        .collect();
+    let entries: Vec<(String, String, bool)> =
+        compiler.files().map(|f| (f.name().to_owned(), package_of(f.name()), !f.is_import())).collect();
+    let files_to_generate = with_package_mates(&entries);
     let source_paths = compiler.files().filter_map(|f| f.path().map(Path::to_path_buf)).collect();
     Ok(Input { descriptor_set: compiler.encode_file_descriptor_set(), files_to_generate, source_paths })
+}
+
+/// Names (import paths) of the files to generate: the requested ones, plus
+/// imports that share a package with one (one output file holds a whole
+/// package). `files` are (name, package, requested) in dependency order.
+pub(crate) fn with_package_mates(files: &[(String, String, bool)]) -> Vec<String> {
+    let packages: Vec<&str> = files.iter().filter(|f| f.2).map(|f| f.1.as_str()).collect();
+    files.iter().filter(|f| f.2 || packages.contains(&f.1.as_str())).map(|f| f.0.clone()).collect()
 }
 
 fn protox_diagnostic(file: &Path, e: &protox::Error, includes: &[impl AsRef<Path>]) -> Diagnostic {

@@ -9,7 +9,7 @@
 //! time, without protoc:
 //!
 //! ```ignore
-//! svc::proto!("proto/greeter/v1/greeter.proto");
+//! svc_runtime::proto!("proto/greeter/v1/greeter.proto");
 //! ```
 
 pub mod auth;
@@ -37,7 +37,7 @@ pub use svc_macros::proto;
 ///
 /// ```ignore
 /// pub mod greeter {
-///     svc::include_proto!("greeter.v1");
+///     svc_runtime::include_proto!("greeter.v1");
 /// }
 /// ```
 #[macro_export]

@@ -147,11 +147,12 @@ impl Config {
 /// The client's address from a request's extensions, over plain TCP or
 /// TLS.
 pub fn peer_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
-    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-    extensions
-        .get::<TcpConnectInfo>()
-        .or_else(|| extensions.get::<TlsConnectInfo<TcpConnectInfo>>().map(|t| t.get_ref()))
-        .and_then(|info| info.remote_addr())
+    use tonic::transport::server::TcpConnectInfo;
+    let tcp = extensions.get::<TcpConnectInfo>();
+    #[cfg(feature = "tls")]
+    let tcp = tcp
+        .or_else(|| extensions.get::<tonic::transport::server::TlsConnectInfo<TcpConnectInfo>>().map(|t| t.get_ref()));
+    tcp.and_then(|info| info.remote_addr())
 }
 
 /// What [`Server::serve`] accepts: a generated tonic server
@@ -340,6 +341,10 @@ impl Server {
                 ),
             });
         }
+        if cfg!(not(feature = "tls")) && settings.tls.is_some() {
+            let problem = crate::tls::MISSING_FEATURE.to_owned();
+            return Err(Error::Config { variable: "SVC_TLS_CERT_FILE", problem });
+        }
         let bind = |what: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| Error::Bind { what, addr, source })
         };
@@ -456,8 +461,8 @@ impl Bound {
         let drained = async {
             let _ = drain_rx.await;
         };
-        let mut tls_watcher = None;
-        let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match settings.tls {
+        type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+        let (server, tls_watcher): (Serving, _) = match settings.tls {
             None => {
                 // Small gRPC messages must not wait for Nagle's algorithm
                 // (tonic sets this only on listeners it binds itself).
@@ -466,13 +471,21 @@ impl Bound {
                         let _ = tcp.set_nodelay(true);
                     })
                 });
-                Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
+                (Box::pin(router.serve_with_incoming_shutdown(incoming, drained)), None)
             }
+            #[cfg(feature = "tls")]
             Some(files) => {
                 let tls = crate::tls::Reloading::new(files)?;
-                tls_watcher = Some(tokio::spawn(tls.clone().watch(logger)));
+                let watcher = tokio::spawn(tls.clone().watch(logger));
                 let incoming = crate::tls::Incoming::new(grpc, tls, logger);
-                Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
+                (Box::pin(router.serve_with_incoming_shutdown(incoming, drained)), Some(watcher))
+            }
+            // `bind` refuses TLS settings without the feature.
+            #[cfg(not(feature = "tls"))]
+            Some(_) => {
+                probes.abort();
+                let problem = crate::tls::MISSING_FEATURE.to_owned();
+                return Err(Error::Config { variable: "SVC_TLS_CERT_FILE", problem });
             }
         };
         let mut server = server;

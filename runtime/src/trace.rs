@@ -366,7 +366,8 @@ impl Endpoint {
 
     /// The TLS settings for an `https://` endpoint: its CA file's
     /// certificates, or the system's. Errors say what to fix.
-    pub fn tls(&self) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Result<ClientTls, String> {
         use rustls_pki_types::CertificateDer;
         use rustls_pki_types::pem::PemObject;
         let mut roots = tokio_rustls::rustls::RootCertStore::empty();
@@ -401,7 +402,25 @@ impl Endpoint {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+
+    /// Without the `tls` feature there is nothing to export over TLS with.
+    #[cfg(not(feature = "tls"))]
+    pub fn tls(&self) -> Result<ClientTls, String> {
+        Err("is an https:// URL, but this binary was built without TLS support: enable the `tls` feature of \
+             svc-runtime (features = [\"tls\"] on its line in Cargo.toml), or export over http://"
+            .to_owned())
+    }
 }
+
+/// The TLS settings of an `https://` exporter.
+#[cfg(feature = "tls")]
+pub type ClientTls = Arc<tokio_rustls::rustls::ClientConfig>;
+
+/// The TLS settings of an `https://` exporter: none without the `tls`
+/// feature, which [`Endpoint::tls`] reports at start-up.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug)]
+pub enum ClientTls {}
 
 /// `host` as written in an authority: IPv6 addresses in brackets.
 fn authority_host(host: &str) -> std::borrow::Cow<'_, str> {
@@ -482,16 +501,15 @@ async fn export_loop(
 
 /// One OTLP/HTTP JSON POST; any 2xx is success.
 /// Sends one export: over TLS when `tls` is given.
-async fn post(
-    endpoint: &Endpoint,
-    tls: Option<&Result<Arc<tokio_rustls::rustls::ClientConfig>, String>>,
-    body: &str,
-) -> Result<(), String> {
+async fn post(endpoint: &Endpoint, tls: Option<&Result<ClientTls, String>>, body: &str) -> Result<(), String> {
     let exchange = async {
         let tcp = tokio::net::TcpStream::connect(&endpoint.authority).await.map_err(|e| e.to_string())?;
         match tls {
             None => exchange(tcp, endpoint, body).await,
             Some(Err(problem)) => Err(problem.clone()),
+            #[cfg(not(feature = "tls"))]
+            Some(Ok(config)) => match *config {},
+            #[cfg(feature = "tls")]
             Some(Ok(config)) => {
                 let name = rustls_pki_types::ServerName::try_from(endpoint.host.clone())
                     .map_err(|_| format!("{:?} is not a host name a certificate can carry", endpoint.host))?;
@@ -732,6 +750,14 @@ mod tests {
         assert!(Endpoint::parse("http://:4318").is_err());
     }
 
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn https_needs_the_tls_feature() {
+        let e = Endpoint::parse("https://otel:4318").expect("parses");
+        assert!(e.tls().expect_err("no rustls").contains("enable the `tls` feature"));
+    }
+
+    #[cfg(feature = "tls")]
     #[test]
     fn tls_settings_name_what_to_fix() {
         let dir = std::env::temp_dir().join(format!("svc-otlp-ca-{}", std::process::id()));

@@ -75,7 +75,7 @@ publish = false
 path = "src/lib.rs"
 
 [dependencies]
-svc = {{ path = "{REPO / 'runtime'}" }}
+svc-runtime = {{ path = "{REPO / 'runtime'}" }}
 
 [workspace]
 """

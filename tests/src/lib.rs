@@ -5,13 +5,13 @@
 //! A proto with bad annotations stops compilation at the macro call:
 //!
 //! ```compile_fail
-//! svc::proto!("protos/bad/bad_annotations.proto");
+//! svc_runtime::proto!("protos/bad/bad_annotations.proto");
 //! ```
 //!
 //! while a valid one expands:
 //!
 //! ```
-//! svc::proto!("protos/maximal/shop.proto");
+//! svc_runtime::proto!("protos/maximal/shop.proto");
 //! assert_eq!(shop::v1::shop_svc::SERVICE.port, 8443);
 //! ```
 #![deny(warnings)]
@@ -61,7 +61,7 @@ pub mod runtime_path {
 
 /// The runtime under another path, for `runtime_path`.
 pub mod rt {
-    pub use svc::*;
+    pub use svc_runtime::*;
 }
 
 /// `extern_path=.adversarial.legacy=crate::default::adversarial::legacy`.

@@ -1,8 +1,11 @@
-//! `svc::proto!` compiles .proto files at macro-expansion time, without
+//! `svc_runtime::proto!` compiles .proto files at macro-expansion time, without
 //! protoc, into the same modules the other front ends write as files.
 #![deny(warnings)]
 
-svc::proto!("../examples/01-greeter/proto/greeter/v1/greeter.proto", includes = ["../examples/01-greeter/proto"]);
+svc_runtime::proto!(
+    "../examples/01-greeter/proto/greeter/v1/greeter.proto",
+    includes = ["../examples/01-greeter/proto"]
+);
 
 use greeter::v1::{HelloRequest, greeter_svc};
 use prost::Message;
@@ -21,7 +24,10 @@ fn types_and_specs_are_generated() {
     assert_eq!(say_hello.timeout, Some(std::time::Duration::from_secs(2)));
     let retry = say_hello.retry.expect("retry policy");
     assert_eq!(retry.max_attempts, 3);
-    assert_eq!(retry.retryable_codes, &[svc::tonic::Code::ResourceExhausted, svc::tonic::Code::Unavailable]);
+    assert_eq!(
+        retry.retryable_codes,
+        &[svc_runtime::tonic::Code::ResourceExhausted, svc_runtime::tonic::Code::Unavailable]
+    );
     assert!(spec.method("/greeter.v1.Greeter/Chat").expect("chat").audit);
 }
 

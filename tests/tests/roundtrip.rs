@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 
-use svc::tonic::{self, Request, Response, Status, Streaming};
+use svc_runtime::tonic::{self, Request, Response, Status, Streaming};
 use svc_tests::default::greeter::v1::greeter_client::GreeterClient;
 use svc_tests::default::greeter::v1::greeter_server::{Greeter, GreeterServer};
 use svc_tests::default::greeter::v1::{HelloReply, HelloRequest, HelloStreamRequest};

@@ -5,9 +5,9 @@
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use svc::auth::{Principal, Verifier};
-use svc::server::{Config, Server};
-use svc::tonic::{self, Code, Request, Response, Status, Streaming};
+use svc_runtime::auth::{Principal, Verifier};
+use svc_runtime::server::{Config, Server};
+use svc_runtime::tonic::{self, Code, Request, Response, Status, Streaming};
 use svc_tests::default::greeter::v1::greeter_client::GreeterClient;
 use svc_tests::default::greeter::v1::greeter_server::Greeter;
 use svc_tests::default::greeter::v1::{HelloReply, HelloRequest, HelloStreamRequest, greeter_svc};
@@ -23,8 +23,11 @@ type Replies = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send>>;
 #[tonic::async_trait]
 impl Greeter for Probe {
     async fn say_hello(&self, r: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        let id =
-            r.extensions().get::<svc::middleware::RequestId>().map(|id| id.as_str().to_owned()).unwrap_or_default();
+        let id = r
+            .extensions()
+            .get::<svc_runtime::middleware::RequestId>()
+            .map(|id| id.as_str().to_owned())
+            .unwrap_or_default();
         match r.into_inner().name.as_str() {
             "slow" => tokio::time::sleep(Duration::from_secs(10)).await,
             "panic" => panic!("greeting book corrupted"),
@@ -82,7 +85,7 @@ impl Running {
     }
 }
 
-async fn start<S: svc::server::GrpcService>(server: Server, service: S) -> Running
+async fn start<S: svc_runtime::server::GrpcService>(server: Server, service: S) -> Running
 where
     S::Future: Send + 'static,
 {
@@ -100,7 +103,7 @@ where
     Running { addr, stop: Some(stop), task: Some(task) }
 }
 
-async fn greeter() -> (Running, GreeterClient<svc::tonic::transport::Channel>) {
+async fn greeter() -> (Running, GreeterClient<svc_runtime::tonic::transport::Channel>) {
     let spec = &greeter_svc::SERVICE;
     let running = start(Server::with_config(spec, config()), greeter_svc::server(Probe)).await;
     let client = GreeterClient::connect(running.addr.clone()).await.expect("connect");
@@ -204,7 +207,7 @@ async fn jwt_authentication_and_roles() {
 
 mod meter {
     use super::*;
-    use svc::tonic_types::StatusExt;
+    use svc_runtime::tonic_types::StatusExt;
     use svc_tests::default::meter::v1::meter_client::MeterClient;
     use svc_tests::default::meter::v1::meter_server::Meter;
     use svc_tests::default::meter::v1::{Tick, meter_svc};
@@ -225,7 +228,7 @@ mod meter {
         }
     }
 
-    async fn meter() -> (Running, MeterClient<svc::tonic::transport::Channel>) {
+    async fn meter() -> (Running, MeterClient<svc_runtime::tonic::transport::Channel>) {
         let spec = &meter_svc::SERVICE;
         let running = start(Server::with_config(spec, config()), meter_svc::server(M)).await;
         let client = MeterClient::connect(running.addr.clone()).await.expect("connect");
@@ -276,7 +279,7 @@ mod meter {
 
 #[tokio::test]
 async fn several_services_share_one_server() {
-    use svc::tonic::transport::Channel;
+    use svc_runtime::tonic::transport::Channel;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -287,7 +290,8 @@ async fn several_services_share_one_server() {
     let server = Server::with_config(&greeter_svc::SERVICE, config()).add_service(&vault_svc::SERVICE, Some(verifier));
     let bound = server.bind().await.expect("bind");
     let addr = format!("http://{}", bound.grpc_addr());
-    let routes = svc::tonic::service::Routes::new(greeter_svc::server(Probe)).add_service(vault_svc::server(Safe));
+    let routes =
+        svc_runtime::tonic::service::Routes::new(greeter_svc::server(Probe)).add_service(vault_svc::server(Safe));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         bound

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use svc::TypedErrors;
-use svc::tonic::Code;
-use svc::tonic_types::StatusExt;
+use svc_runtime::TypedErrors;
+use svc_runtime::tonic::Code;
+use svc_runtime::tonic_types::StatusExt;
 use svc_tests::default::shop::v1::ShopError;
 
 #[test]
@@ -21,7 +21,7 @@ fn generated_specs_follow_the_annotations() {
 
 #[test]
 fn status_round_trip() {
-    let status: svc::tonic::Status = ShopError::ItemNotFound.error().with("sku", "B-7").into();
+    let status: svc_runtime::tonic::Status = ShopError::ItemNotFound.error().with("sku", "B-7").into();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(status.message(), "item B-7 not found");
     let typed = ShopError::from_status(&status).expect("typed error recovered");

@@ -2,9 +2,9 @@
 //! middleware. Listens on BENCH_ADDR, prints `listening on ADDR`. Accepted
 //! connections get TCP_NODELAY, as `Server::serve(addr)` would set.
 
-use svc::tonic;
 use svc_bench::EchoImpl;
 use svc_bench::proto::bench::v1::echo_server::EchoServer;
+use svc_runtime::tonic;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

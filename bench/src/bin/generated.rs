@@ -6,6 +6,6 @@ use svc_bench::EchoImpl;
 use svc_bench::proto::bench::v1::echo_svc;
 
 #[tokio::main]
-async fn main() -> Result<(), svc::server::Error> {
+async fn main() -> Result<(), svc_runtime::server::Error> {
     echo_svc::serve(EchoImpl).await
 }

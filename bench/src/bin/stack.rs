@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use svc::tonic::body::Body;
 use svc_bench::EchoImpl;
 use svc_bench::proto::bench::v1::{echo_server::EchoServer, echo_svc};
+use svc_runtime::tonic::body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -59,16 +59,17 @@ where
     started.elapsed().as_nanos() as f64 / f64::from(calls)
 }
 
-fn stack(level: svc::log::Level) -> svc::middleware::Stacked<EchoServer<EchoImpl>> {
+fn stack(level: svc_runtime::log::Level) -> svc_runtime::middleware::Stacked<EchoServer<EchoImpl>> {
     let spec = &echo_svc::SERVICE;
     let jwt = spec.auth.as_ref().expect("the benchmark service has JWT rules");
     let verifier =
-        svc::auth::Verifier::from_lookup(jwt, |k| (k == "SVC_JWT_SECRET").then(|| SECRET.to_owned())).expect("key");
-    svc::middleware::Stack::new(
+        svc_runtime::auth::Verifier::from_lookup(jwt, |k| (k == "SVC_JWT_SECRET").then(|| SECRET.to_owned()))
+            .expect("key");
+    svc_runtime::middleware::Stack::new(
         vec![(spec, Some(verifier))],
-        svc::log::Logger::new(level, true),
-        svc::metrics::Registry::new(&[spec]).forever(),
-        svc::trace::TraceLayer::new(),
+        svc_runtime::log::Logger::new(level, true),
+        svc_runtime::metrics::Registry::new(&[spec]).forever(),
+        svc_runtime::trace::TraceLayer::new(),
     )
     .layer(EchoServer::new(EchoImpl))
 }
@@ -77,8 +78,8 @@ fn stack(level: svc::log::Level) -> svc::middleware::Stacked<EchoServer<EchoImpl
 async fn main() {
     let calls: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let mut bare = EchoServer::new(EchoImpl);
-    let mut full = stack(svc::log::Level::Info);
-    let mut quiet = stack(svc::log::Level::Warn);
+    let mut full = stack(svc_runtime::log::Level::Info);
+    let mut quiet = stack(svc_runtime::log::Level::Warn);
     round(&mut bare, calls / 10).await;
     round(&mut full, calls / 10).await;
     round(&mut quiet, calls / 10).await;

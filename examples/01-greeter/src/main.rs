@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use generated::greeter::v1::greeter_server::Greeter;
 use generated::greeter::v1::{GreeterError, HelloReply, HelloRequest, HelloStreamRequest, greeter_svc};
-use svc::TypedErrors;
-use svc::tonic::{self, Request, Response, Status, Streaming};
+use svc_runtime::TypedErrors;
+use svc_runtime::tonic::{self, Request, Response, Status, Streaming};
 use tokio_stream::{Stream, StreamExt};
 
 /// The service implementation.
@@ -99,7 +99,7 @@ impl Greeter for GreeterImpl {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), svc::server::Error> {
+async fn main() -> Result<(), svc_runtime::server::Error> {
     // One call: listeners from SVC_GRPC_ADDR / SVC_METRICS_ADDR (defaults
     // from the annotations), health, reflection, /healthz and /readyz,
     // graceful shutdown on SIGTERM/SIGINT.

@@ -680,7 +680,9 @@ impl<'a> Workload<'a> {
         };
         let ignore = Dockerignore {
             header: header(),
-            entries: ["target/", ".git/", ".tools/", "**/*.log", "**/__pycache__/"].map(String::from).to_vec(),
+            entries: ["target/", ".git/", ".cargo/", ".tools/", "**/*.log", "**/__pycache__/"]
+                .map(String::from)
+                .to_vec(),
         };
         Ok(vec![
             GeneratedFile { name: dockerfile_path, content: overrides.render(&dockerfile)? },

@@ -2,11 +2,13 @@
 
 pub mod canonical;
 pub mod docs;
+#[cfg(feature = "manifests")]
 pub mod manifests;
 pub mod modfile;
 pub mod paths;
 pub mod rust;
 pub mod spec;
+#[cfg(feature = "manifests")]
 pub mod templates;
 
 /// One output file, with a path relative to the output directory.

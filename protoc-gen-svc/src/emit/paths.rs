@@ -9,7 +9,7 @@ use super::docs;
 /// Rewrites `tonic::` paths and sanitizes docs in `file`.
 pub fn rewrite(file: &mut syn::File, runtime: &str) {
     let prefix: syn::Path =
-        syn::parse_str(&format!("{runtime}::codegen")).unwrap_or_else(|_| syn::parse_quote!(::svc::codegen));
+        syn::parse_str(&format!("{runtime}::codegen")).unwrap_or_else(|_| syn::parse_quote!(::svc_runtime::codegen));
     let mut v = Rewriter { prefix };
     v.visit_file_mut(file);
     sanitize_attrs(&mut file.attrs);

@@ -85,7 +85,7 @@ pub fn package_code(
         order.push(name.clone());
         by_name.insert(name, (bytes.as_slice(), head));
     }
-    let rt: TokenStream = options.runtime_crate.parse().unwrap_or_else(|_| quote!(::svc));
+    let rt: TokenStream = options.runtime_crate.parse().unwrap_or_else(|_| quote!(::svc_runtime));
     let rt_text = options.runtime_crate.clone();
 
     // prost-build derives traits by walking every message a field refers to,

@@ -70,7 +70,17 @@ fn server_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
     let serve_doc = format!(
         " Runs `{name}` for `inner` until SIGTERM or SIGINT: gRPC with health and reflection, `/healthz` and `/readyz`, settings from the annotations and the `SVC_*` environment, graceful drain within `shutdown_grace`."
     );
+    // Annotations that need a runtime feature fail compilation without it,
+    // with a message that names the feature.
+    let mut features = TokenStream::new();
+    if service.settings.auth.is_some() {
+        features.extend(quote!(const _: () = #rt::codegen::require_jwt();));
+    }
+    if service.settings.deploy.tls_secret.is_some() {
+        features.extend(quote!(const _: () = #rt::codegen::require_tls();));
+    }
     quote! {
+        #features
         #[doc = #server_doc]
         pub fn server<T: super::#module::#trait_ident>(inner: T) -> super::#module::#server<T> {
             super::#module::#server::new(inner)

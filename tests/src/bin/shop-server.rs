@@ -3,8 +3,8 @@
 
 use std::pin::Pin;
 
-use svc::auth::Principal;
-use svc::tonic::{self, Request, Response, Status};
+use svc_runtime::auth::Principal;
+use svc_runtime::tonic::{self, Request, Response, Status};
 use svc_tests::default::shop::v1::shop_server::Shop;
 use svc_tests::default::shop::v1::{GetItemRequest, Item, Order, PlaceOrderRequest, shop_svc};
 use tokio_stream::Stream;
@@ -30,6 +30,6 @@ impl Shop for ShopImpl {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), svc::server::Error> {
+async fn main() -> Result<(), svc_runtime::server::Error> {
     shop_svc::serve(ShopImpl).await
 }

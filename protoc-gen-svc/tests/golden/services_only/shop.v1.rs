@@ -9,47 +9,50 @@ pub mod shop_server {
         clippy::wildcard_imports,
         clippy::let_unit_value,
     )]
-    use ::svc::codegen::tonic::codegen::*;
+    use ::svc_runtime::codegen::tonic::codegen::*;
     /// Generated trait containing gRPC methods that should be implemented for use with ShopServer.
     #[async_trait]
     pub trait Shop: std::marker::Send + std::marker::Sync + 'static {
         /// Reads an item; safe to retry.
         async fn get_item(
             &self,
-            request: ::svc::codegen::tonic::Request<super::GetItemRequest>,
+            request: ::svc_runtime::codegen::tonic::Request<super::GetItemRequest>,
         ) -> std::result::Result<
-            ::svc::codegen::tonic::Response<super::Item>,
-            ::svc::codegen::tonic::Status,
+            ::svc_runtime::codegen::tonic::Response<super::Item>,
+            ::svc_runtime::codegen::tonic::Status,
         >;
         /// Places an order; retried only because the handler is idempotent by key.
         async fn place_order(
             &self,
-            request: ::svc::codegen::tonic::Request<super::PlaceOrderRequest>,
+            request: ::svc_runtime::codegen::tonic::Request<super::PlaceOrderRequest>,
         ) -> std::result::Result<
-            ::svc::codegen::tonic::Response<super::Order>,
-            ::svc::codegen::tonic::Status,
+            ::svc_runtime::codegen::tonic::Response<super::Order>,
+            ::svc_runtime::codegen::tonic::Status,
         >;
         /// Liveness for humans.
         async fn ping(
             &self,
-            request: ::svc::codegen::tonic::Request<()>,
+            request: ::svc_runtime::codegen::tonic::Request<()>,
         ) -> std::result::Result<
-            ::svc::codegen::tonic::Response<()>,
-            ::svc::codegen::tonic::Status,
+            ::svc_runtime::codegen::tonic::Response<()>,
+            ::svc_runtime::codegen::tonic::Status,
         >;
         /// Server streaming response type for the WatchInventory method.
-        type WatchInventoryStream: ::svc::codegen::tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::Item, ::svc::codegen::tonic::Status>,
+        type WatchInventoryStream: ::svc_runtime::codegen::tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<
+                    super::Item,
+                    ::svc_runtime::codegen::tonic::Status,
+                >,
             >
             + std::marker::Send
             + 'static;
         /// Streams inventory changes.
         async fn watch_inventory(
             &self,
-            request: ::svc::codegen::tonic::Request<()>,
+            request: ::svc_runtime::codegen::tonic::Request<()>,
         ) -> std::result::Result<
-            ::svc::codegen::tonic::Response<Self::WatchInventoryStream>,
-            ::svc::codegen::tonic::Status,
+            ::svc_runtime::codegen::tonic::Response<Self::WatchInventoryStream>,
+            ::svc_runtime::codegen::tonic::Status,
         >;
     }
     /// The shop.
@@ -79,7 +82,7 @@ pub mod shop_server {
             interceptor: F,
         ) -> InterceptedService<Self, F>
         where
-            F: ::svc::codegen::tonic::service::Interceptor,
+            F: ::svc_runtime::codegen::tonic::service::Interceptor,
         {
             InterceptedService::new(Self::new(inner), interceptor)
         }
@@ -112,14 +115,14 @@ pub mod shop_server {
             self
         }
     }
-    impl<T, B> ::svc::codegen::tonic::codegen::Service<http::Request<B>>
+    impl<T, B> ::svc_runtime::codegen::tonic::codegen::Service<http::Request<B>>
     for ShopServer<T>
     where
         T: Shop,
         B: Body + std::marker::Send + 'static,
         B::Error: Into<StdError> + std::marker::Send + 'static,
     {
-        type Response = http::Response<::svc::codegen::tonic::body::Body>;
+        type Response = http::Response<::svc_runtime::codegen::tonic::body::Body>;
         type Error = std::convert::Infallible;
         type Future = BoxFuture<Self::Response, Self::Error>;
         fn poll_ready(
@@ -135,16 +138,17 @@ pub mod shop_server {
                     struct GetItemSvc<T: Shop>(pub Arc<T>);
                     impl<
                         T: Shop,
-                    > ::svc::codegen::tonic::server::UnaryService<super::GetItemRequest>
-                    for GetItemSvc<T> {
+                    > ::svc_runtime::codegen::tonic::server::UnaryService<
+                        super::GetItemRequest,
+                    > for GetItemSvc<T> {
                         type Response = super::Item;
                         type Future = BoxFuture<
-                            ::svc::codegen::tonic::Response<Self::Response>,
-                            ::svc::codegen::tonic::Status,
+                            ::svc_runtime::codegen::tonic::Response<Self::Response>,
+                            ::svc_runtime::codegen::tonic::Status,
                         >;
                         fn call(
                             &mut self,
-                            request: ::svc::codegen::tonic::Request<
+                            request: ::svc_runtime::codegen::tonic::Request<
                                 super::GetItemRequest,
                             >,
                         ) -> Self::Future {
@@ -162,8 +166,10 @@ pub mod shop_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetItemSvc(inner);
-                        let codec = ::svc::codegen::tonic_prost::ProstCodec::default();
-                        let mut grpc = ::svc::codegen::tonic::server::Grpc::new(codec)
+                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
+                                codec,
+                            )
                             .apply_compression_config(
                                 accept_compression_encodings,
                                 send_compression_encodings,
@@ -182,17 +188,17 @@ pub mod shop_server {
                     struct PlaceOrderSvc<T: Shop>(pub Arc<T>);
                     impl<
                         T: Shop,
-                    > ::svc::codegen::tonic::server::UnaryService<
+                    > ::svc_runtime::codegen::tonic::server::UnaryService<
                         super::PlaceOrderRequest,
                     > for PlaceOrderSvc<T> {
                         type Response = super::Order;
                         type Future = BoxFuture<
-                            ::svc::codegen::tonic::Response<Self::Response>,
-                            ::svc::codegen::tonic::Status,
+                            ::svc_runtime::codegen::tonic::Response<Self::Response>,
+                            ::svc_runtime::codegen::tonic::Status,
                         >;
                         fn call(
                             &mut self,
-                            request: ::svc::codegen::tonic::Request<
+                            request: ::svc_runtime::codegen::tonic::Request<
                                 super::PlaceOrderRequest,
                             >,
                         ) -> Self::Future {
@@ -210,8 +216,10 @@ pub mod shop_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = PlaceOrderSvc(inner);
-                        let codec = ::svc::codegen::tonic_prost::ProstCodec::default();
-                        let mut grpc = ::svc::codegen::tonic::server::Grpc::new(codec)
+                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
+                                codec,
+                            )
                             .apply_compression_config(
                                 accept_compression_encodings,
                                 send_compression_encodings,
@@ -228,16 +236,16 @@ pub mod shop_server {
                 "/shop.v1.Shop/Ping" => {
                     #[allow(non_camel_case_types)]
                     struct PingSvc<T: Shop>(pub Arc<T>);
-                    impl<T: Shop> ::svc::codegen::tonic::server::UnaryService<()>
+                    impl<T: Shop> ::svc_runtime::codegen::tonic::server::UnaryService<()>
                     for PingSvc<T> {
                         type Response = ();
                         type Future = BoxFuture<
-                            ::svc::codegen::tonic::Response<Self::Response>,
-                            ::svc::codegen::tonic::Status,
+                            ::svc_runtime::codegen::tonic::Response<Self::Response>,
+                            ::svc_runtime::codegen::tonic::Status,
                         >;
                         fn call(
                             &mut self,
-                            request: ::svc::codegen::tonic::Request<()>,
+                            request: ::svc_runtime::codegen::tonic::Request<()>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
@@ -253,8 +261,10 @@ pub mod shop_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = PingSvc(inner);
-                        let codec = ::svc::codegen::tonic_prost::ProstCodec::default();
-                        let mut grpc = ::svc::codegen::tonic::server::Grpc::new(codec)
+                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
+                                codec,
+                            )
                             .apply_compression_config(
                                 accept_compression_encodings,
                                 send_compression_encodings,
@@ -273,17 +283,19 @@ pub mod shop_server {
                     struct WatchInventorySvc<T: Shop>(pub Arc<T>);
                     impl<
                         T: Shop,
-                    > ::svc::codegen::tonic::server::ServerStreamingService<()>
+                    > ::svc_runtime::codegen::tonic::server::ServerStreamingService<()>
                     for WatchInventorySvc<T> {
                         type Response = super::Item;
                         type ResponseStream = T::WatchInventoryStream;
                         type Future = BoxFuture<
-                            ::svc::codegen::tonic::Response<Self::ResponseStream>,
-                            ::svc::codegen::tonic::Status,
+                            ::svc_runtime::codegen::tonic::Response<
+                                Self::ResponseStream,
+                            >,
+                            ::svc_runtime::codegen::tonic::Status,
                         >;
                         fn call(
                             &mut self,
-                            request: ::svc::codegen::tonic::Request<()>,
+                            request: ::svc_runtime::codegen::tonic::Request<()>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
@@ -299,8 +311,10 @@ pub mod shop_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = WatchInventorySvc(inner);
-                        let codec = ::svc::codegen::tonic_prost::ProstCodec::default();
-                        let mut grpc = ::svc::codegen::tonic::server::Grpc::new(codec)
+                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
+                                codec,
+                            )
                             .apply_compression_config(
                                 accept_compression_encodings,
                                 send_compression_encodings,
@@ -317,18 +331,19 @@ pub mod shop_server {
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
-                            ::svc::codegen::tonic::body::Body::default(),
+                            ::svc_runtime::codegen::tonic::body::Body::default(),
                         );
                         let headers = response.headers_mut();
                         headers
                             .insert(
-                                ::svc::codegen::tonic::Status::GRPC_STATUS,
-                                (::svc::codegen::tonic::Code::Unimplemented as i32).into(),
+                                ::svc_runtime::codegen::tonic::Status::GRPC_STATUS,
+                                (::svc_runtime::codegen::tonic::Code::Unimplemented as i32)
+                                    .into(),
                             );
                         headers
                             .insert(
                                 http::header::CONTENT_TYPE,
-                                ::svc::codegen::tonic::metadata::GRPC_CONTENT_TYPE,
+                                ::svc_runtime::codegen::tonic::metadata::GRPC_CONTENT_TYPE,
                             );
                         Ok(response)
                     })
@@ -350,21 +365,21 @@ pub mod shop_server {
     }
     /// Generated gRPC service name
     pub const SERVICE_NAME: &str = "shop.v1.Shop";
-    impl<T> ::svc::codegen::tonic::server::NamedService for ShopServer<T> {
+    impl<T> ::svc_runtime::codegen::tonic::server::NamedService for ShopServer<T> {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
-const _: () = ::svc::codegen::require_version("0.1.0");
+const _: () = ::svc_runtime::codegen::require_version("0.1.0");
 /// Encoded `google.protobuf.FileDescriptorSet` of package `shop.v1` and its imports (well-known types excepted), for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xF1\x1D\n\x11svc/options.proto\x12\x03svc\x1A google/protobuf/descriptor.proto\"\xA0\x02\n\x0EServiceOptions\x12\x12\n\x04port\x18\x01 \x01(\rR\x04port\x12!\n\x0Cmetrics_port\x18\x02 \x01(\rR\x0BmetricsPort\x12*\n\x06server\x18\x03 \x01(\x0B2\x12.svc.ServerOptionsR\x06server\x12$\n\x04auth\x18\x04 \x01(\x0B2\x10.svc.AuthOptionsR\x04auth\x12-\n\nrate_limit\x18\x05 \x01(\x0B2\x0E.svc.RateLimitR\trateLimit\x12*\n\x06client\x18\x06 \x01(\x0B2\x12.svc.ClientOptionsR\x06client\x12*\n\x06deploy\x18\x07 \x01(\x0B2\x12.svc.DeployOptionsR\x06deploy\"\xB4\x02\n\rServerOptions\x121\n\x15max_recv_message_size\x18\x01 \x01(\rR\x12maxRecvMessageSize\x121\n\x15max_send_message_size\x18\x02 \x01(\rR\x12maxSendMessageSize\x124\n\x16max_concurrent_streams\x18\x03 \x01(\rR\x14maxConcurrentStreams\x12+\n\x11concurrency_limit\x18\x04 \x01(\rR\x10concurrencyLimit\x123\n\tkeepalive\x18\x05 \x01(\x0B2\x15.svc.KeepaliveOptionsR\tkeepalive\x12%\n\x0Eshutdown_grace\x18\x06 \x01(\tR\rshutdownGrace\"\x8B\x02\n\x10KeepaliveOptions\x12\x1A\n\x08interval\x18\x01 \x01(\tR\x08interval\x12\x18\n\x07timeout\x18\x02 \x01(\tR\x07timeout\x12*\n\x11min_ping_interval\x18\x03 \x01(\tR\x0FminPingInterval\x12.\n\x13max_connection_idle\x18\x04 \x01(\tR\x11maxConnectionIdle\x12,\n\x12max_connection_age\x18\x05 \x01(\tR\x10maxConnectionAge\x127\n\x18max_connection_age_grace\x18\x06 \x01(\tR\x15maxConnectionAgeGrace\"0\n\x0BAuthOptions\x12!\n\x03jwt\x18\x01 \x01(\x0B2\x0F.svc.JwtOptionsR\x03jwt\"\x9B\x01\n\nJwtOptions\x12\x16\n\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x1C\n\taudiences\x18\x02 \x03(\tR\taudiences\x12\x1E\n\nalgorithms\x18\x03 \x03(\tR\nalgorithms\x12\x1F\n\x0Broles_claim\x18\x04 \x01(\tR\nrolesClaim\x12\x16\n\x06leeway\x18\x05 \x01(\tR\x06leeway\"X\n\tRateLimit\x12\x10\n\x03rps\x18\x01 \x01(\x01R\x03rps\x12\x14\n\x05burst\x18\x02 \x01(\rR\x05burst\x12#\n\x03key\x18\x03 \x01(\x0E2\x11.svc.RateLimitKeyR\x03key\"\xFD\x01\n\rClientOptions\x12\x1B\n\tpool_size\x18\x01 \x01(\rR\x08poolSize\x12%\n\x0Eload_balancing\x18\x02 \x01(\tR\rloadBalancing\x12'\n\x0Fconnect_timeout\x18\x03 \x01(\tR\x0EconnectTimeout\x12\x1C\n\tkeepalive\x18\x04 \x01(\tR\tkeepalive\x12 \n\x0Bcompression\x18\x05 \x01(\tR\x0Bcompression\x12?\n\x10retry_throttling\x18\x06 \x01(\x0B2\x14.svc.RetryThrottlingR\x0FretryThrottling\"Q\n\x0FRetryThrottling\x12\x1D\n\nmax_tokens\x18\x01 \x01(\rR\tmaxTokens\x12\x1F\n\x0Btoken_ratio\x18\x02 \x01(\x01R\ntokenRatio\"\xFC\x03\n\rDeployOptions\x12\x14\n\x05image\x18\x01 \x01(\tR\x05image\x12\x1C\n\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1A\n\x08replicas\x18\x03 \x01(\rR\x08replicas\x12,\n\tautoscale\x18\x04 \x01(\x0B2\x0E.svc.AutoscaleR\tautoscale\x12,\n\tresources\x18\x05 \x01(\x0B2\x0E.svc.ResourcesR\tresources\x12-\n\x03env\x18\x06 \x03(\x0B2\x1B.svc.DeployOptions.EnvEntryR\x03env\x12*\n\x11pdb_min_available\x18\x07 \x01(\rR\x0FpdbMinAvailable\x12'\n\x0Fservice_monitor\x18\x08 \x01(\x08R\x0EserviceMonitor\x12%\n\x0Enetwork_policy\x18\t \x01(\x08R\rnetworkPolicy\x12)\n\x10headless_service\x18\n \x01(\x08R\x0FheadlessService\x12\x1D\n\ntls_secret\x18\x0B \x01(\tR\ttlsSecret\x12\x12\n\x04mtls\x18\x0C \x01(\x08R\x04mtls\x1A6\n\x08EnvEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xB3\x01\n\tAutoscale\x12!\n\x0Cmin_replicas\x18\x01 \x01(\rR\x0BminReplicas\x12!\n\x0Cmax_replicas\x18\x02 \x01(\rR\x0BmaxReplicas\x12,\n\x12target_cpu_percent\x18\x03 \x01(\rR\x10targetCpuPercent\x122\n\x15target_memory_percent\x18\x04 \x01(\rR\x13targetMemoryPercent\"\x93\x01\n\tResources\x12\x1F\n\x0Bcpu_request\x18\x01 \x01(\tR\ncpuRequest\x12\x1B\n\tcpu_limit\x18\x02 \x01(\tR\x08cpuLimit\x12%\n\x0Ememory_request\x18\x03 \x01(\tR\rmemoryRequest\x12!\n\x0Cmemory_limit\x18\x04 \x01(\tR\x0BmemoryLimit\"\xED\x01\n\rMethodOptions\x12\x18\n\x07timeout\x18\x01 \x01(\tR\x07timeout\x12&\n\x05retry\x18\x02 \x01(\x0B2\x10.svc.RetryPolicyR\x05retry\x12\x16\n\x06public\x18\x03 \x01(\x08R\x06public\x12\x14\n\x05roles\x18\x04 \x03(\tR\x05roles\x12-\n\nrate_limit\x18\x05 \x01(\x0B2\x0E.svc.RateLimitR\trateLimit\x12\x14\n\x05audit\x18\x06 \x01(\x08R\x05audit\x12'\n\x0Fskip_validation\x18\x07 \x01(\x08R\x0EskipValidation\"\x89\x02\n\x0BRetryPolicy\x12!\n\x0Cmax_attempts\x18\x01 \x01(\rR\x0BmaxAttempts\x12'\n\x0Finitial_backoff\x18\x02 \x01(\tR\x0EinitialBackoff\x12\x1F\n\x0Bmax_backoff\x18\x03 \x01(\tR\nmaxBackoff\x12-\n\x12backoff_multiplier\x18\x04 \x01(\x01R\x11backoffMultiplier\x122\n\x0Fretryable_codes\x18\x05 \x03(\x0E2\t.svc.CodeR\x0EretryableCodes\x12*\n\x11non_idempotent_ok\x18\x06 \x01(\x08R\x0FnonIdempotentOk\"'\n\rErrorsOptions\x12\x16\n\x06domain\x18\x01 \x01(\tR\x06domain\"\x86\x01\n\x0CErrorOptions\x12\x1D\n\x04code\x18\x01 \x01(\x0E2\t.svc.CodeR\x04code\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x1C\n\tretryable\x18\x03 \x01(\x08R\tretryable\x12\x1F\n\x0Bretry_delay\x18\x04 \x01(\tR\nretryDelay*\xB7\x02\n\x04Code\x12\x06\n\x02OK\x10\0\x12\r\n\tCANCELLED\x10\x01\x12\x0B\n\x07UNKNOWN\x10\x02\x12\x14\n\x10INVALID_ARGUMENT\x10\x03\x12\x15\n\x11DEADLINE_EXCEEDED\x10\x04\x12\r\n\tNOT_FOUND\x10\x05\x12\x12\n\x0EALREADY_EXISTS\x10\x06\x12\x15\n\x11PERMISSION_DENIED\x10\x07\x12\x16\n\x12RESOURCE_EXHAUSTED\x10\x08\x12\x17\n\x13FAILED_PRECONDITION\x10\t\x12\x0B\n\x07ABORTED\x10\n\x12\x10\n\x0COUT_OF_RANGE\x10\x0B\x12\x11\n\rUNIMPLEMENTED\x10\x0C\x12\x0C\n\x08INTERNAL\x10\r\x12\x0F\n\x0BUNAVAILABLE\x10\x0E\x12\r\n\tDATA_LOSS\x10\x0F\x12\x13\n\x0FUNAUTHENTICATED\x10\x10*1\n\x0CRateLimitKey\x12\n\n\x06GLOBAL\x10\x01\x12\x08\n\x04PEER\x10\x02\x12\x0B\n\x07SUBJECT\x10\x03:P\n\x07service\x12\x1F.google.protobuf.ServiceOptions\x18\xD9\xAA\x04 \x01(\x0B2\x13.svc.ServiceOptionsR\x07service:L\n\x06method\x12\x1E.google.protobuf.MethodOptions\x18\xDA\xAA\x04 \x01(\x0B2\x12.svc.MethodOptionsR\x06method:J\n\x06errors\x12\x1C.google.protobuf.EnumOptions\x18\xDB\xAA\x04 \x01(\x0B2\x12.svc.ErrorsOptionsR\x06errors:L\n\x05error\x12!.google.protobuf.EnumValueOptions\x18\xDC\xAA\x04 \x01(\x0B2\x11.svc.ErrorOptionsR\x05errorB0\n\x14dev.protocgensvc.svcP\x01Z\x16protoc-gen-svc/svc;svc\n\x9D\x0B\n\nshop.proto\x12\x07shop.v1\x1A\x11svc/options.proto\x1A\x1Bgoogle/protobuf/empty.proto\"\"\n\x0EGetItemRequest\x12\x10\n\x03sku\x18\x01 \x01(\tR\x03sku\"\xDB\x01\n\x04Item\x12\x10\n\x03sku\x18\x01 \x01(\tR\x03sku\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12\x1F\n\x0Bprice_cents\x18\x03 \x01(\x03R\npriceCents\x121\n\x06labels\x18\x04 \x03(\x0B2\x19.shop.v1.Item.LabelsEntryR\x06labels\x12\x1C\n\tthumbnail\x18\x05 \x01(\x0CR\tthumbnail\x1A9\n\x0BLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n\x11PlaceOrderRequest\x12'\n\x0Fidempotency_key\x18\x01 \x01(\tR\x0EidempotencyKey\x12\x12\n\x04skus\x18\x02 \x03(\tR\x04skus\"i\n\x05Order\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1A\n\x07pending\x18\x02 \x01(\x08H\0R\x07pending\x12+\n\x10shipped_tracking\x18\x03 \x01(\tH\0R\x0FshippedTrackingB\x07\n\x05state*\xA0\x01\n\tShopError\x12\x1A\n\x16SHOP_ERROR_UNSPECIFIED\x10\0\x120\n\x0EITEM_NOT_FOUND\x10\x01\x1A\x1C\xE2\xD5\"\x18\x08\x05\x12\x14item {sku} not found\x12-\n\x0COUT_OF_STOCK\x10\x02\x1A\x1B\xE2\xD5\"\x17\x08\t\x12\x0Cout of stock\x18\x01\"\x0330s\x1A\x16\xDA\xD5\"\x12\n\x10shop.example.com2\xEB\x05\n\x04Shop\x12z\n\x07GetItem\x12\x17.shop.v1.GetItemRequest\x1A\r.shop.v1.Item\"G\x90\x02\x02\xD2\xD5\"@\n\x05750ms\x12\x1B\x08\x05\x12\x0420ms\x1A\x022s!\0\0\0\0\0\0\xF8?(\x0E(\n(\x04\"\x06reader\"\x05admin*\x0B\t\0\0\0\0\0@\x8F@\x18\x02\x12Q\n\nPlaceOrder\x12\x1A.shop.v1.PlaceOrderRequest\x1A\x0E.shop.v1.Order\"\x17\xD2\xD5\"\x13\n\x025s\x12\x04\x08\x020\x01\"\x05buyer0\x01\x12@\n\x04Ping\x12\x16.google.protobuf.Empty\x1A\x16.google.protobuf.Empty\"\x08\xD2\xD5\"\x04\x18\x018\x01\x129\n\x0EWatchInventory\x12\x16.google.protobuf.Empty\x1A\r.shop.v1.Item0\x01\x1A\x96\x03\xCA\xD5\"\x91\x03\x08\xFBA\x10\xF8I\x1A0\x08\x80\x80@\x10\x80\x80\x80\x01\x18@ \x80\x02*\x1B\n\x0330s\x12\x025s\x1A\x0310s\"\x025m*\x0330m2\x021m2\x0320s\"M\nK\n\x18https://auth.example.com\x12\x08shop-api\x12\nshop-admin\x1A\x05RS256\x1A\x05ES256\"\x06groups*\x0310s*\r\t\0\0\0\0\0@I@\x10d\x18\x032.\x08\x04\x12\npick_first\x1A\x061500ms\"\x0345s*\x04zstd2\x0B\x08\n\x11\x9A\x99\x99\x99\x99\x99\xB9?:\xC8\x01\naregistry.example.com/shop@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\x12\x04shop\x18\x03\"\x08\x08\x03\x10\x0C\x18F P*\x17\n\x04250m\x12\x011\x1A\x05128Mi\"\x05512Mi2\x0F\n\tFEATURE_X\x12\x02on2\x13\n\x06REGION\x12\teu-west-18\x02@\x01H\0P\x01Z\x08shop-tls`\x01b\x06proto3";
 /// Settings and per-method policy of `shop.v1.Shop`, resolved from its `(svc.service)` and `(svc.method)` annotations.
 pub mod shop_svc {
     /// The resolved specification of `shop.v1.Shop`.
-    pub const SERVICE: ::svc::codegen::ServiceSpec = ::svc::codegen::ServiceSpec {
+    pub const SERVICE: ::svc_runtime::codegen::ServiceSpec = ::svc_runtime::codegen::ServiceSpec {
         name: "shop.v1.Shop",
         port: 8443u16,
         metrics_port: 9464u16,
-        server: ::svc::codegen::ServerSpec {
+        server: ::svc_runtime::codegen::ServerSpec {
             max_recv_message_size: 1048576usize,
             max_send_message_size: 2097152usize,
             max_concurrent_streams: 64u32,
@@ -383,111 +398,111 @@ pub mod shop_svc {
             ),
             shutdown_grace: ::core::time::Duration::from_secs(20u64),
         },
-        auth: ::core::option::Option::Some(::svc::codegen::JwtSpec {
+        auth: ::core::option::Option::Some(::svc_runtime::codegen::JwtSpec {
             issuer: "https://auth.example.com",
             audiences: &["shop-api", "shop-admin"],
             algorithms: &["RS256", "ES256"],
             roles_claim: "groups",
             leeway: ::core::time::Duration::from_secs(10u64),
         }),
-        client: ::svc::codegen::ClientSpec {
+        client: ::svc_runtime::codegen::ClientSpec {
             pool_size: 4u32,
-            load_balancing: ::svc::codegen::LoadBalancing::PickFirst,
+            load_balancing: ::svc_runtime::codegen::LoadBalancing::PickFirst,
             connect_timeout: ::core::time::Duration::from_millis(1500u64),
             keepalive: ::core::option::Option::Some(
                 ::core::time::Duration::from_secs(45u64),
             ),
             compression: "zstd",
-            retry_throttling: ::core::option::Option::Some(::svc::codegen::RetryThrottlingSpec {
+            retry_throttling: ::core::option::Option::Some(::svc_runtime::codegen::RetryThrottlingSpec {
                 max_tokens: 10u32,
                 token_ratio: 0.1f64,
             }),
         },
         methods: &[
-            ::svc::codegen::MethodSpec {
+            ::svc_runtime::codegen::MethodSpec {
                 name: "GetItem",
                 path: "/shop.v1.Shop/GetItem",
-                kind: ::svc::codegen::MethodKind::Unary,
+                kind: ::svc_runtime::codegen::MethodKind::Unary,
                 idempotent: true,
                 timeout: ::core::option::Option::Some(
                     ::core::time::Duration::from_millis(750u64),
                 ),
-                retry: ::core::option::Option::Some(::svc::codegen::RetrySpec {
+                retry: ::core::option::Option::Some(::svc_runtime::codegen::RetrySpec {
                     max_attempts: 5u32,
                     initial_backoff: ::core::time::Duration::from_millis(20u64),
                     max_backoff: ::core::time::Duration::from_secs(2u64),
                     backoff_multiplier: 1.5f64,
                     retryable_codes: &[
-                        ::svc::codegen::tonic::Code::DeadlineExceeded,
-                        ::svc::codegen::tonic::Code::Aborted,
-                        ::svc::codegen::tonic::Code::Unavailable,
+                        ::svc_runtime::codegen::tonic::Code::DeadlineExceeded,
+                        ::svc_runtime::codegen::tonic::Code::Aborted,
+                        ::svc_runtime::codegen::tonic::Code::Unavailable,
                     ],
                 }),
                 requires_auth: true,
                 roles: &["reader", "admin"],
-                rate_limit: ::core::option::Option::Some(::svc::codegen::RateLimitSpec {
+                rate_limit: ::core::option::Option::Some(::svc_runtime::codegen::RateLimitSpec {
                     rps: 1000f64,
                     burst: 1000u32,
-                    key: ::svc::codegen::RateLimitKey::Peer,
+                    key: ::svc_runtime::codegen::RateLimitKey::Peer,
                 }),
                 audit: false,
                 validate: true,
             },
-            ::svc::codegen::MethodSpec {
+            ::svc_runtime::codegen::MethodSpec {
                 name: "PlaceOrder",
                 path: "/shop.v1.Shop/PlaceOrder",
-                kind: ::svc::codegen::MethodKind::Unary,
+                kind: ::svc_runtime::codegen::MethodKind::Unary,
                 idempotent: false,
                 timeout: ::core::option::Option::Some(
                     ::core::time::Duration::from_secs(5u64),
                 ),
-                retry: ::core::option::Option::Some(::svc::codegen::RetrySpec {
+                retry: ::core::option::Option::Some(::svc_runtime::codegen::RetrySpec {
                     max_attempts: 2u32,
                     initial_backoff: ::core::time::Duration::from_millis(100u64),
                     max_backoff: ::core::time::Duration::from_secs(1u64),
                     backoff_multiplier: 2f64,
-                    retryable_codes: &[::svc::codegen::tonic::Code::Unavailable],
+                    retryable_codes: &[::svc_runtime::codegen::tonic::Code::Unavailable],
                 }),
                 requires_auth: true,
                 roles: &["buyer"],
-                rate_limit: ::core::option::Option::Some(::svc::codegen::RateLimitSpec {
+                rate_limit: ::core::option::Option::Some(::svc_runtime::codegen::RateLimitSpec {
                     rps: 50.5f64,
                     burst: 100u32,
-                    key: ::svc::codegen::RateLimitKey::Subject,
+                    key: ::svc_runtime::codegen::RateLimitKey::Subject,
                 }),
                 audit: true,
                 validate: true,
             },
-            ::svc::codegen::MethodSpec {
+            ::svc_runtime::codegen::MethodSpec {
                 name: "Ping",
                 path: "/shop.v1.Shop/Ping",
-                kind: ::svc::codegen::MethodKind::Unary,
+                kind: ::svc_runtime::codegen::MethodKind::Unary,
                 idempotent: false,
                 timeout: ::core::option::Option::None,
                 retry: ::core::option::Option::None,
                 requires_auth: false,
                 roles: &[],
-                rate_limit: ::core::option::Option::Some(::svc::codegen::RateLimitSpec {
+                rate_limit: ::core::option::Option::Some(::svc_runtime::codegen::RateLimitSpec {
                     rps: 50.5f64,
                     burst: 100u32,
-                    key: ::svc::codegen::RateLimitKey::Subject,
+                    key: ::svc_runtime::codegen::RateLimitKey::Subject,
                 }),
                 audit: false,
                 validate: false,
             },
-            ::svc::codegen::MethodSpec {
+            ::svc_runtime::codegen::MethodSpec {
                 name: "WatchInventory",
                 path: "/shop.v1.Shop/WatchInventory",
-                kind: ::svc::codegen::MethodKind::ServerStreaming,
+                kind: ::svc_runtime::codegen::MethodKind::ServerStreaming,
                 idempotent: false,
                 timeout: ::core::option::Option::None,
                 retry: ::core::option::Option::None,
                 requires_auth: true,
                 roles: &[],
-                rate_limit: ::core::option::Option::Some(::svc::codegen::RateLimitSpec {
+                rate_limit: ::core::option::Option::Some(::svc_runtime::codegen::RateLimitSpec {
                     rps: 50.5f64,
                     burst: 100u32,
-                    key: ::svc::codegen::RateLimitKey::Subject,
+                    key: ::svc_runtime::codegen::RateLimitKey::Subject,
                 }),
                 audit: false,
                 validate: true,
@@ -495,6 +510,8 @@ pub mod shop_svc {
         ],
         file_descriptor_set: super::FILE_DESCRIPTOR_SET,
     };
+    const _: () = ::svc_runtime::codegen::require_jwt();
+    const _: () = ::svc_runtime::codegen::require_tls();
     /// Wraps an implementation of `shop.v1.Shop` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves).
     pub fn server<T: super::shop_server::Shop>(
         inner: T,
@@ -502,12 +519,14 @@ pub mod shop_svc {
         super::shop_server::ShopServer::new(inner)
             .max_decoding_message_size(SERVICE.server.max_recv_message_size)
             .max_encoding_message_size(SERVICE.server.max_send_message_size)
-            .accept_compressed(::svc::codegen::tonic::codec::CompressionEncoding::Gzip)
+            .accept_compressed(
+                ::svc_runtime::codegen::tonic::codec::CompressionEncoding::Gzip,
+            )
     }
     /// Runs `shop.v1.Shop` for `inner` until SIGTERM or SIGINT: gRPC with health and reflection, `/healthz` and `/readyz`, settings from the annotations and the `SVC_*` environment, graceful drain within `shutdown_grace`.
     pub async fn serve<T: super::shop_server::Shop>(
         inner: T,
-    ) -> ::core::result::Result<(), ::svc::server::Error> {
-        ::svc::server::Server::from_env(&SERVICE)?.serve(server(inner)).await
+    ) -> ::core::result::Result<(), ::svc_runtime::server::Error> {
+        ::svc_runtime::server::Server::from_env(&SERVICE)?.serve(server(inner)).await
     }
 }
