@@ -38,5 +38,5 @@ for dir in "$staging"/*/; do
   [ "$name" = svc ] || cp -R "$dir" "protoc-gen-svc/third_party/$name"
 done
 
-cargo package -q --allow-dirty "${verify[@]}" -p protoc-gen-svc -p svc-macros -p svc-runtime
+cargo package -q --allow-dirty --all-features "${verify[@]}" -p protoc-gen-svc -p svc-macros -p svc-runtime
 ls "$target"/package/*.crate >&2

@@ -58,7 +58,7 @@ if [ -x "$tools/protoc/protoc" ] && "$tools/protoc/protoc" --version | grep -q "
 else
   log "fetching protoc $protoc_version from Maven Central"
   mkdir -p "$tools/protoc"
-  mvn -q dependency:copy -Dartifact="com.google.protobuf:protoc:4.$protoc_version:exe:linux-x86_64" \
+  mvn -B -q dependency:copy -Dartifact="com.google.protobuf:protoc:4.$protoc_version:exe:linux-x86_64" \
     -DoutputDirectory="$tools/protoc" >/dev/null
   mv "$tools/protoc/protoc-4.$protoc_version-linux-x86_64.exe" "$tools/protoc/protoc"
   chmod +x "$tools/protoc/protoc"
@@ -190,7 +190,7 @@ if [ -x "$tools/protoc/protoc" ] && "$tools/protoc/protoc" --version | grep -q "
 else
   log "fetching protoc $protoc_version from Maven Central"
   mkdir -p "$tools/protoc"
-  mvn -q dependency:copy -Dartifact="com.google.protobuf:protoc:4.$protoc_version:exe:linux-x86_64" \
+  mvn -B -q dependency:copy -Dartifact="com.google.protobuf:protoc:4.$protoc_version:exe:linux-x86_64" \
     -DoutputDirectory="$tools/protoc" >/dev/null
   mv "$tools/protoc/protoc-4.$protoc_version-linux-x86_64.exe" "$tools/protoc/protoc"
   chmod +x "$tools/protoc/protoc"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: lint gates, Rust tests (unit, golden, plugin,
-# front ends, property tests, compile tests, macro, round trip), docs, and
-# the end-to-end suite (protoc, buf, grpcio, corpus). Installs what it needs.
+# front ends, property tests, compile tests, macro, round trip), the lean
+# feature sets, packaging, docs, and the end-to-end suite (protoc, buf,
+# grpcio, corpus, scaffold, Dockerfile replay). Installs what it needs.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -18,6 +19,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
+
+step "lean builds: the runtime without features, the generator without manifests"
+cargo clippy -p svc-runtime --all-targets -- -D warnings
+cargo test -q -p svc-runtime --lib
+cargo clippy -p protoc-gen-svc --no-default-features --lib -- -D warnings
+
+step "packaging: every publishable crate builds from its .crate alone"
+bash scripts/package.sh
 
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q

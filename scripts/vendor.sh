@@ -26,8 +26,13 @@ version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n1)"
 
 bash "$root/scripts/package.sh" --no-verify
 sources="$(mktemp)"
-trap 'rm -f "$sources"' EXIT
-(cd "$crate" && cargo vendor -q --locked --versioned-dirs vendor >"$sources")
+progress="$(mktemp)"
+trap 'rm -f "$sources" "$progress"' EXIT
+# cargo vendor prints the configuration to use on stdout, progress on stderr.
+if ! (cd "$crate" && cargo vendor --locked --versioned-dirs vendor >"$sources" 2>"$progress"); then
+  cat "$progress" >&2
+  exit 1
+fi
 
 # cargo's directory source reads only vendor/<crate>/ folders holding a
 # Cargo.toml, so vendor/svc/ is left to the patches below.

@@ -58,7 +58,10 @@ impl fmt::Display for Diagnostic {
 
 /// Everything that can stop generation. Carries every problem found, so a
 /// user fixes them in one round instead of one per run.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` prints the same text as `Display`: a build script written
+/// `fn main() -> Result<(), Box<dyn Error>>` shows its error with `Debug`.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Error {
     /// The problems, in the order they were found.
     pub diagnostics: Vec<Diagnostic>,
@@ -86,6 +89,12 @@ impl fmt::Display for Error {
             write!(f, "{d}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

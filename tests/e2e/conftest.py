@@ -15,6 +15,8 @@ TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
 BUF = REPO / ".tools" / "node" / "node_modules" / ".bin" / "buf"
 GRPCURL = REPO / ".tools" / "go" / "bin" / "grpcurl"
 GRPC_HEALTH_PROBE = REPO / ".tools" / "go" / "bin" / "grpc_health_probe"
+# A protoc with editions support (33.x from Maven Central, scripts/setup-tools.sh).
+PROTOC_CURRENT = REPO / ".tools" / "protoc" / "protoc"
 EXAMPLE = REPO / "examples" / "01-greeter"
 
 
