@@ -50,6 +50,7 @@ pub struct Identity {
     /// Roles from the annotated roles claim (string or list of strings).
     pub roles: Vec<String>,
     /// Every claim of the token.
+    #[cfg(feature = "jwt")]
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
 

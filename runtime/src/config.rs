@@ -23,13 +23,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::server::Error;
 
 /// The settings a configuration file may hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileConfig {
     /// gRPC listen address.
     pub grpc_addr: Option<String>,
@@ -105,20 +102,92 @@ impl ConfigSource {
     }
 }
 
-/// Parses `text` as TOML or YAML, chosen by the extension of `path`.
+/// The keys a configuration file may hold.
+const KEYS: [&str; 8] = [
+    "grpc_addr",
+    "metrics_addr",
+    "shutdown_grace",
+    "log",
+    "log_format",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_client_ca_file",
+];
+
+/// Whether `key` is one of [`KEYS`]; the error lists them.
+fn known(key: &str) -> Result<(), String> {
+    if KEYS.contains(&key) {
+        return Ok(());
+    }
+    let known: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
+    Err(format!("unknown field `{key}`, expected one of {}", known.join(", ")))
+}
+
+impl FileConfig {
+    /// Sets `key` (one of [`KEYS`]); every value is text.
+    fn set(&mut self, key: &str, value: String) {
+        let slot = match key {
+            "grpc_addr" => &mut self.grpc_addr,
+            "metrics_addr" => &mut self.metrics_addr,
+            "shutdown_grace" => &mut self.shutdown_grace,
+            "log" => &mut self.log,
+            "log_format" => &mut self.log_format,
+            "tls_cert_file" => &mut self.tls_cert_file,
+            "tls_key_file" => &mut self.tls_key_file,
+            "tls_client_ca_file" => &mut self.tls_client_ca_file,
+            _ => return,
+        };
+        *slot = Some(value);
+    }
+}
+
+/// Parses `text` as TOML or YAML, chosen by the extension of `path`: a
+/// table of the [`FileConfig`] keys with text values.
 pub fn parse(path: &Path, text: &str) -> Result<FileConfig, String> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
     let shown = path.display();
+    let mut config = FileConfig::default();
+    let wrong_type = |key: &str, found: &str| format!("{shown}: {key}: expected text, found {found}");
     match ext.as_str() {
-        "toml" => toml::from_str(text).map_err(|e| format!("{shown}: {}", e.to_string().trim_end())),
+        "toml" => {
+            let table: toml::Table =
+                text.parse().map_err(|e: toml::de::Error| format!("{shown}: {}", e.to_string().trim_end()))?;
+            for (key, value) in table {
+                known(&key).map_err(|e| format!("{shown}: {e}"))?;
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    other => return Err(wrong_type(&key, other.type_str())),
+                };
+                config.set(&key, value);
+            }
+        }
         "yaml" | "yml" => {
             if text.trim().is_empty() {
-                return Ok(FileConfig::default());
+                return Ok(config);
             }
-            serde_yaml_ng::from_str(text).map_err(|e| format!("{shown}: {e}"))
+            let mapping: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(text).map_err(|e| format!("{shown}: {e}"))?;
+            for (key, value) in mapping {
+                let serde_yaml_ng::Value::String(key) = key else {
+                    return Err(format!("{shown}: keys are names such as `log`, found {key:?}"));
+                };
+                known(&key).map_err(|e| format!("{shown}: {e}"))?;
+                // Plain scalars are text to YAML's reader too (`grace: 20s`,
+                // `grpc_addr: 8080`).
+                let value = match value {
+                    serde_yaml_ng::Value::String(s) => s,
+                    serde_yaml_ng::Value::Number(n) => n.to_string(),
+                    serde_yaml_ng::Value::Bool(b) => b.to_string(),
+                    serde_yaml_ng::Value::Null => continue,
+                    serde_yaml_ng::Value::Sequence(_) => return Err(wrong_type(&key, "a list")),
+                    serde_yaml_ng::Value::Mapping(_) => return Err(wrong_type(&key, "a mapping")),
+                    serde_yaml_ng::Value::Tagged(_) => return Err(wrong_type(&key, "a tagged value")),
+                };
+                config.set(&key, value);
+            }
         }
-        _ => Err(format!("{shown}: unknown format; name the file *.toml, *.yaml or *.yml")),
+        _ => return Err(format!("{shown}: unknown format; name the file *.toml, *.yaml or *.yml")),
     }
+    Ok(config)
 }
 
 /// Checks `read` every `every` and calls `changed` with each reading that
@@ -218,6 +287,15 @@ mod tests {
         assert!(e.starts_with("/c.yaml:") && e.contains("log"), "{e}");
         let e = parse(Path::new("/c.ini"), "").expect_err("unknown format");
         assert!(e.contains("*.toml"), "{e}");
+        let e = parse(Path::new("/c.toml"), "log = 3\n").expect_err("a number");
+        assert_eq!(e, "/c.toml: log: expected text, found integer");
+        let e = parse(Path::new("/c.yaml"), "tls: {cert: x}\n").expect_err("unknown key");
+        assert!(e.contains("unknown field `tls`, expected one of `grpc_addr`"), "{e}");
+        let e = parse(Path::new("/c.toml"), "log = \"info\"\nlog = \"warn\"\n").expect_err("duplicate");
+        assert!(e.starts_with("/c.toml:") && e.contains("log"), "{e}");
+        let e = parse(Path::new("/c.yaml"), "- a\n").expect_err("not a mapping");
+        assert!(e.starts_with("/c.yaml:"), "{e}");
+        assert_eq!(parse(Path::new("c.yaml"), "grpc_addr: 8080\n").expect("number").grpc_addr.as_deref(), Some("8080"));
     }
 
     #[test]

@@ -583,12 +583,12 @@ impl<L> OptionalAge for tonic::transport::Server<L> {
     }
 }
 
-/// The service's descriptors plus the well-known types (left out of the
-/// generated sets so they do not depend on the compiler that produced them).
+/// The descriptors reflection serves: every service's files, each once.
 fn reflection_descriptors(specs: &[&ServiceSpec]) -> Result<prost_types::FileDescriptorSet, Error> {
     use prost::Message;
-    let wkt = prost_reflect::DescriptorPool::global();
-    let mut files: Vec<prost_types::FileDescriptorProto> = wkt.file_descriptor_protos().cloned().collect();
+    // Each service's set holds its files and everything they import, the
+    // well-known types included.
+    let mut files: Vec<prost_types::FileDescriptorProto> = Vec::new();
     for spec in specs {
         let set = prost_types::FileDescriptorSet::decode(spec.file_descriptor_set)
             .map_err(|e| Error::Reflection(format!("generated descriptors do not decode: {e}")))?;

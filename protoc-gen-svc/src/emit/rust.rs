@@ -295,20 +295,28 @@ fn package_descriptor_set(
     by_name: &HashMap<String, (&[u8], FileHeader)>,
 ) -> Vec<u8> {
     // The bytes must not depend on which compiler (protoc, buf, protox)
-    // produced the descriptors, so: the well-known types are left out (each
-    // compiler ships its own revision; the runtime serves them from its own
-    // copy), source info is dropped (compilers record different locations),
-    // and every file is re-encoded canonically (compilers order option
-    // fields differently), and files come in a canonical dependency order
-    // (compilers pick different topological orders). Types and options,
-    // custom ones included, are kept.
+    // produced the descriptors, so: the well-known types the package imports
+    // are this generator's own copy, not the compiler's (each compiler ships
+    // its own revision; one the generator lacks is left out), source info is
+    // dropped (compilers record different locations), every file is
+    // re-encoded canonically (compilers order option fields differently), and
+    // files come in a canonical dependency order (compilers pick different
+    // topological orders). Types and options, custom ones included, are
+    // kept. With its imports in it, the set describes the package completely,
+    // which is what reflection serves.
+    let global = DescriptorPool::global();
     let file_desc = pool
         .get_message_by_name("google.protobuf.FileDescriptorProto")
-        .or_else(|| DescriptorPool::global().get_message_by_name("google.protobuf.FileDescriptorProto"));
+        .or_else(|| global.get_message_by_name("google.protobuf.FileDescriptorProto"));
     let encoded: Vec<Vec<u8>> = canonical_order(files, by_name)
         .into_iter()
-        .filter(|n| !n.starts_with("google/protobuf/"))
-        .filter_map(|n| by_name.get(n).map(|(bytes, _)| canonical(file_desc.as_ref(), &strip_field(bytes, 9))))
+        .filter_map(|n| {
+            if n.starts_with("google/protobuf/") {
+                let own = global.get_file_by_name(n)?.file_descriptor_proto().encode_to_vec();
+                return Some(canonical(file_desc.as_ref(), &strip_field(&own, 9)));
+            }
+            by_name.get(n).map(|(bytes, _)| canonical(file_desc.as_ref(), &strip_field(bytes, 9)))
+        })
         .collect();
     crate::source::encode_set(encoded.iter().map(Vec::as_slice))
 }

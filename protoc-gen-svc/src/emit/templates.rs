@@ -1,6 +1,6 @@
 //! The manifest templates and the two ways of rendering them.
 //!
-//! Built-in templates (`protoc-gen-svc/templates/`) are compiled in with
+//! Built-in templates (the top-level `templates/`) are compiled in with
 //! askama, each against one typed context struct. `templates=DIR` replaces
 //! any of them at generation time: a file in DIR named like a built-in
 //! template is rendered with minijinja against the same context, serialized.
