@@ -150,7 +150,9 @@ pub fn scaffold(name: &str, proto: Option<&ProtoSource>, deps: &Dependencies) ->
 
 /// The sample proto, compiled.
 fn sample_input() -> Result<crate::Input> {
-    let dir = std::env::temp_dir().join(format!("svc-scaffold-{}", std::process::id()));
+    static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("svc-scaffold-{}-{n}", std::process::id()));
     let file = dir.join("hello/v1/hello.proto");
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(file.parent().unwrap_or(&dir))?;
