@@ -50,20 +50,7 @@ if [ "$mode" = --example ]; then
     log "installing grpcio and grpcio-tools"
     python3 -m pip install --quiet --disable-pip-version-check "grpcio>=1.70,<2" "grpcio-tools>=1.70,<2"
   fi
-  # A current protoc (editions) from Maven Central, where protobuf publishes
-# its protoc executables; the embedded compiler hands edition files to it.
-protoc_version=33.5
-if [ -x "$tools/protoc/protoc" ] && "$tools/protoc/protoc" --version | grep -q "$protoc_version"; then
-  log "protoc $protoc_version present"
-else
-  log "fetching protoc $protoc_version from Maven Central"
-  mkdir -p "$tools/protoc"
-  mvn -B -q dependency:copy -Dartifact="com.google.protobuf:protoc:4.$protoc_version:exe:linux-x86_64" \
-    -DoutputDirectory="$tools/protoc" >/dev/null
-  mv "$tools/protoc/protoc-4.$protoc_version-linux-x86_64.exe" "$tools/protoc/protoc"
-  chmod +x "$tools/protoc/protoc"
-fi
-log "done"
+  log "done"
   exit 0
 fi
 
@@ -190,8 +177,13 @@ if [ -x "$tools/protoc/protoc" ] && "$tools/protoc/protoc" --version | grep -q "
 else
   log "fetching protoc $protoc_version from Maven Central"
   mkdir -p "$tools/protoc"
-  mvn -B -q dependency:copy -Dartifact="com.google.protobuf:protoc:4.$protoc_version:exe:linux-x86_64" \
-    -DoutputDirectory="$tools/protoc" >/dev/null
+  mvn_log="$(mktemp)"
+  if ! mvn -B -q dependency:copy -Dartifact="com.google.protobuf:protoc:4.$protoc_version:exe:linux-x86_64" \
+    -DoutputDirectory="$tools/protoc" >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    exit 1
+  fi
+  rm -f "$mvn_log"
   mv "$tools/protoc/protoc-4.$protoc_version-linux-x86_64.exe" "$tools/protoc/protoc"
   chmod +x "$tools/protoc/protoc"
 fi
