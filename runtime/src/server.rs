@@ -741,8 +741,19 @@ mod tests {
     }
 
     #[test]
-    fn reflection_includes_well_known_types() {
-        let set = reflection_descriptors(&[&SPEC]).expect("descriptors");
-        assert!(set.file.iter().any(|f| f.name() == "google/protobuf/timestamp.proto"));
+    fn reflection_serves_every_services_files_once() {
+        use prost::Message;
+        let file = |name: &str| prost_types::FileDescriptorProto { name: Some(name.into()), ..Default::default() };
+        let set = |names: &[&str]| -> &'static [u8] {
+            let set = prost_types::FileDescriptorSet { file: names.iter().map(|n| file(n)).collect() };
+            Box::leak(set.encode_to_vec().into_boxed_slice())
+        };
+        let a = ServiceSpec { file_descriptor_set: set(&["google/protobuf/timestamp.proto", "a.proto"]), ..SPEC };
+        let b = ServiceSpec { file_descriptor_set: set(&["google/protobuf/timestamp.proto", "b.proto"]), ..SPEC };
+        let merged = reflection_descriptors(&[&a, &b]).expect("descriptors");
+        let names: Vec<&str> = merged.file.iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["google/protobuf/timestamp.proto", "a.proto", "b.proto"]);
+        let broken = ServiceSpec { file_descriptor_set: b"\xff", ..SPEC };
+        assert!(reflection_descriptors(&[&broken]).is_err());
     }
 }
