@@ -2,6 +2,7 @@
 //! from a descriptor pool into the validated [`ir`](crate::ir), reporting
 //! every bad value with its file:line:column and a fix.
 
+use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -33,9 +34,18 @@ const METHOD_EXT_NUMBER: i32 = 71002;
 const ERRORS_EXT_NUMBER: i32 = 71003;
 const ERROR_EXT_NUMBER: i32 = 71004;
 
-/// Builds the IR for `files` (names as in the pool), grouped by package in
+/// Builds the IR for `input.files_to_generate`, grouped by package in
 /// first-seen order.
-pub fn read_packages(pool: &DescriptorPool, files: &[String]) -> Result<Vec<Package>> {
+///
+/// The pool may lack source info: diagnostics read their line numbers from
+/// `input`'s descriptors when one is reported.
+pub fn read_packages(pool: &DescriptorPool, input: &crate::Input) -> Result<Vec<Package>> {
+    let files = &input.files_to_generate;
+    let raw: HashMap<String, &[u8]> = crate::source::set_files(&input.descriptor_set)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|bytes| Some((crate::source::FileHeader::decode(bytes).ok()?.name?, bytes)))
+        .collect();
     let exts = Extensions {
         service: pool.get_extension_by_name(SERVICE_EXT),
         method: pool.get_extension_by_name(METHOD_EXT),
@@ -43,6 +53,7 @@ pub fn read_packages(pool: &DescriptorPool, files: &[String]) -> Result<Vec<Pack
         error: pool.get_extension_by_name(ERROR_EXT),
     };
     let mut packages: Vec<Package> = Vec::new();
+    let mut by_package: HashMap<String, usize> = HashMap::new();
     let mut errors = Vec::new();
     for name in files {
         let Some(file) = pool.get_file_by_name(name) else {
@@ -53,19 +64,16 @@ pub fn read_packages(pool: &DescriptorPool, files: &[String]) -> Result<Vec<Pack
             ));
             continue;
         };
-        let index = match packages.iter().position(|p| p.name == file.package_name()) {
-            Some(i) => i,
-            None => {
-                packages.push(Package {
-                    name: file.package_name().to_owned(),
-                    files: Vec::new(),
-                    services: Vec::new(),
-                    error_enums: Vec::new(),
-                });
-                packages.len() - 1
-            }
-        };
-        let mut cx = FileCx::new(&file, &mut errors);
+        let index = *by_package.entry(file.package_name().to_owned()).or_insert_with(|| {
+            packages.push(Package {
+                name: file.package_name().to_owned(),
+                files: Vec::new(),
+                services: Vec::new(),
+                error_enums: Vec::new(),
+            });
+            packages.len() - 1
+        });
+        let mut cx = FileCx::new(&file, raw.get(name).copied(), &mut errors);
         let package = &mut packages[index];
         package.files.push(name.clone());
         for service in file.services() {
@@ -109,7 +117,10 @@ fn extension(options: &DynamicMessage, ext: &Option<ExtensionDescriptor>) -> Opt
 /// Per-file context: source locations and the shared error list.
 struct FileCx<'a> {
     name: String,
-    locations: HashMap<Vec<i32>, (u32, u32)>,
+    /// The file's encoded descriptor, for its source info.
+    raw: Option<&'a [u8]>,
+    /// Locations by path, read from `raw` when the first diagnostic is due.
+    locations: Option<HashMap<Vec<i32>, (u32, u32)>>,
     errors: &'a mut Vec<Diagnostic>,
 }
 
@@ -120,23 +131,28 @@ struct At<'p> {
 }
 
 impl<'a> FileCx<'a> {
-    fn new(file: &FileDescriptor, errors: &'a mut Vec<Diagnostic>) -> Self {
-        let mut locations = HashMap::new();
-        if let Some(info) = &file.file_descriptor_proto().source_code_info {
-            for loc in &info.location {
-                if loc.span.len() >= 2 {
-                    locations.entry(loc.path.clone()).or_insert(((loc.span[0] + 1) as u32, (loc.span[1] + 1) as u32));
-                }
-            }
-        }
-        FileCx { name: file.name().to_owned(), locations, errors }
+    fn new(file: &FileDescriptor, raw: Option<&'a [u8]>, errors: &'a mut Vec<Diagnostic>) -> Self {
+        FileCx { name: file.name().to_owned(), raw, locations: None, errors }
     }
 
     /// Location of the longest prefix of `path` that has source info.
-    fn locate(&self, path: &[i32]) -> (Option<u32>, Option<u32>) {
+    fn locate(&mut self, path: &[i32]) -> (Option<u32>, Option<u32>) {
+        let raw = self.raw;
+        let locations = self.locations.get_or_insert_with(|| {
+            let mut locations = HashMap::new();
+            let info = raw
+                .and_then(|bytes| prost_types::FileDescriptorProto::decode(bytes).ok())
+                .and_then(|f| f.source_code_info);
+            for loc in info.map(|i| i.location).unwrap_or_default() {
+                if loc.span.len() >= 2 {
+                    locations.entry(loc.path).or_insert(((loc.span[0] + 1) as u32, (loc.span[1] + 1) as u32));
+                }
+            }
+            locations
+        });
         (0..=path.len())
             .rev()
-            .find_map(|n| self.locations.get(&path[..n]))
+            .find_map(|n| locations.get(&path[..n]))
             .map_or((None, None), |(l, c)| (Some(*l), Some(*c)))
     }
 

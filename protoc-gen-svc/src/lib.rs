@@ -53,9 +53,21 @@ pub fn descriptor_pool(input: &Input) -> Result<prost_reflect::DescriptorPool> {
 }
 
 fn build_pool(input: &Input) -> Result<prost_reflect::DescriptorPool> {
-    // prost-reflect can panic while describing what is wrong with some
-    // malformed descriptor sets (found by the property tests); a plugin must
-    // answer with an error instead.
+    // The pool is built without source info, which is most of a request's
+    // bytes and is read only for comments (prost-build decodes it apart)
+    // and for the line numbers of diagnostics (read back when one is due).
+    if let Ok(files) = source::set_files(&input.descriptor_set) {
+        let stripped: Vec<Vec<u8>> = files.iter().map(|f| source::strip_field(f, source::SOURCE_CODE_INFO)).collect();
+        let set = source::encode_set(stripped.iter().map(Vec::as_slice));
+        drop(stripped);
+        if let Ok(Ok(pool)) = std::panic::catch_unwind(|| prost_reflect::DescriptorPool::decode(set.as_slice())) {
+            return Ok(pool);
+        }
+    }
+    // The descriptors are wrong: decode them with source info for an error
+    // that names the line. prost-reflect can panic while describing what is
+    // wrong with some malformed descriptor sets (found by the property
+    // tests); a plugin must answer with an error instead.
     let built = std::panic::catch_unwind(|| {
         prost_reflect::DescriptorPool::decode(input.descriptor_set.as_slice()).map_err(|e| {
             let mut d = Diagnostic::new(
@@ -140,14 +152,14 @@ pub fn check_names(pool: &prost_reflect::DescriptorPool) -> Result<()> {
 /// Reads the annotations of the files to generate into the IR.
 pub fn read_ir(input: &Input) -> Result<Vec<ir::Package>> {
     let pool = descriptor_pool(input)?;
-    annotations::read_packages(&pool, &input.files_to_generate)
+    annotations::read_packages(&pool, input)
 }
 
 /// Generates every output file for `input`. Does no I/O, except reading
 /// template overrides when `templates=DIR` is given.
 pub fn generate(input: &Input, options: &Options) -> Result<Vec<GeneratedFile>> {
     let pool = descriptor_pool(input)?;
-    let packages = annotations::read_packages(&pool, &input.files_to_generate)?;
+    let packages = annotations::read_packages(&pool, input)?;
     let mut files = Vec::new();
     if options.emits_rust() {
         files.extend(emit::rust::emit(&pool, &input.descriptor_set, &packages, options)?);

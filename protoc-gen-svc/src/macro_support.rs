@@ -51,8 +51,8 @@ pub fn expand(request: &MacroRequest, root: &Path) -> Result<Expansion> {
     let files: Vec<PathBuf> = request.files.iter().map(|f| root.join(f)).collect();
     let input = crate::source::compile(&files, &includes)?;
     let pool = crate::descriptor_pool(&input)?;
-    let packages = crate::annotations::read_packages(&pool, &input.files_to_generate)?;
-    let codes = crate::emit::rust::package_code(&pool, &input.descriptor_set, &packages, &options)?;
+    let packages = crate::annotations::read_packages(&pool, &input)?;
+    let codes = crate::emit::rust::package_code(&pool, &input.descriptor_set, &packages, &options, 1)?;
     let tree: Vec<(Vec<String>, Body<'_>)> =
         codes.iter().map(|p| (p.module.clone(), Body::Inline(p.code.as_str()))).collect();
     let tracked = input.source_paths.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();

@@ -182,6 +182,79 @@ pub fn encode_set<'a>(files: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     out
 }
 
+/// The encoded files of a `FileDescriptorSet`, borrowed, without decoding
+/// them. Fails on bytes that are not a set.
+pub(crate) fn set_files(set: &[u8]) -> std::result::Result<Vec<&[u8]>, String> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut files = Vec::new();
+    let mut buf = set;
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).map_err(|e| e.to_string())?;
+        match wire {
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut buf).map_err(|e| e.to_string())? as usize;
+                if len > buf.len() {
+                    return Err("a file's length runs past the end".into());
+                }
+                if tag == 1 {
+                    files.push(&buf[..len]);
+                }
+                buf = &buf[len..];
+            }
+            WireType::Varint => {
+                decode_varint(&mut buf).map_err(|e| e.to_string())?;
+            }
+            WireType::SixtyFourBit if buf.len() >= 8 => buf = &buf[8..],
+            WireType::ThirtyTwoBit if buf.len() >= 4 => buf = &buf[4..],
+            _ => return Err(format!("unexpected wire type {wire:?} for field {tag}")),
+        }
+    }
+    Ok(files)
+}
+
+/// Removes every occurrence of field `number` from an encoded message,
+/// leaving all other bytes (unknown fields and extensions included) intact.
+/// Input that does not parse is returned unchanged.
+pub(crate) fn strip_field(bytes: &[u8], number: u32) -> Vec<u8> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut buf = bytes;
+    while !buf.is_empty() {
+        let start = bytes.len() - buf.len();
+        let Ok((tag, wire)) = decode_key(&mut buf) else { return bytes.to_vec() };
+        let skipped = match wire {
+            WireType::Varint => decode_varint(&mut buf).is_ok(),
+            WireType::SixtyFourBit if buf.len() >= 8 => {
+                buf = &buf[8..];
+                true
+            }
+            WireType::ThirtyTwoBit if buf.len() >= 4 => {
+                buf = &buf[4..];
+                true
+            }
+            WireType::LengthDelimited => match decode_varint(&mut buf) {
+                Ok(len) if (len as usize) <= buf.len() => {
+                    buf = &buf[len as usize..];
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !skipped {
+            return bytes.to_vec();
+        }
+        let end = bytes.len() - buf.len();
+        if tag != number {
+            out.extend_from_slice(&bytes[start..end]);
+        }
+    }
+    out
+}
+
+/// Field number of `source_code_info` in `FileDescriptorProto`.
+pub(crate) const SOURCE_CODE_INFO: u32 = 9;
+
 /// The few fields of `FileDescriptorProto` read before building a pool.
 #[derive(Clone, PartialEq, Message)]
 pub(crate) struct FileHeader {

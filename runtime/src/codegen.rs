@@ -225,8 +225,81 @@ pub struct ServiceSpec {
     pub client: ClientSpec,
     /// Per-method policy, in declaration order.
     pub methods: &'static [MethodSpec],
-    /// Encoded descriptors of the service's package and imports.
-    pub file_descriptor_set: &'static [u8],
+    /// Descriptors of the service's package, linked to those of its imports.
+    pub descriptors: &'static FileDescriptors,
+}
+
+/// The encoded descriptors of one generated package, linked to those of the
+/// packages it imports, so that each file's bytes are embedded once however
+/// many packages import it.
+///
+/// Generated code declares one per package as `FILE_DESCRIPTORS` (and one
+/// `SHARED_FILE_DESCRIPTORS` holding the imports that the build does not
+/// generate, such as the well-known types). Following `imports` from a
+/// package reaches every file it depends on, which is what gRPC reflection
+/// serves.
+pub struct FileDescriptors {
+    /// Encoded `google.protobuf.FileDescriptorProto` of each file, each
+    /// after the files of this node it imports.
+    pub files: &'static [&'static [u8]],
+    /// The nodes holding the files these files import. Import cycles
+    /// between packages are allowed.
+    pub imports: &'static [&'static FileDescriptors],
+}
+
+impl FileDescriptors {
+    /// Every file reachable from this node, each once: the files of a node
+    /// come after those of the nodes it imports (except around cycles).
+    pub fn files(&'static self) -> Vec<&'static [u8]> {
+        let mut seen: std::collections::HashSet<*const FileDescriptors> = std::collections::HashSet::new();
+        seen.insert(self);
+        let mut out = Vec::new();
+        // Depth-first post-order without recursion, so a long import chain
+        // cannot overflow the stack.
+        let mut stack: Vec<(&'static FileDescriptors, usize)> = vec![(self, 0)];
+        while let Some((node, next)) = stack.pop() {
+            if let Some(import) = node.imports.get(next) {
+                stack.push((node, next + 1));
+                if seen.insert(*import) {
+                    stack.push((import, 0));
+                }
+            } else {
+                out.extend_from_slice(node.files);
+            }
+        }
+        out
+    }
+
+    /// Every reachable file as one encoded `google.protobuf.FileDescriptorSet`,
+    /// for reflection servers that take one (e.g. tonic-reflection's
+    /// `register_encoded_file_descriptor_set`).
+    pub fn encode_set(&'static self) -> Vec<u8> {
+        let files = self.files();
+        let mut out = Vec::with_capacity(files.iter().map(|f| f.len() + 6).sum());
+        for file in files {
+            prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut out);
+            prost::encoding::encode_varint(file.len() as u64, &mut out);
+            out.extend_from_slice(file);
+        }
+        out
+    }
+}
+
+// Nodes link to each other, possibly in cycles: compare and print them
+// without following the links.
+impl PartialEq for FileDescriptors {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl std::fmt::Debug for FileDescriptors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileDescriptors")
+            .field("files", &self.files.len())
+            .field("imports", &self.imports.len())
+            .finish()
+    }
 }
 
 impl ServiceSpec {
@@ -239,6 +312,48 @@ impl ServiceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static SHARED: FileDescriptors = FileDescriptors { files: &[b"wkt"], imports: &[] };
+    static A: FileDescriptors = FileDescriptors { files: &[b"a1", b"a2"], imports: &[&SHARED, &B] };
+    static B: FileDescriptors = FileDescriptors { files: &[b"b"], imports: &[&A, &SHARED] };
+    static C: FileDescriptors = FileDescriptors { files: &[b"c"], imports: &[&B, &SHARED] };
+
+    #[test]
+    fn files_come_once_after_their_imports() {
+        let files: Vec<&[u8]> = C.files();
+        assert_eq!(files, [&b"wkt"[..], b"a1", b"a2", b"b", b"c"]);
+        // A cycle between packages ends at the node the walk started from.
+        assert_eq!(B.files(), [&b"wkt"[..], b"a1", b"a2", b"b"]);
+        assert_eq!(format!("{A:?}"), "FileDescriptors { files: 2, imports: 2 }");
+        assert!(A == A && A != B);
+    }
+
+    #[test]
+    fn a_long_import_chain_is_walked_without_recursion() {
+        let mut node: &'static FileDescriptors = &SHARED;
+        for _ in 0..200_000 {
+            node = Box::leak(Box::new(FileDescriptors { files: &[b"f"], imports: Box::leak(Box::new([node])) }));
+        }
+        assert_eq!(node.files().len(), 200_001);
+    }
+
+    #[test]
+    fn the_set_encodes_every_file_as_field_one() {
+        use prost::Message;
+        let file = |name: &str| prost_types::FileDescriptorProto { name: Some(name.into()), ..Default::default() };
+        let x: &'static [u8] = file("x.proto").encode_to_vec().leak();
+        let y: &'static [u8] = file(&"y".repeat(300)).encode_to_vec().leak();
+        let imports: &'static [&'static FileDescriptors] =
+            Box::leak(Box::new([&*Box::leak(Box::new(FileDescriptors {
+                files: Box::leak(Box::new([x])),
+                imports: &[],
+            }))]));
+        let node: &'static FileDescriptors =
+            Box::leak(Box::new(FileDescriptors { files: Box::leak(Box::new([y])), imports }));
+        let set = prost_types::FileDescriptorSet::decode(node.encode_set().as_slice()).expect("decodes");
+        let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["x.proto".to_owned(), "y".repeat(300)]);
+    }
 
     #[test]
     fn same_version_passes() {

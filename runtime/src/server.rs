@@ -583,18 +583,23 @@ impl<L> OptionalAge for tonic::transport::Server<L> {
     }
 }
 
-/// The descriptors reflection serves: every service's files, each once.
+/// The descriptors reflection serves: every service's files and their
+/// imports, each once.
 fn reflection_descriptors(specs: &[&ServiceSpec]) -> Result<prost_types::FileDescriptorSet, Error> {
     use prost::Message;
-    // Each service's set holds its files and everything they import, the
-    // well-known types included.
     let mut files: Vec<prost_types::FileDescriptorProto> = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new();
     for spec in specs {
-        let set = prost_types::FileDescriptorSet::decode(spec.file_descriptor_set)
-            .map_err(|e| Error::Reflection(format!("generated descriptors do not decode: {e}")))?;
-        // Services of one package share files; each file once.
-        for file in set.file {
-            if !files.iter().any(|f| f.name == file.name) {
+        // Services of one package share their node; packages built apart
+        // (two generated crates) may each carry the same imported file.
+        for bytes in spec.descriptors.files() {
+            if !seen.insert(bytes.as_ptr()) {
+                continue;
+            }
+            let file = prost_types::FileDescriptorProto::decode(bytes)
+                .map_err(|e| Error::Reflection(format!("generated descriptors do not decode: {e}")))?;
+            if names.insert(file.name().to_owned()) {
                 files.push(file);
             }
         }
@@ -709,7 +714,7 @@ mod tests {
             retry_throttling: None,
         },
         methods: &[],
-        file_descriptor_set: &[],
+        descriptors: &crate::codegen::FileDescriptors { files: &[], imports: &[] },
     };
 
     #[test]
@@ -742,18 +747,29 @@ mod tests {
 
     #[test]
     fn reflection_serves_every_services_files_once() {
+        use crate::codegen::FileDescriptors;
         use prost::Message;
-        let file = |name: &str| prost_types::FileDescriptorProto { name: Some(name.into()), ..Default::default() };
-        let set = |names: &[&str]| -> &'static [u8] {
-            let set = prost_types::FileDescriptorSet { file: names.iter().map(|n| file(n)).collect() };
-            Box::leak(set.encode_to_vec().into_boxed_slice())
-        };
-        let a = ServiceSpec { file_descriptor_set: set(&["google/protobuf/timestamp.proto", "a.proto"]), ..SPEC };
-        let b = ServiceSpec { file_descriptor_set: set(&["google/protobuf/timestamp.proto", "b.proto"]), ..SPEC };
-        let merged = reflection_descriptors(&[&a, &b]).expect("descriptors");
+        fn file(name: &str, deps: &[&str]) -> &'static [u8] {
+            let file = prost_types::FileDescriptorProto {
+                name: Some(name.into()),
+                dependency: deps.iter().map(|d| (*d).to_owned()).collect(),
+                ..Default::default()
+            };
+            Box::leak(file.encode_to_vec().into_boxed_slice())
+        }
+        fn node(files: Vec<&'static [u8]>, imports: Vec<&'static FileDescriptors>) -> &'static FileDescriptors {
+            Box::leak(Box::new(FileDescriptors { files: files.leak(), imports: imports.leak() }))
+        }
+        let shared = node(vec![file("google/protobuf/timestamp.proto", &[])], vec![]);
+        // A second crate's copy of the same well-known file.
+        let other = node(vec![file("google/protobuf/timestamp.proto", &[])], vec![]);
+        let a = node(vec![file("a.proto", &["google/protobuf/timestamp.proto"])], vec![shared]);
+        let b = node(vec![file("b.proto", &["a.proto"])], vec![a, shared, other]);
+        let (sa, sb) = (ServiceSpec { descriptors: a, ..SPEC }, ServiceSpec { descriptors: b, ..SPEC });
+        let merged = reflection_descriptors(&[&sa, &sb]).expect("descriptors");
         let names: Vec<&str> = merged.file.iter().map(|f| f.name()).collect();
         assert_eq!(names, ["google/protobuf/timestamp.proto", "a.proto", "b.proto"]);
-        let broken = ServiceSpec { file_descriptor_set: b"\xff", ..SPEC };
+        let broken = ServiceSpec { descriptors: node(vec![b"\xff"], vec![]), ..SPEC };
         assert!(reflection_descriptors(&[&broken]).is_err());
     }
 }

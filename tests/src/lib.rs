@@ -31,14 +31,59 @@ pub mod server_only {
     include!(concat!(env!("OUT_DIR"), "/server_only/mod.rs"));
 }
 
-/// `messages=false` services combined with a messages-only run.
+/// `messages=false` services combined with a messages-only run: each
+/// package's module includes its file from both runs. Packages of one run
+/// link to each other's descriptors (as prost links their types), so the
+/// whole package tree is laid out, with the lints the include file allows.
+#[allow(clippy::module_inception)]
 pub mod split {
-    /// The shop package from two runs.
+    /// Includes `$file` from the messages-only and the services-only run.
+    macro_rules! both_runs {
+        ($file:literal) => {
+            include!(concat!(env!("OUT_DIR"), "/messages_only/", $file));
+            include!(concat!(env!("OUT_DIR"), "/services_only/", $file));
+        };
+    }
+    /// Adversarial packages.
+    pub mod adversarial {
+        /// proto2 features.
+        pub mod legacy {
+            both_runs!("adversarial.legacy.rs");
+        }
+        /// Keywords as package parts.
+        pub mod r#type {
+            /// Keywords as package parts.
+            pub mod r#async {
+                both_runs!("adversarial.type.async.rs");
+            }
+        }
+    }
+    /// The greeter package.
+    pub mod greeter {
+        /// Version 1.
+        pub mod v1 {
+            both_runs!("greeter.v1.rs");
+        }
+    }
+    /// The meter package.
+    pub mod meter {
+        /// Version 1.
+        pub mod v1 {
+            both_runs!("meter.v1.rs");
+        }
+    }
+    /// The shop package.
     pub mod shop {
         /// Version 1.
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/messages_only/shop.v1.rs"));
-            include!(concat!(env!("OUT_DIR"), "/services_only/shop.v1.rs"));
+            both_runs!("shop.v1.rs");
+        }
+    }
+    /// The vault package.
+    pub mod vault {
+        /// Version 1.
+        pub mod v1 {
+            both_runs!("vault.v1.rs");
         }
     }
 }

@@ -1,19 +1,25 @@
-//! A generated `FILE_DESCRIPTOR_SET` describes its package completely: every
-//! import of every file is in it, the well-known types included, so
-//! reflection needs nothing else.
+//! A generated package's `FILE_DESCRIPTORS` describe it completely: following
+//! its links reaches every import of every file, the well-known types
+//! included, so reflection needs nothing else; and each file's bytes are
+//! embedded once in the generated tree.
 
+use svc_runtime::codegen::FileDescriptors;
 use svc_runtime::codegen::prost::Message;
-use svc_runtime::codegen::prost_types::FileDescriptorSet;
+use svc_runtime::codegen::prost_types::{FileDescriptorProto, FileDescriptorSet};
+
+fn decode(node: &'static FileDescriptors) -> Vec<FileDescriptorProto> {
+    node.files().into_iter().map(|bytes| FileDescriptorProto::decode(bytes).expect("decodes")).collect()
+}
 
 #[test]
-fn generated_descriptor_sets_hold_every_import() {
-    for (package, bytes) in [
-        ("greeter.v1", svc_tests::default::greeter::v1::FILE_DESCRIPTOR_SET),
-        ("shop.v1", svc_tests::default::shop::v1::FILE_DESCRIPTOR_SET),
+fn generated_descriptors_reach_every_import() {
+    for (package, node) in [
+        ("greeter.v1", &svc_tests::default::greeter::v1::FILE_DESCRIPTORS),
+        ("shop.v1", &svc_tests::default::shop::v1::FILE_DESCRIPTORS),
     ] {
-        let set = FileDescriptorSet::decode(bytes).expect("decodes");
-        let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
-        for (i, file) in set.file.iter().enumerate() {
+        let files = decode(node);
+        let names: Vec<&str> = files.iter().map(|f| f.name()).collect();
+        for (i, file) in files.iter().enumerate() {
             for dep in &file.dependency {
                 let at = names.iter().position(|n| n == dep);
                 assert!(
@@ -25,7 +31,29 @@ fn generated_descriptor_sets_hold_every_import() {
             assert!(file.source_code_info.is_none(), "{package}: no source info");
         }
         assert!(names.contains(&"google/protobuf/descriptor.proto"), "{package}: {names:?}");
+        let set = FileDescriptorSet::decode(node.encode_set().as_slice()).expect("the set decodes");
+        assert_eq!(set.file, files);
     }
-    let greeter = FileDescriptorSet::decode(svc_tests::default::greeter::v1::FILE_DESCRIPTOR_SET).expect("decodes");
-    assert!(greeter.file.iter().any(|f| f.name() == "google/protobuf/timestamp.proto"));
+    let greeter = decode(&svc_tests::default::greeter::v1::FILE_DESCRIPTORS);
+    assert!(greeter.iter().any(|f| f.name() == "google/protobuf/timestamp.proto"));
+}
+
+#[test]
+fn imported_files_are_embedded_once() {
+    // Both packages import svc/options.proto and the well-known types: the
+    // packages' own statics hold only their own files and share the rest.
+    let own = |node: &FileDescriptors| -> Vec<String> {
+        node.files.iter().map(|b| FileDescriptorProto::decode(*b).expect("decodes").name().to_owned()).collect()
+    };
+    assert_eq!(own(&svc_tests::default::greeter::v1::FILE_DESCRIPTORS), ["greeter/v1/greeter.proto"]);
+    let greeter = svc_tests::default::greeter::v1::FILE_DESCRIPTORS.files();
+    let shop = svc_tests::default::shop::v1::FILE_DESCRIPTORS.files();
+    let options = |files: &[&'static [u8]]| -> *const u8 {
+        files
+            .iter()
+            .find(|b| FileDescriptorProto::decode(**b).expect("decodes").name() == "svc/options.proto")
+            .expect("svc/options.proto is reachable")
+            .as_ptr()
+    };
+    assert_eq!(options(&greeter), options(&shop), "one copy of svc/options.proto");
 }

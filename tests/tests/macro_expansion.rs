@@ -33,12 +33,13 @@ fn types_and_specs_are_generated() {
 
 #[test]
 fn embedded_descriptors_describe_the_service() {
-    let set = prost_types::FileDescriptorSet::decode(greeter::v1::FILE_DESCRIPTOR_SET).expect("valid set");
+    let set = prost_types::FileDescriptorSet::decode(greeter::v1::FILE_DESCRIPTORS.encode_set().as_slice())
+        .expect("valid set");
     let names: Vec<_> = set.file.iter().map(|f| f.name().to_owned()).collect();
     assert!(names.contains(&"greeter/v1/greeter.proto".to_owned()), "{names:?}");
     assert!(names.contains(&"svc/options.proto".to_owned()));
-    // The set is self-contained: every import, the well-known types included, travels with it, so
-    // reflection can serve it without a registry of its own.
+    // The set is self-contained: every import, the well-known types included,
+    // is reachable, so reflection can serve it without a registry of its own.
     for file in &set.file {
         for dep in &file.dependency {
             assert!(names.contains(dep), "{} imports {dep}, which is missing from {names:?}", file.name());

@@ -1,6 +1,7 @@
 //! Emitters: pure functions from the IR and descriptors to output files.
 
 pub mod canonical;
+pub mod descriptors;
 pub mod docs;
 #[cfg(feature = "manifests")]
 pub mod manifests;

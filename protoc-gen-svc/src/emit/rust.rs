@@ -1,6 +1,7 @@
 //! `target=rust`: one self-contained `<package>.rs` per package (prost
 //! messages, tonic service traits, servers and clients, service specs, the
-//! package's encoded descriptors) plus the include file.
+//! package's encoded descriptors; see [`super::descriptors`]) plus the
+//! include file.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -8,22 +9,15 @@ use std::rc::Rc;
 
 use proc_macro2::TokenStream;
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use prost_reflect::DescriptorPool;
 use quote::quote;
 
 use super::modfile::{self, Body};
-use super::{GeneratedFile, header, paths, spec};
+use super::{GeneratedFile, descriptors, header, paths, spec};
 use crate::error::{Diagnostic, Result};
 use crate::ir;
 use crate::params::Options;
 use crate::source::FileHeader;
-
-/// The raw files of a `FileDescriptorSet`, undecoded.
-#[derive(Clone, PartialEq, Message)]
-struct RawSet {
-    #[prost(bytes = "vec", repeated, tag = "1")]
-    file: Vec<Vec<u8>>,
-}
 
 /// Generated code of one package, before assembly.
 pub struct PackageCode {
@@ -42,7 +36,8 @@ pub fn emit(
     packages: &[ir::Package],
     options: &Options,
 ) -> Result<Vec<GeneratedFile>> {
-    let codes = package_code(pool, descriptor_set, packages, options)?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let codes = package_code(pool, descriptor_set, packages, options, threads)?;
     let mut files: Vec<GeneratedFile> = codes
         .iter()
         .map(|p| GeneratedFile { name: p.file_name.clone(), content: format!("{}{}", header(), p.code) })
@@ -64,26 +59,30 @@ pub fn emit(
 }
 
 /// Generates each package's code (shared by the file emitter and the macro).
+///
+/// `threads` bounds the threads formatting packages in parallel; the
+/// proc-macro passes 1 (the compiler's token API works on its thread only).
 pub fn package_code(
     pool: &DescriptorPool,
     descriptor_set: &[u8],
     packages: &[ir::Package],
     options: &Options,
+    threads: usize,
 ) -> Result<Vec<PackageCode>> {
-    let raw = RawSet::decode(descriptor_set).map_err(|e| {
+    let raw = crate::source::set_files(descriptor_set).map_err(|e| {
         Diagnostic::new(
             "descriptor set",
             format!("cannot be decoded: {e}"),
             "pass descriptors produced by protoc, buf or protox",
         )
     })?;
-    let mut by_name: HashMap<String, (&[u8], FileHeader)> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
-    for bytes in &raw.file {
-        let head = FileHeader::decode(bytes.as_slice()).unwrap_or_default();
+    let mut by_name: HashMap<String, (&[u8], FileHeader)> = HashMap::with_capacity(raw.len());
+    let mut order: Vec<String> = Vec::with_capacity(raw.len());
+    for bytes in raw {
+        let head = FileHeader::decode(bytes).unwrap_or_default();
         let name = head.name.clone().unwrap_or_default();
         order.push(name.clone());
-        by_name.insert(name, (bytes.as_slice(), head));
+        by_name.insert(name, (bytes, head));
     }
     let rt: TokenStream = options.runtime_crate.parse().unwrap_or_else(|_| quote!(::svc_runtime));
     let rt_text = options.runtime_crate.clone();
@@ -93,41 +92,42 @@ pub fn package_code(
     // modules of the requested packages are kept.
     let wanted: Vec<String> = packages.iter().flat_map(|p| p.files.iter().cloned()).collect();
     let needed = transitive_imports(&wanted, &by_name);
-    let mut requests = Vec::new();
-    for name in order.iter().filter(|n| needed.contains(n.as_str())) {
-        let Some((bytes, _)) = by_name.get(name.as_str()) else { continue };
-        let fd = prost_types::FileDescriptorProto::decode(*bytes).map_err(|e| {
-            Diagnostic::new(
-                format!("file {name}"),
-                format!("descriptor cannot be decoded: {e}"),
-                "regenerate the descriptors",
-            )
-            .in_file(name.as_str())
-        })?;
-        requests.push((prost_build::Module::from_protobuf_package_name(fd.package()), fd));
-    }
+    let decode = |keep_source_info: bool| -> Result<Vec<(prost_build::Module, prost_types::FileDescriptorProto)>> {
+        let mut requests = Vec::new();
+        for name in order.iter().filter(|n| needed.contains(n.as_str())) {
+            let Some((bytes, _)) = by_name.get(name.as_str()) else { continue };
+            let mut fd = prost_types::FileDescriptorProto::decode(*bytes).map_err(|e| {
+                Diagnostic::new(
+                    format!("file {name}"),
+                    format!("descriptor cannot be decoded: {e}"),
+                    "regenerate the descriptors",
+                )
+                .in_file(name.as_str())
+            })?;
+            if !keep_source_info {
+                fd.source_code_info = None;
+            }
+            requests.push((prost_build::Module::from_protobuf_package_name(fd.package()), fd));
+        }
+        Ok(requests)
+    };
 
-    let (modules, services) = match run_prost(options, requests.clone()) {
+    let (modules, services) = match run_prost(options, decode(true)?) {
         Ok(out) => out,
         // prost-build panics when source info lacks an element's location
         // (its comments lookup unwraps). Such a request is malformed, but
         // the code can still be generated without comments.
-        Err(Panicked(_)) => {
-            for (_, fd) in &mut requests {
-                fd.source_code_info = None;
+        Err(Panicked(_)) => match run_prost(options, decode(false)?) {
+            Ok(out) => out,
+            Err(Panicked(why)) => {
+                return Err(Diagnostic::new(
+                    "prost code generation",
+                    format!("prost-build failed on these descriptors ({why})"),
+                    "check that the request comes from protoc or buf; if it does, please report this with the .proto files",
+                )
+                .into());
             }
-            match run_prost(options, requests) {
-                Ok(out) => out,
-                Err(Panicked(why)) => {
-                    return Err(Diagnostic::new(
-                        "prost code generation",
-                        format!("prost-build failed on these descriptors ({why})"),
-                        "check that the request comes from protoc or buf; if it does, please report this with the .proto files",
-                    )
-                    .into());
-                }
-            }
-        }
+        },
     };
     let modules = modules.map_err(|e| {
         Diagnostic::new(
@@ -137,17 +137,28 @@ pub fn package_code(
         )
     })?;
 
-    let mut out = Vec::new();
+    // Descriptors travel with the services, so a messages-only run
+    // (server=false, client=false) can be combined with a services-only run
+    // (messages=false) in one module.
+    let plan = (options.server || options.client).then(|| {
+        let files: Vec<(&str, &[String])> = packages.iter().map(|p| (p.name.as_str(), p.files.as_slice())).collect();
+        descriptors::Plan::new(pool, &files, &by_name, &rt_text)
+    });
+    // Each package's code is assembled here, then parsed, rewritten and
+    // formatted on `threads` threads (the bulk of the work; packages are
+    // independent).
+    let (mut modules, mut services) = (modules, services);
+    let mut bodies = Vec::with_capacity(packages.len());
     for package in packages {
         let module = prost_build::Module::from_protobuf_package_name(&package.name);
         let mut body = String::new();
         if options.messages
-            && let Some(code) = modules.get(&module)
+            && let Some(code) = modules.remove(&module)
         {
-            body.push_str(code);
+            body = code;
         }
-        if let Some(code) = services.get(&package.name) {
-            body.push_str(code);
+        if let Some(code) = services.remove(&package.name) {
+            body.push_str(&code);
         }
         let mut extra = TokenStream::new();
         let version = crate::VERSION;
@@ -168,14 +179,19 @@ pub fn package_code(
                 }
             }
         }
-        // Descriptors and service specs travel with the services, so a
-        // messages-only run (server=false, client=false) can be combined
-        // with a services-only run (messages=false) in one module.
+        // Service specs travel with the services (see the descriptors).
         if options.server || options.client {
-            extra.extend(service_items(pool, package, &by_name, &rt, options.server));
+            for service in &package.services {
+                extra.extend(spec::service_module(service, &rt, options.server));
+            }
         }
         body.push_str(&extra.to_string());
+        bodies.push(body);
+    }
+    drop((modules, services));
 
+    let finish = |i: usize, body: String| -> Result<PackageCode> {
+        let package = &packages[i];
         let mut file = syn::parse_file(&body).map_err(|e| {
             Diagnostic::new(
                 format!("package {}", package.name),
@@ -183,18 +199,50 @@ pub fn package_code(
                 "this is a protoc-gen-svc bug; please report it with the input .proto",
             )
         })?;
+        drop(body);
         paths::rewrite(&mut file, &rt_text);
         let mut sources = package.files.clone();
         sources.sort();
         let mut code = format!("// source: {}\n", sources.join(", "));
         code.push_str(&prettyplease::unparse(&file));
-        out.push(PackageCode {
+        if let Some(plan) = &plan {
+            code.push_str(plan.text(&package.name));
+        }
+        let module = prost_build::Module::from_protobuf_package_name(&package.name);
+        Ok(PackageCode {
             module: module.parts().map(str::to_owned).collect(),
             file_name: if package.name.is_empty() { "_.rs".to_owned() } else { format!("{}.rs", package.name) },
             code,
-        });
+        })
+    };
+    parallel(bodies, threads, finish).into_iter().collect()
+}
+
+/// Applies `f` to every item (with its index) on up to `threads` threads,
+/// keeping the items' order in the results.
+fn parallel<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(usize, T) -> R + Sync) -> Vec<R> {
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
+        return items.into_iter().enumerate().map(|(i, item)| f(i, item)).collect();
     }
-    Ok(out)
+    let count = items.len();
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let mut results: Vec<Option<R>> = Vec::with_capacity(count);
+    results.resize_with(count, || None);
+    let done = std::sync::Mutex::new(results);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next();
+                    let Some((i, item)) = next else { break };
+                    let r = f(i, item);
+                    done.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
+                }
+            });
+        }
+    });
+    done.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).into_iter().flatten().collect()
 }
 
 /// A panic inside prost-build, with its message.
@@ -249,31 +297,6 @@ fn run_prost(
     }
 }
 
-/// The package's `FILE_DESCRIPTOR_SET` and one spec module per service.
-fn service_items(
-    pool: &DescriptorPool,
-    package: &ir::Package,
-    by_name: &HashMap<String, (&[u8], FileHeader)>,
-    rt: &TokenStream,
-    server: bool,
-) -> TokenStream {
-    let mut extra = TokenStream::new();
-    let fds = package_descriptor_set(pool, &package.files, by_name);
-    let fds_lit = proc_macro2::Literal::byte_string(&fds);
-    let fds_doc = format!(
-        " Encoded `google.protobuf.FileDescriptorSet` of package `{}` and its imports (well-known types excepted), for gRPC reflection.",
-        package.name
-    );
-    extra.extend(quote! {
-        #[doc = #fds_doc]
-        pub const FILE_DESCRIPTOR_SET: &[u8] = #fds_lit;
-    });
-    for service in &package.services {
-        extra.extend(spec::service_module(service, rt, server));
-    }
-    extra
-}
-
 /// Names of `files` and everything they import, directly or not.
 fn transitive_imports<'a>(files: &'a [String], by_name: &'a HashMap<String, (&[u8], FileHeader)>) -> HashSet<&'a str> {
     let mut needed: HashSet<&str> = HashSet::new();
@@ -286,118 +309,6 @@ fn transitive_imports<'a>(files: &'a [String], by_name: &'a HashMap<String, (&[u
         }
     }
     needed
-}
-
-/// Encodes the package's files and their transitive imports, imports first.
-fn package_descriptor_set(
-    pool: &DescriptorPool,
-    files: &[String],
-    by_name: &HashMap<String, (&[u8], FileHeader)>,
-) -> Vec<u8> {
-    // The bytes must not depend on which compiler (protoc, buf, protox)
-    // produced the descriptors, so: the well-known types the package imports
-    // are this generator's own copy, not the compiler's (each compiler ships
-    // its own revision; one the generator lacks is left out), source info is
-    // dropped (compilers record different locations), every file is
-    // re-encoded canonically (compilers order option fields differently), and
-    // files come in a canonical dependency order (compilers pick different
-    // topological orders). Types and options, custom ones included, are
-    // kept. With its imports in it, the set describes the package completely,
-    // which is what reflection serves.
-    let global = DescriptorPool::global();
-    let file_desc = pool
-        .get_message_by_name("google.protobuf.FileDescriptorProto")
-        .or_else(|| global.get_message_by_name("google.protobuf.FileDescriptorProto"));
-    let encoded: Vec<Vec<u8>> = canonical_order(files, by_name)
-        .into_iter()
-        .filter_map(|n| {
-            if n.starts_with("google/protobuf/") {
-                let own = global.get_file_by_name(n)?.file_descriptor_proto().encode_to_vec();
-                return Some(canonical(file_desc.as_ref(), &strip_field(&own, 9)));
-            }
-            by_name.get(n).map(|(bytes, _)| canonical(file_desc.as_ref(), &strip_field(bytes, 9)))
-        })
-        .collect();
-    crate::source::encode_set(encoded.iter().map(Vec::as_slice))
-}
-
-/// `files` (sorted by name) and their imports, each after its imports:
-/// a depth-first post-order over imports in declaration order, which depends
-/// only on the files' contents.
-fn canonical_order<'a>(files: &'a [String], by_name: &'a HashMap<String, (&[u8], FileHeader)>) -> Vec<&'a str> {
-    fn visit<'a>(
-        name: &'a str,
-        by_name: &'a HashMap<String, (&[u8], FileHeader)>,
-        seen: &mut HashSet<&'a str>,
-        out: &mut Vec<&'a str>,
-    ) {
-        if !seen.insert(name) {
-            return;
-        }
-        if let Some((_, head)) = by_name.get(name) {
-            for dep in &head.dependency {
-                visit(dep, by_name, seen, out);
-            }
-        }
-        out.push(name);
-    }
-    let mut roots: Vec<&str> = files.iter().map(String::as_str).collect();
-    roots.sort_unstable();
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for root in roots {
-        visit(root, by_name, &mut seen, &mut out);
-    }
-    out
-}
-
-/// Re-encodes a `FileDescriptorProto` with fields, extensions included, in
-/// field-number order. Bytes that do not decode are returned unchanged.
-fn canonical(desc: Option<&MessageDescriptor>, bytes: &[u8]) -> Vec<u8> {
-    match desc.map(|d| DynamicMessage::decode(d.clone(), bytes)) {
-        Some(Ok(message)) => super::canonical::encode(&message),
-        _ => bytes.to_vec(),
-    }
-}
-
-/// Removes every occurrence of field `number` from an encoded message,
-/// leaving all other bytes (unknown fields and extensions included) intact.
-/// Input that does not parse is returned unchanged.
-fn strip_field(bytes: &[u8], number: u32) -> Vec<u8> {
-    use prost::encoding::{WireType, decode_key, decode_varint};
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut buf = bytes;
-    while !buf.is_empty() {
-        let start = bytes.len() - buf.len();
-        let Ok((tag, wire)) = decode_key(&mut buf) else { return bytes.to_vec() };
-        let skipped = match wire {
-            WireType::Varint => decode_varint(&mut buf).is_ok(),
-            WireType::SixtyFourBit if buf.len() >= 8 => {
-                buf = &buf[8..];
-                true
-            }
-            WireType::ThirtyTwoBit if buf.len() >= 4 => {
-                buf = &buf[4..];
-                true
-            }
-            WireType::LengthDelimited => match decode_varint(&mut buf) {
-                Ok(len) if (len as usize) <= buf.len() => {
-                    buf = &buf[len as usize..];
-                    true
-                }
-                _ => false,
-            },
-            _ => false,
-        };
-        if !skipped {
-            return bytes.to_vec();
-        }
-        let end = bytes.len() - buf.len();
-        if tag != number {
-            out.extend_from_slice(&bytes[start..end]);
-        }
-    }
-    out
 }
 
 /// Receives prost-build's services and renders them with tonic-build into a

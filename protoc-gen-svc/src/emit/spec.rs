@@ -49,7 +49,7 @@ pub fn service_module(service: &ir::Service, rt: &TokenStream, with_server: bool
                 auth: #auth,
                 client: #client,
                 methods: &[#(#methods),*],
-                file_descriptor_set: super::FILE_DESCRIPTOR_SET,
+                descriptors: &super::FILE_DESCRIPTORS,
             };
             #entry
         }

@@ -390,8 +390,6 @@ pub mod legacy_service_server {
     }
 }
 const _: () = ::svc_runtime::codegen::require_version("0.1.0");
-/// Encoded `google.protobuf.FileDescriptorSet` of package `adversarial.legacy` and its imports (well-known types excepted), for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\x98\x04\n\x0Clegacy.proto\x12\x12adversarial.legacy\"\xD6\x02\n\x06Legacy\x12\x0E\n\x02id\x18\x01 \x02(\tR\x02id\x12\x17\n\x05count\x18\x02 \x01(\x05:\x017R\x05count\x12\x1A\n\x06packed\x18\x03 \x03(\x05B\x02\x10\x01R\x06packed\x12\x1A\n\x08unpacked\x18\x04 \x03(\x05R\x08unpacked\x129\n\x06result\x18\x05 \x01(\n2!.adversarial.legacy.Legacy.ResultR\x06result\x126\n\x05entry\x18\x07 \x03(\n2 .adversarial.legacy.Legacy.EntryR\x05entry\x126\n\x05color\x18\t \x01(\x0E2\x19.adversarial.legacy.Color:\x05GREENR\x05color\x1A\x1E\n\x06Result\x12\x14\n\x05value\x18\x06 \x01(\tR\x05value\x1A\x19\n\x05Entry\x12\x10\n\x03key\x18\x08 \x02(\x05R\x03key*\x05\x08d\x10\xC8\x01*\x1B\n\x05Color\x12\x07\n\x03RED\x10\x01\x12\t\n\x05GREEN\x10\x022N\n\rLegacyService\x12=\n\x03Get\x12\x1A.adversarial.legacy.Legacy\x1A\x1A.adversarial.legacy.Legacy:.\n\x04note\x12\x1A.adversarial.legacy.Legacy\x18d \x01(\tR\x04note";
 /// Settings and per-method policy of `adversarial.legacy.LegacyService`, resolved from its `(svc.service)` and `(svc.method)` annotations.
 pub mod legacy_service_svc {
     /// The resolved specification of `adversarial.legacy.LegacyService`.
@@ -436,7 +434,7 @@ pub mod legacy_service_svc {
                 validate: true,
             },
         ],
-        file_descriptor_set: super::FILE_DESCRIPTOR_SET,
+        descriptors: &super::FILE_DESCRIPTORS,
     };
     /// Wraps an implementation of `adversarial.legacy.LegacyService` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves).
     pub fn server<T: super::legacy_service_server::LegacyService>(
@@ -456,3 +454,22 @@ pub mod legacy_service_svc {
         ::svc_runtime::server::Server::from_env(&SERVICE)?.serve(server(inner)).await
     }
 }
+/// Encoded descriptors of the files of package `adversarial.legacy`, for gRPC reflection; with the statics they link to, they describe the package completely (`encode_set()` gives a `FileDescriptorSet`).
+pub static FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
+    files: &[
+        // legacy.proto
+        b"\n\x0clegacy.proto\x12\x12adversarial.legacy\"\xd6\x02\n\x06Legacy\x12\x0e\n\x02id\x18\x01 \x02(\tR\x02id\x12\x17\n\x05count\x18\x02 \x01(\x05:\x017R\x05count\x12\x1a\n\x06packed\x18\x03 \x03(\x05B\x02\x10\x01R\x06packed\x12\x1a\n\x08unpacked\x18\x04 \x03(\x05R\x08unpacked\x129\n\x06result\x18\x05 \x01(\n2!.adversarial.legacy.Legacy.ResultR\x06result\x126\n\x05entry\x18\x07 \x03(\n2 .adversarial.legacy.Legacy.EntryR\x05entry\x126\n\x05color\x18\t \x01(\x0e2\x19.adversarial.legacy.Color:\x05GREENR\x05color\x1a\x1e\n\x06Result\x12\x14\n\x05value\x18\x06 \x01(\tR\x05value\x1a\x19\n\x05Entry\x12\x10\n\x03key\x18\x08 \x02(\x05R\x03key*\x05\x08d\x10\xc8\x01*\x1b\n\x05Color\x12\x07\n\x03RED\x10\x01\x12\t\n\x05GREEN\x10\x022N\n\rLegacyService\x12=\n\x03Get\x12\x1a.adversarial.legacy.Legacy\x1a\x1a.adversarial.legacy.Legacy:.\n\x04note\x12\x1a.adversarial.legacy.Legacy\x18d \x01(\tR\x04note",
+    ],
+    imports: &[],
+};
+
+/// Encoded descriptors of the files this build imports without generating them (well-known types, option definitions), shared by every package of the build.
+pub static SHARED_FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
+    files: &[
+        // google/protobuf/any.proto
+        b"\n\x19google/protobuf/any.proto\x12\x0fgoogle.protobuf\"6\n\x03Any\x12\x19\n\x08type_url\x18\x01 \x01(\tR\x07typeUrl\x12\x14\n\x05value\x18\x02 \x01(\x0cR\x05valueBv\n\x13com.google.protobufB\x08AnyProtoP\x01Z,google.golang.org/protobuf/types/known/anypb\xa2\x02\x03GPB\xaa\x02\x1eGoogle.Protobuf.WellKnownTypesb\x06proto3",
+        // google/protobuf/timestamp.proto
+        b"\n\x1fgoogle/protobuf/timestamp.proto\x12\x0fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0eTimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xf8\x01\x01\xa2\x02\x03GPB\xaa\x02\x1eGoogle.Protobuf.WellKnownTypesb\x06proto3",
+    ],
+    imports: &[],
+};
