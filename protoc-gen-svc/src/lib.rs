@@ -158,18 +158,45 @@ pub fn read_ir(input: &Input) -> Result<Vec<ir::Package>> {
 /// Generates every output file for `input`. Does no I/O, except reading
 /// template overrides when `templates=DIR` is given.
 pub fn generate(input: &Input, options: &Options) -> Result<Vec<GeneratedFile>> {
-    let pool = descriptor_pool(input)?;
-    let packages = annotations::read_packages(&pool, input)?;
     let mut files = Vec::new();
-    if options.emits_rust() {
-        files.extend(emit::rust::emit(&pool, &input.descriptor_set, &packages, options)?);
-    }
+    let packages = if options.emits_rust() {
+        let (packages, code) = rust_code(input, options)?;
+        files.extend(emit::rust::files(code, options)?);
+        packages
+    } else {
+        let pool = descriptor_pool(input)?;
+        annotations::read_packages(&pool, input)?
+    };
     let (k8s, docker) =
         (matches!(options.target, Target::K8s | Target::All), matches!(options.target, Target::Docker | Target::All));
     if k8s || docker {
         files.extend(manifests(&packages, k8s, docker, options)?);
     }
     Ok(files)
+}
+
+/// The IR and each package's Rust code. prost-build, which needs no
+/// descriptor pool, runs on a thread of its own while the pool, the IR and
+/// the descriptor statics are built; then the packages are formatted on
+/// every core.
+fn rust_code(input: &Input, options: &Options) -> Result<(Vec<ir::Package>, Vec<emit::rust::PackageCode>)> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let files = emit::rust::SetFiles::read(&input.descriptor_set)?;
+    let (front, prost) = std::thread::scope(|scope| {
+        let prost = scope.spawn(|| emit::rust::prost_code(&files, &input.files_to_generate, options));
+        let front = descriptor_pool(input).and_then(|pool| {
+            let packages = annotations::read_packages(&pool, input)?;
+            let plan = emit::rust::descriptor_plan(&pool, &files, &packages, options);
+            Ok((packages, plan))
+        });
+        (front, prost.join())
+    });
+    // The descriptors' and annotations' errors come first: they say what is
+    // wrong with the input, which prost-build's may only echo.
+    let (packages, plan) = front?;
+    let prost = prost.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    let code = emit::rust::assemble(prost, plan, &packages, options, threads)?;
+    Ok((packages, code))
 }
 
 /// The Kubernetes manifests and Dockerfiles of `packages`.

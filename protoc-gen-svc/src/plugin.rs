@@ -2,7 +2,7 @@
 //! `CodeGeneratorResponse` out. Every user error goes into
 //! `CodeGeneratorResponse.error`; nothing here panics on bad input.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use prost::Message;
 
@@ -133,8 +133,9 @@ pub fn input_from_request(request: &CodeGeneratorRequest) -> Result<Input> {
             source.insert(h.name.unwrap_or_default(), bytes.as_slice());
         }
     }
+    let present: HashSet<&str> = headers.iter().filter_map(|h| h.name.as_deref()).collect();
     for name in &request.file_to_generate {
-        if !headers.iter().any(|h| h.name.as_deref() == Some(name)) {
+        if !present.contains(name.as_str()) {
             errors.push(Diagnostic::new(
                 format!("file {name}"),
                 "is listed in file_to_generate but missing from proto_file",
@@ -171,14 +172,22 @@ pub fn input_from_request(request: &CodeGeneratorRequest) -> Result<Input> {
 /// package spread over several directories into several runs; say so
 /// instead of letting buf fail on a duplicate output path.
 fn check_split_packages(request: &CodeGeneratorRequest, headers: &[FileHeader], errors: &mut Vec<Diagnostic>) {
-    let generated: Vec<&FileHeader> =
-        headers.iter().filter(|h| h.name.as_ref().is_some_and(|n| request.file_to_generate.contains(n))).collect();
+    let to_generate: HashSet<&str> = request.file_to_generate.iter().map(String::as_str).collect();
+    // The first generated file of each package.
+    let mut generated: HashMap<&str, &FileHeader> = HashMap::new();
+    for h in headers {
+        if let (Some(name), Some(package)) = (&h.name, &h.package)
+            && to_generate.contains(name.as_str())
+        {
+            generated.entry(package.as_str()).or_insert(h);
+        }
+    }
     for h in headers {
         let Some(name) = &h.name else { continue };
-        if request.file_to_generate.contains(name) {
+        if to_generate.contains(name.as_str()) {
             continue;
         }
-        if let Some(g) = generated.iter().find(|g| g.package == h.package && g.package.is_some()) {
+        if let Some(g) = h.package.as_deref().and_then(|p| generated.get(p)) {
             let package = h.package.as_deref().unwrap_or_default();
             errors.push(
                 Diagnostic::new(

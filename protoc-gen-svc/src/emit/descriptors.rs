@@ -26,7 +26,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
 
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
 
 use crate::source::{FileHeader, SOURCE_CODE_INFO, strip_field};
 
@@ -244,9 +244,58 @@ fn canonical_order<'a>(mut roots: Vec<&'a str>, by_name: &'a HashMap<String, (&[
 /// field-number order. Bytes that do not decode are returned unchanged.
 fn canonical(desc: Option<&MessageDescriptor>, bytes: &[u8]) -> Vec<u8> {
     match desc.map(|d| DynamicMessage::decode(d.clone(), bytes)) {
-        Some(Ok(message)) => super::canonical::encode(&message),
+        Some(Ok(mut message)) => {
+            strip_default_json_names(&mut message);
+            super::canonical::encode(&message)
+        }
         _ => bytes.to_vec(),
     }
+}
+
+/// Clears every field's `json_name` that equals the default one (protoc
+/// fills it in for every field; readers derive it when it is absent), so
+/// only names set with the `json_name` option take room.
+fn strip_default_json_names(file: &mut DynamicMessage) {
+    fn fields(owner: &mut DynamicMessage, list: &str) {
+        let Some(Value::List(fields)) = owner.get_field_by_name_mut(list) else { return };
+        for field in fields {
+            let Value::Message(field) = field else { continue };
+            let name = field.get_field_by_name("name").and_then(|v| v.as_str().map(default_json_name));
+            let json = field.get_field_by_name("json_name").and_then(|v| v.as_str().map(str::to_owned));
+            if name.is_some() && name == json {
+                field.clear_field_by_name("json_name");
+            }
+        }
+    }
+    fn messages(owner: &mut DynamicMessage, list: &str) {
+        let Some(Value::List(list)) = owner.get_field_by_name_mut(list) else { return };
+        for message in list {
+            let Value::Message(message) = message else { continue };
+            fields(message, "field");
+            fields(message, "extension");
+            messages(message, "nested_type");
+        }
+    }
+    fields(file, "extension");
+    messages(file, "message_type");
+}
+
+/// The JSON name protoc gives a field: underscores dropped, each letter
+/// after one capitalised.
+fn default_json_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -261,6 +310,15 @@ mod tests {
         let lit: syn::LitByteStr = syn::parse_str(&text).expect("a byte string literal");
         assert_eq!(lit.value(), bytes);
         assert!(text.is_ascii());
+    }
+
+    #[test]
+    fn default_json_names_follow_protoc() {
+        assert_eq!(default_json_name("updated_at"), "updatedAt");
+        assert_eq!(default_json_name("a__b_c1_d"), "aBC1D");
+        assert_eq!(default_json_name("_x"), "X");
+        assert_eq!(default_json_name("trailing_"), "trailing");
+        assert_eq!(default_json_name("already"), "already");
     }
 
     #[test]

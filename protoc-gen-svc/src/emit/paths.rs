@@ -1,6 +1,7 @@
 //! Rewrites the paths that tonic-build hard-codes (`tonic::...`) so that
-//! generated code names only the runtime crate (`<runtime>::codegen::tonic`),
-//! and applies [`docs::sanitize`] to every item.
+//! generated code names only the runtime crate (`<runtime>::codegen::tonic`)
+//! and std, shortens prost-build's `<runtime>::codegen::prost::alloc::...`
+//! to `::std::...`, and applies [`docs::sanitize`] to every item.
 
 use syn::visit_mut::{self, VisitMut};
 
@@ -45,11 +46,33 @@ impl Rewriter {
     }
 }
 
+impl Rewriter {
+    /// Whether `path` is `<runtime>::codegen::prost::alloc::<item>...`: the
+    /// `alloc` re-export prost-build names for `String`, `Vec` and `Box`.
+    fn is_prost_alloc(&self, path: &syn::Path) -> bool {
+        let n = self.prefix.segments.len();
+        path.leading_colon.is_some() == self.prefix.leading_colon.is_some()
+            && path.segments.len() > n + 2
+            && path.segments.iter().zip(&self.prefix.segments).all(|(a, b)| a.ident == b.ident)
+            && path.segments[n].ident == "prost"
+            && path.segments[n + 1].ident == "alloc"
+    }
+}
+
 impl VisitMut for Rewriter {
     fn visit_path_mut(&mut self, path: &mut syn::Path) {
         if path.segments.first().is_some_and(|s| s.ident == "tonic") {
             let mut new = self.prefix.clone();
             new.segments.extend(std::mem::take(&mut path.segments));
+            *path = new;
+        } else if self.is_prost_alloc(path) {
+            // `::std::string::String` reads better and is much shorter than
+            // the same type through the runtime's prost re-export (std
+            // re-exports every `alloc` module under the same path).
+            let rest: Vec<syn::PathSegment> =
+                std::mem::take(&mut path.segments).into_iter().skip(self.prefix.segments.len() + 2).collect();
+            let mut new: syn::Path = syn::parse_quote!(::std);
+            new.segments.extend(rest);
             *path = new;
         }
         visit_mut::visit_path_mut(self, path);
@@ -150,5 +173,36 @@ fn doc_text(a: &syn::Attribute) -> Option<String> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(code: &str, runtime: &str) -> String {
+        let mut file: syn::File = syn::parse_str(code).expect("parses");
+        rewrite(&mut file, runtime);
+        prettyplease::unparse(&file)
+    }
+
+    #[test]
+    fn prost_alloc_paths_become_std_and_tonic_paths_go_through_the_runtime() {
+        let code = "pub struct A { pub s: ::svc_runtime::codegen::prost::alloc::string::String, \
+                    pub v: ::svc_runtime::codegen::prost::alloc::vec::Vec<u8>, \
+                    pub m: ::svc_runtime::codegen::prost::Message, \
+                    pub o: ::other::codegen::prost::alloc::string::String, \
+                    pub t: tonic::Status }";
+        let out = rewritten(code, "::svc_runtime");
+        assert!(out.contains("pub s: ::std::string::String"), "{out}");
+        assert!(out.contains("pub v: ::std::vec::Vec<u8>"), "{out}");
+        assert!(out.contains("pub m: ::svc_runtime::codegen::prost::Message"), "{out}");
+        assert!(out.contains("pub o: ::other::codegen::prost::alloc::string::String"), "{out}");
+        assert!(out.contains("pub t: ::svc_runtime::codegen::tonic::Status"), "{out}");
+        let out = rewritten("pub struct B { pub s: crate::rt::codegen::prost::alloc::string::String }", "crate::rt");
+        assert!(out.contains("pub s: ::std::string::String"), "{out}");
+        // A leading `::` must match the runtime path's.
+        let out = rewritten("pub struct C { pub s: ::crate::rt::codegen::prost::alloc::string::String }", "crate::rt");
+        assert!(!out.contains("::std::"), "{out}");
     }
 }

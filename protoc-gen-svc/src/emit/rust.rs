@@ -29,22 +29,19 @@ pub struct PackageCode {
     pub code: String,
 }
 
-/// Generates the Rust files for `packages`.
-pub fn emit(
-    pool: &DescriptorPool,
-    descriptor_set: &[u8],
-    packages: &[ir::Package],
-    options: &Options,
-) -> Result<Vec<GeneratedFile>> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let codes = package_code(pool, descriptor_set, packages, options, threads)?;
+/// The output files for the packages' code: one per package, plus the
+/// include file.
+pub fn files(codes: Vec<PackageCode>, options: &Options) -> Result<Vec<GeneratedFile>> {
+    let tree: Vec<(Vec<String>, String)> = codes.iter().map(|p| (p.module.clone(), p.file_name.clone())).collect();
     let mut files: Vec<GeneratedFile> = codes
-        .iter()
-        .map(|p| GeneratedFile { name: p.file_name.clone(), content: format!("{}{}", header(), p.code) })
+        .into_iter()
+        .map(|p| {
+            let mut content = header();
+            content.push_str(&p.code);
+            GeneratedFile { name: p.file_name, content }
+        })
         .collect();
-    if !options.include_file.is_empty() && !codes.is_empty() {
-        let tree: Vec<(Vec<String>, Body<'_>)> =
-            codes.iter().map(|p| (p.module.clone(), Body::Include(p.file_name.as_str()))).collect();
+    if !options.include_file.is_empty() && !tree.is_empty() {
         if files.iter().any(|f| f.name == options.include_file) {
             return Err(Diagnostic::new(
                 "parameter include_file",
@@ -53,9 +50,46 @@ pub fn emit(
             )
             .into());
         }
+        let tree: Vec<(Vec<String>, Body<'_>)> =
+            tree.iter().map(|(module, file)| (module.clone(), Body::Include(file.as_str()))).collect();
         files.push(GeneratedFile { name: options.include_file.clone(), content: modfile::render(&tree) });
     }
     Ok(files)
+}
+
+/// The files of a descriptor set by name, with their headers, undecoded.
+pub struct SetFiles<'a> {
+    by_name: HashMap<String, (&'a [u8], FileHeader)>,
+    /// Names in set order.
+    order: Vec<String>,
+}
+
+impl<'a> SetFiles<'a> {
+    /// Indexes the files of an encoded `FileDescriptorSet`.
+    pub fn read(descriptor_set: &'a [u8]) -> Result<SetFiles<'a>> {
+        let raw = crate::source::set_files(descriptor_set).map_err(|e| {
+            Diagnostic::new(
+                "descriptor set",
+                format!("cannot be decoded: {e}"),
+                "pass descriptors produced by protoc, buf or protox",
+            )
+        })?;
+        let mut by_name = HashMap::with_capacity(raw.len());
+        let mut order = Vec::with_capacity(raw.len());
+        for bytes in raw {
+            let head = FileHeader::decode(bytes).unwrap_or_default();
+            let name = head.name.clone().unwrap_or_default();
+            order.push(name.clone());
+            by_name.insert(name, (bytes, head));
+        }
+        Ok(SetFiles { by_name, order })
+    }
+}
+
+/// prost-build's output: message code per module, service code per package.
+pub struct ProstCode {
+    modules: HashMap<prost_build::Module, String>,
+    services: BTreeMap<String, String>,
 }
 
 /// Generates each package's code (shared by the file emitter and the macro).
@@ -69,29 +103,22 @@ pub fn package_code(
     options: &Options,
     threads: usize,
 ) -> Result<Vec<PackageCode>> {
-    let raw = crate::source::set_files(descriptor_set).map_err(|e| {
-        Diagnostic::new(
-            "descriptor set",
-            format!("cannot be decoded: {e}"),
-            "pass descriptors produced by protoc, buf or protox",
-        )
-    })?;
-    let mut by_name: HashMap<String, (&[u8], FileHeader)> = HashMap::with_capacity(raw.len());
-    let mut order: Vec<String> = Vec::with_capacity(raw.len());
-    for bytes in raw {
-        let head = FileHeader::decode(bytes).unwrap_or_default();
-        let name = head.name.clone().unwrap_or_default();
-        order.push(name.clone());
-        by_name.insert(name, (bytes, head));
-    }
-    let rt: TokenStream = options.runtime_crate.parse().unwrap_or_else(|_| quote!(::svc_runtime));
-    let rt_text = options.runtime_crate.clone();
+    let files = SetFiles::read(descriptor_set)?;
+    let wanted: Vec<String> = packages.iter().flat_map(|p| p.files.iter().cloned()).collect();
+    let prost = prost_code(&files, &wanted, options)?;
+    let plan = descriptor_plan(pool, &files, packages, options);
+    assemble(prost, plan, packages, options, threads)
+}
 
+/// Runs prost-build (messages, and tonic-build for services) on `wanted`
+/// and everything they import. Needs no descriptor pool, so it can run
+/// while one is built.
+pub fn prost_code(files: &SetFiles<'_>, wanted: &[String], options: &Options) -> Result<ProstCode> {
+    let SetFiles { by_name, order } = files;
     // prost-build derives traits by walking every message a field refers to,
     // so it is given the files to generate and all their imports; only the
     // modules of the requested packages are kept.
-    let wanted: Vec<String> = packages.iter().flat_map(|p| p.files.iter().cloned()).collect();
-    let needed = transitive_imports(&wanted, &by_name);
+    let needed = transitive_imports(wanted, by_name);
     let decode = |keep_source_info: bool| -> Result<Vec<(prost_build::Module, prost_types::FileDescriptorProto)>> {
         let mut requests = Vec::new();
         for name in order.iter().filter(|n| needed.contains(n.as_str())) {
@@ -136,18 +163,39 @@ pub fn package_code(
             "check the extern_path, type_attribute and field_attribute parameters",
         )
     })?;
+    Ok(ProstCode { modules, services })
+}
 
-    // Descriptors travel with the services, so a messages-only run
-    // (server=false, client=false) can be combined with a services-only run
-    // (messages=false) in one module.
-    let plan = (options.server || options.client).then(|| {
-        let files: Vec<(&str, &[String])> = packages.iter().map(|p| (p.name.as_str(), p.files.as_slice())).collect();
-        descriptors::Plan::new(pool, &files, &by_name, &rt_text)
-    });
+/// The packages' descriptor statics. Descriptors travel with the services,
+/// so a messages-only run (server=false, client=false) can be combined with
+/// a services-only run (messages=false) in one module.
+pub fn descriptor_plan(
+    pool: &DescriptorPool,
+    files: &SetFiles<'_>,
+    packages: &[ir::Package],
+    options: &Options,
+) -> Option<descriptors::Plan> {
+    (options.server || options.client).then(|| {
+        let names: Vec<(&str, &[String])> = packages.iter().map(|p| (p.name.as_str(), p.files.as_slice())).collect();
+        descriptors::Plan::new(pool, &names, &files.by_name, &options.runtime_crate)
+    })
+}
+
+/// Assembles each package's code from prost-build's output, the typed
+/// errors, the service specs and the descriptor statics.
+pub fn assemble(
+    prost: ProstCode,
+    plan: Option<descriptors::Plan>,
+    packages: &[ir::Package],
+    options: &Options,
+    threads: usize,
+) -> Result<Vec<PackageCode>> {
+    let rt: TokenStream = options.runtime_crate.parse().unwrap_or_else(|_| quote!(::svc_runtime));
+    let rt_text = options.runtime_crate.clone();
     // Each package's code is assembled here, then parsed, rewritten and
     // formatted on `threads` threads (the bulk of the work; packages are
     // independent).
-    let (mut modules, mut services) = (modules, services);
+    let ProstCode { mut modules, mut services } = prost;
     let mut bodies = Vec::with_capacity(packages.len());
     for package in packages {
         let module = prost_build::Module::from_protobuf_package_name(&package.name);

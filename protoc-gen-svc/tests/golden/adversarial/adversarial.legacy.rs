@@ -4,17 +4,17 @@
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 pub struct Legacy {
     #[prost(string, required, tag = "1")]
-    pub id: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub id: ::std::string::String,
     #[prost(int32, optional, tag = "2", default = "7")]
     pub count: ::core::option::Option<i32>,
     #[prost(int32, repeated, tag = "3")]
-    pub packed: ::svc_runtime::codegen::prost::alloc::vec::Vec<i32>,
+    pub packed: ::std::vec::Vec<i32>,
     #[prost(int32, repeated, packed = "false", tag = "4")]
-    pub unpacked: ::svc_runtime::codegen::prost::alloc::vec::Vec<i32>,
+    pub unpacked: ::std::vec::Vec<i32>,
     #[prost(group, optional, tag = "5")]
     pub result: ::core::option::Option<legacy::Result>,
     #[prost(group, repeated, tag = "7")]
-    pub entry: ::svc_runtime::codegen::prost::alloc::vec::Vec<legacy::Entry>,
+    pub entry: ::std::vec::Vec<legacy::Entry>,
     #[prost(enumeration = "Color", optional, tag = "9", default = "Green")]
     pub color: ::core::option::Option<i32>,
 }
@@ -24,9 +24,7 @@ pub mod legacy {
     #[prost(prost_path = "::svc_runtime::codegen::prost")]
     pub struct Result {
         #[prost(string, optional, tag = "6")]
-        pub value: ::core::option::Option<
-            ::svc_runtime::codegen::prost::alloc::string::String,
-        >,
+        pub value: ::core::option::Option<::std::string::String>,
     }
     #[derive(Clone, Copy, PartialEq, Eq, Hash, ::svc_runtime::codegen::prost::Message)]
     #[prost(prost_path = "::svc_runtime::codegen::prost")]
@@ -458,7 +456,7 @@ pub mod legacy_service_svc {
 pub static FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
     files: &[
         // legacy.proto
-        b"\n\x0clegacy.proto\x12\x12adversarial.legacy\"\xd6\x02\n\x06Legacy\x12\x0e\n\x02id\x18\x01 \x02(\tR\x02id\x12\x17\n\x05count\x18\x02 \x01(\x05:\x017R\x05count\x12\x1a\n\x06packed\x18\x03 \x03(\x05B\x02\x10\x01R\x06packed\x12\x1a\n\x08unpacked\x18\x04 \x03(\x05R\x08unpacked\x129\n\x06result\x18\x05 \x01(\n2!.adversarial.legacy.Legacy.ResultR\x06result\x126\n\x05entry\x18\x07 \x03(\n2 .adversarial.legacy.Legacy.EntryR\x05entry\x126\n\x05color\x18\t \x01(\x0e2\x19.adversarial.legacy.Color:\x05GREENR\x05color\x1a\x1e\n\x06Result\x12\x14\n\x05value\x18\x06 \x01(\tR\x05value\x1a\x19\n\x05Entry\x12\x10\n\x03key\x18\x08 \x02(\x05R\x03key*\x05\x08d\x10\xc8\x01*\x1b\n\x05Color\x12\x07\n\x03RED\x10\x01\x12\t\n\x05GREEN\x10\x022N\n\rLegacyService\x12=\n\x03Get\x12\x1a.adversarial.legacy.Legacy\x1a\x1a.adversarial.legacy.Legacy:.\n\x04note\x12\x1a.adversarial.legacy.Legacy\x18d \x01(\tR\x04note",
+        b"\n\x0clegacy.proto\x12\x12adversarial.legacy\"\x97\x02\n\x06Legacy\x12\n\n\x02id\x18\x01 \x02(\t\x12\x10\n\x05count\x18\x02 \x01(\x05:\x017\x12\x12\n\x06packed\x18\x03 \x03(\x05B\x02\x10\x01\x12\x10\n\x08unpacked\x18\x04 \x03(\x05\x121\n\x06result\x18\x05 \x01(\n2!.adversarial.legacy.Legacy.Result\x12/\n\x05entry\x18\x07 \x03(\n2 .adversarial.legacy.Legacy.Entry\x12/\n\x05color\x18\t \x01(\x0e2\x19.adversarial.legacy.Color:\x05GREEN\x1a\x17\n\x06Result\x12\r\n\x05value\x18\x06 \x01(\t\x1a\x14\n\x05Entry\x12\x0b\n\x03key\x18\x08 \x02(\x05*\x05\x08d\x10\xc8\x01*\x1b\n\x05Color\x12\x07\n\x03RED\x10\x01\x12\t\n\x05GREEN\x10\x022N\n\rLegacyService\x12=\n\x03Get\x12\x1a.adversarial.legacy.Legacy\x1a\x1a.adversarial.legacy.Legacy:(\n\x04note\x12\x1a.adversarial.legacy.Legacy\x18d \x01(\t",
     ],
     imports: &[],
 };
@@ -467,9 +465,9 @@ pub static FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_run
 pub static SHARED_FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
     files: &[
         // google/protobuf/any.proto
-        b"\n\x19google/protobuf/any.proto\x12\x0fgoogle.protobuf\"6\n\x03Any\x12\x19\n\x08type_url\x18\x01 \x01(\tR\x07typeUrl\x12\x14\n\x05value\x18\x02 \x01(\x0cR\x05valueBv\n\x13com.google.protobufB\x08AnyProtoP\x01Z,google.golang.org/protobuf/types/known/anypb\xa2\x02\x03GPB\xaa\x02\x1eGoogle.Protobuf.WellKnownTypesb\x06proto3",
+        b"\n\x19google/protobuf/any.proto\x12\x0fgoogle.protobuf\"&\n\x03Any\x12\x10\n\x08type_url\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0cBv\n\x13com.google.protobufB\x08AnyProtoP\x01Z,google.golang.org/protobuf/types/known/anypb\xa2\x02\x03GPB\xaa\x02\x1eGoogle.Protobuf.WellKnownTypesb\x06proto3",
         // google/protobuf/timestamp.proto
-        b"\n\x1fgoogle/protobuf/timestamp.proto\x12\x0fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0eTimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xf8\x01\x01\xa2\x02\x03GPB\xaa\x02\x1eGoogle.Protobuf.WellKnownTypesb\x06proto3",
+        b"\n\x1fgoogle/protobuf/timestamp.proto\x12\x0fgoogle.protobuf\"+\n\tTimestamp\x12\x0f\n\x07seconds\x18\x01 \x01(\x03\x12\r\n\x05nanos\x18\x02 \x01(\x05B\x85\x01\n\x13com.google.protobufB\x0eTimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xf8\x01\x01\xa2\x02\x03GPB\xaa\x02\x1eGoogle.Protobuf.WellKnownTypesb\x06proto3",
     ],
     imports: &[],
 };

@@ -5,11 +5,11 @@
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 pub struct Self_ {
     #[prost(string, tag = "1")]
-    pub self_: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub self_: ::std::string::String,
     #[prost(string, tag = "2")]
-    pub super_: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub super_: ::std::string::String,
     #[prost(string, tag = "3")]
-    pub crate_: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub crate_: ::std::string::String,
 }
 /// Shadows `std::result::Result`.
 #[derive(Clone, PartialEq, ::svc_runtime::codegen::prost::Message)]
@@ -20,19 +20,19 @@ pub struct Result {
     #[prost(message, optional, tag = "2")]
     pub r#box: ::core::option::Option<Box>,
     #[prost(string, tag = "3")]
-    pub r#type: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub r#type: ::std::string::String,
     #[prost(string, tag = "4")]
-    pub r#fn: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub r#fn: ::std::string::String,
     #[prost(int32, tag = "5")]
     pub r#loop: i32,
     #[prost(string, tag = "6")]
-    pub r#match: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub r#match: ::std::string::String,
     #[prost(string, tag = "7")]
-    pub r#async: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub r#async: ::std::string::String,
     #[prost(string, tag = "8")]
-    pub r#await: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub r#await: ::std::string::String,
     #[prost(string, tag = "9")]
-    pub r#dyn: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub r#dyn: ::std::string::String,
     #[prost(message, optional, tag = "10")]
     pub any: ::core::option::Option<::svc_runtime::codegen::prost_types::Any>,
 }
@@ -41,36 +41,29 @@ pub struct Result {
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 pub struct Option {
     #[prost(string, tag = "1")]
-    pub some: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub some: ::std::string::String,
     #[prost(string, tag = "2")]
-    pub none: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub none: ::std::string::String,
 }
 /// Shadows `std::boxed::Box`.
 #[derive(Clone, PartialEq, ::svc_runtime::codegen::prost::Message)]
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 pub struct Box {
     #[prost(message, optional, boxed, tag = "1")]
-    pub inner: ::core::option::Option<
-        ::svc_runtime::codegen::prost::alloc::boxed::Box<Box>,
-    >,
+    pub inner: ::core::option::Option<::std::boxed::Box<Box>>,
     #[prost(message, repeated, tag = "2")]
-    pub many: ::svc_runtime::codegen::prost::alloc::vec::Vec<Box>,
+    pub many: ::std::vec::Vec<Box>,
 }
 /// Refers to itself in every way.
 #[derive(Clone, PartialEq, ::svc_runtime::codegen::prost::Message)]
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 pub struct Recursive {
     #[prost(message, optional, boxed, tag = "1")]
-    pub child: ::core::option::Option<
-        ::svc_runtime::codegen::prost::alloc::boxed::Box<Recursive>,
-    >,
+    pub child: ::core::option::Option<::std::boxed::Box<Recursive>>,
     #[prost(message, repeated, tag = "2")]
-    pub children: ::svc_runtime::codegen::prost::alloc::vec::Vec<Recursive>,
+    pub children: ::std::vec::Vec<Recursive>,
     #[prost(map = "string, message", tag = "3")]
-    pub by_name: ::std::collections::HashMap<
-        ::svc_runtime::codegen::prost::alloc::string::String,
-        Recursive,
-    >,
+    pub by_name: ::std::collections::HashMap<::std::string::String, Recursive>,
     #[prost(oneof = "recursive::Kind", tags = "4, 5, 6")]
     pub kind: ::core::option::Option<recursive::Kind>,
 }
@@ -80,9 +73,9 @@ pub mod recursive {
     #[prost(prost_path = "::svc_runtime::codegen::prost")]
     pub enum Kind {
         #[prost(message, tag = "4")]
-        Node(::svc_runtime::codegen::prost::alloc::boxed::Box<super::Recursive>),
+        Node(::std::boxed::Box<super::Recursive>),
         #[prost(string, tag = "5")]
-        Leaf(::svc_runtime::codegen::prost::alloc::string::String),
+        Leaf(::std::string::String),
         #[prost(message, tag = "6")]
         At(::svc_runtime::codegen::prost_types::Timestamp),
     }
@@ -114,7 +107,7 @@ pub mod outer {
         #[prost(prost_path = "::svc_runtime::codegen::prost")]
         pub struct Inner {
             #[prost(string, tag = "1")]
-            pub deepest: ::svc_runtime::codegen::prost::alloc::string::String,
+            pub deepest: ::std::string::String,
         }
     }
     #[derive(
@@ -914,7 +907,7 @@ pub mod async_svc {
 pub static FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
     files: &[
         // keywords.proto
-        b"\n\x0ekeywords.proto\x12\x16adversarial.type.async\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n\x04Self\x12\x12\n\x04self\x18\x01 \x01(\tR\x04self\x12\x14\n\x05super\x18\x02 \x01(\tR\x05super\x12\x14\n\x05crate\x18\x03 \x01(\tR\x05crate\"\xa3\x02\n\x06Result\x126\n\x06option\x18\x01 \x01(\x0b2\x1e.adversarial.type.async.OptionR\x06option\x12-\n\x03box\x18\x02 \x01(\x0b2\x1b.adversarial.type.async.BoxR\x03box\x12\x12\n\x04type\x18\x03 \x01(\tR\x04type\x12\x0e\n\x02fn\x18\x04 \x01(\tR\x02fn\x12\x12\n\x04loop\x18\x05 \x01(\x05R\x04loop\x12\x14\n\x05match\x18\x06 \x01(\tR\x05match\x12\x14\n\x05async\x18\x07 \x01(\tR\x05async\x12\x14\n\x05await\x18\x08 \x01(\tR\x05await\x12\x10\n\x03dyn\x18\t \x01(\tR\x03dyn\x12&\n\x03any\x18\n \x01(\x0b2\x14.google.protobuf.AnyR\x03any\"0\n\x06Option\x12\x12\n\x04some\x18\x01 \x01(\tR\x04some\x12\x12\n\x04none\x18\x02 \x01(\tR\x04none\"i\n\x03Box\x121\n\x05inner\x18\x01 \x01(\x0b2\x1b.adversarial.type.async.BoxR\x05inner\x12/\n\x04many\x18\x02 \x03(\x0b2\x1b.adversarial.type.async.BoxR\x04many\"\xae\x03\n\tRecursive\x127\n\x05child\x18\x01 \x01(\x0b2!.adversarial.type.async.RecursiveR\x05child\x12=\n\x08children\x18\x02 \x03(\x0b2!.adversarial.type.async.RecursiveR\x08children\x12F\n\x07by_name\x18\x03 \x03(\x0b2-.adversarial.type.async.Recursive.ByNameEntryR\x06byName\x127\n\x04node\x18\x04 \x01(\x0b2!.adversarial.type.async.RecursiveH\0R\x04node\x12\x14\n\x04leaf\x18\x05 \x01(\tH\0R\x04leaf\x12,\n\x02at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampH\0R\x02at\x1a\\\n\x0bByNameEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x127\n\x05value\x18\x02 \x01(\x0b2!.adversarial.type.async.RecursiveR\x05value:\x028\x01B\x06\n\x04kind\"\xf1\x03\n\x05Outer\x129\n\x05inner\x18\x01 \x01(\x0b2#.adversarial.type.async.Outer.InnerR\x05inner\x12=\n\x04deep\x18\x02 \x01(\x0b2).adversarial.type.async.Outer.Inner.InnerR\x04deep\x12A\n\x06outers\x18\x03 \x03(\x0b2).adversarial.type.async.Outer.OutersEntryR\x06outers\x126\n\x04kind\x18\x04 \x01(\x0e2\".adversarial.type.async.Outer.KindR\x04kind\x1ak\n\x05Inner\x12?\n\x05inner\x18\x01 \x01(\x0b2).adversarial.type.async.Outer.Inner.InnerR\x05inner\x1a!\n\x05Inner\x12\x18\n\x07deepest\x18\x01 \x01(\tR\x07deepest\x1aX\n\x0bOutersEntry\x12\x10\n\x03key\x18\x01 \x01(\x03R\x03key\x123\n\x05value\x18\x02 \x01(\x0b2\x1d.adversarial.type.async.OuterR\x05value:\x028\x01\",\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\0\x12\x0e\n\nKIND_OUTER\x10\x01\"G\n\nOuterInner\x129\n\x05value\x18\x01 \x01(\x0b2#.adversarial.type.async.Outer.InnerR\x05value*;\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\0\x12\r\n\tTYPE_SELF\x10\x01\x12\x0e\n\nTYPE_MATCH\x10\x022\xaf\x02\n\x05Async\x12E\n\x05Await\x12\x1c.adversarial.type.async.Self\x1a\x1e.adversarial.type.async.Result\x12E\n\x04Type\x12\x1e.adversarial.type.async.Option\x1a\x1b.adversarial.type.async.Box0\x01\x12I\n\x04Move\x12!.adversarial.type.async.Recursive\x1a\x1c.adversarial.type.async.Self(\x01\x12M\n\x04Loop\x12\x1d.adversarial.type.async.Outer\x1a\".adversarial.type.async.OuterInner(\x010\x01b\x06proto3",
+        b"\n\x0ekeywords.proto\x12\x16adversarial.type.async\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n\x04Self\x12\x0c\n\x04self\x18\x01 \x01(\t\x12\r\n\x05super\x18\x02 \x01(\t\x12\r\n\x05crate\x18\x03 \x01(\t\"\xe7\x01\n\x06Result\x12.\n\x06option\x18\x01 \x01(\x0b2\x1e.adversarial.type.async.Option\x12(\n\x03box\x18\x02 \x01(\x0b2\x1b.adversarial.type.async.Box\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\n\n\x02fn\x18\x04 \x01(\t\x12\x0c\n\x04loop\x18\x05 \x01(\x05\x12\r\n\x05match\x18\x06 \x01(\t\x12\r\n\x05async\x18\x07 \x01(\t\x12\r\n\x05await\x18\x08 \x01(\t\x12\x0b\n\x03dyn\x18\t \x01(\t\x12!\n\x03any\x18\n \x01(\x0b2\x14.google.protobuf.Any\"$\n\x06Option\x12\x0c\n\x04some\x18\x01 \x01(\t\x12\x0c\n\x04none\x18\x02 \x01(\t\"\\\n\x03Box\x12*\n\x05inner\x18\x01 \x01(\x0b2\x1b.adversarial.type.async.Box\x12)\n\x04many\x18\x02 \x03(\x0b2\x1b.adversarial.type.async.Box\"\xf9\x02\n\tRecursive\x120\n\x05child\x18\x01 \x01(\x0b2!.adversarial.type.async.Recursive\x123\n\x08children\x18\x02 \x03(\x0b2!.adversarial.type.async.Recursive\x12>\n\x07by_name\x18\x03 \x03(\x0b2-.adversarial.type.async.Recursive.ByNameEntry\x121\n\x04node\x18\x04 \x01(\x0b2!.adversarial.type.async.RecursiveH\0\x12\x0e\n\x04leaf\x18\x05 \x01(\tH\0\x12(\n\x02at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampH\0\x1aP\n\x0bByNameEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x120\n\x05value\x18\x02 \x01(\x0b2!.adversarial.type.async.Recursive:\x028\x01B\x06\n\x04kind\"\xba\x03\n\x05Outer\x122\n\x05inner\x18\x01 \x01(\x0b2#.adversarial.type.async.Outer.Inner\x127\n\x04deep\x18\x02 \x01(\x0b2).adversarial.type.async.Outer.Inner.Inner\x129\n\x06outers\x18\x03 \x03(\x0b2).adversarial.type.async.Outer.OutersEntry\x120\n\x04kind\x18\x04 \x01(\x0e2\".adversarial.type.async.Outer.Kind\x1a[\n\x05Inner\x128\n\x05inner\x18\x01 \x01(\x0b2).adversarial.type.async.Outer.Inner.Inner\x1a\x18\n\x05Inner\x12\x0f\n\x07deepest\x18\x01 \x01(\t\x1aL\n\x0bOutersEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12,\n\x05value\x18\x02 \x01(\x0b2\x1d.adversarial.type.async.Outer:\x028\x01\",\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\0\x12\x0e\n\nKIND_OUTER\x10\x01\"@\n\nOuterInner\x122\n\x05value\x18\x01 \x01(\x0b2#.adversarial.type.async.Outer.Inner*;\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\0\x12\r\n\tTYPE_SELF\x10\x01\x12\x0e\n\nTYPE_MATCH\x10\x022\xaf\x02\n\x05Async\x12E\n\x05Await\x12\x1c.adversarial.type.async.Self\x1a\x1e.adversarial.type.async.Result\x12E\n\x04Type\x12\x1e.adversarial.type.async.Option\x1a\x1b.adversarial.type.async.Box0\x01\x12I\n\x04Move\x12!.adversarial.type.async.Recursive\x1a\x1c.adversarial.type.async.Self(\x01\x12M\n\x04Loop\x12\x1d.adversarial.type.async.Outer\x1a\".adversarial.type.async.OuterInner(\x010\x01b\x06proto3",
     ],
     imports: &[
         &super::super::super::adversarial::legacy::SHARED_FILE_DESCRIPTORS,

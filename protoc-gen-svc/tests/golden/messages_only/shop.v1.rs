@@ -6,22 +6,22 @@
 pub struct GetItemRequest {
     /// Stock keeping unit.
     #[prost(string, tag = "1")]
-    pub sku: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub sku: ::std::string::String,
 }
 /// An item.
 #[derive(Clone, PartialEq, ::svc_runtime::codegen::prost::Message)]
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 pub struct Item {
     #[prost(string, tag = "1")]
-    pub sku: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub sku: ::std::string::String,
     #[prost(string, tag = "2")]
-    pub title: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub title: ::std::string::String,
     #[prost(int64, tag = "3")]
     pub price_cents: i64,
     #[prost(btree_map = "string, string", tag = "4")]
-    pub labels: ::svc_runtime::codegen::prost::alloc::collections::BTreeMap<
-        ::svc_runtime::codegen::prost::alloc::string::String,
-        ::svc_runtime::codegen::prost::alloc::string::String,
+    pub labels: ::std::collections::BTreeMap<
+        ::std::string::String,
+        ::std::string::String,
     >,
     #[prost(bytes = "bytes", tag = "5")]
     pub thumbnail: ::svc_runtime::codegen::prost::bytes::Bytes,
@@ -31,18 +31,16 @@ pub struct Item {
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 pub struct PlaceOrderRequest {
     #[prost(string, tag = "1")]
-    pub idempotency_key: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub idempotency_key: ::std::string::String,
     #[prost(string, repeated, tag = "2")]
-    pub skus: ::svc_runtime::codegen::prost::alloc::vec::Vec<
-        ::svc_runtime::codegen::prost::alloc::string::String,
-    >,
+    pub skus: ::std::vec::Vec<::std::string::String>,
 }
 /// An order.
 #[derive(Clone, PartialEq, Eq, Hash, ::svc_runtime::codegen::prost::Message)]
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 pub struct Order {
     #[prost(string, tag = "1")]
-    pub id: ::svc_runtime::codegen::prost::alloc::string::String,
+    pub id: ::std::string::String,
     #[prost(oneof = "order::State", tags = "2, 3")]
     pub state: ::core::option::Option<order::State>,
 }
@@ -54,7 +52,7 @@ pub mod order {
         #[prost(bool, tag = "2")]
         Pending(bool),
         #[prost(string, tag = "3")]
-        ShippedTracking(::svc_runtime::codegen::prost::alloc::string::String),
+        ShippedTracking(::std::string::String),
     }
 }
 /// Business errors of the shop.
