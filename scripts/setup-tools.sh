@@ -9,7 +9,8 @@
 #
 # The test suite's tools:
 #   - Python packages: grpcio, grpcio-tools (protoc 3x as a module),
-#     grpcio-status, grpcio-health-checking, prometheus-client, PyJWT, h2,
+#     grpcio-status, grpcio-health-checking, grpcio-reflection (v1alpha
+#     client), prometheus-client, PyJWT, h2,
 #     protobuf,
 #     googleapis-common-protos, pytest; for the Kubernetes manifest checks
 #     (tests/e2e/k8s_tools.py): kubernetes-validate, cloudcoil (pydantic
@@ -60,6 +61,7 @@ py_pkgs=(
   "grpcio-tools>=1.70,<2"
   "grpcio-status>=1.70,<2"
   "grpcio-health-checking>=1.70,<2"
+  "grpcio-reflection>=1.70,<2"
   "prometheus-client>=0.20"
   "PyJWT[crypto]>=2.8"
   "h2>=4.1"
@@ -75,7 +77,7 @@ py_pkgs=(
   "cloudcoil-models-prometheus-operator>=0.80,<0.81"
 )
 if python3 - <<'PY' 2>/dev/null
-import grpc, grpc_tools, grpc_status, grpc_health, prometheus_client, jwt, cryptography, h2, google.protobuf, google.api, pytest  # noqa: F401
+import grpc, grpc_tools, grpc_status, grpc_health, grpc_reflection, prometheus_client, jwt, cryptography, h2, google.protobuf, google.api, pytest  # noqa: F401
 import yaml  # noqa: F401
 import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
 import inspect, pydantic

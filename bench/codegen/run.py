@@ -60,6 +60,11 @@ sys.exit(code)
 """
 
 
+# Each package's messages contain the previous package's, so auto-trait
+# checks walk as many nested types as the tree is deep.
+RECURSION = '#![recursion_limit = "2048"]\n'
+
+
 def sh(cmd, **kw):
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
     if r.returncode != 0:
@@ -218,7 +223,7 @@ def build(work, protoc, args, ours_plugin, prost, tonic):
         (d / "gen").mkdir()
     sh([protoc, *includes, f"--plugin=protoc-gen-svc={ours_plugin}", f"--svc_out={ours / 'gen'}", *files])
     (ours / "src" / "lib.rs").write_text(
-        'include!(concat!(env!("CARGO_MANIFEST_DIR"), "/gen/mod.rs"));\n'
+        f"{RECURSION}include!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/gen/mod.rs\"));\n"
     )
     sh(
         [
@@ -235,7 +240,7 @@ def build(work, protoc, args, ours_plugin, prost, tonic):
     for f in sorted(os.listdir(theirs / "gen")):
         package = f.removesuffix(".rs").removesuffix(".tonic")
         by_package.setdefault(package, []).append(f)
-    (theirs / "src" / "lib.rs").write_text(tree_module(by_package))
+    (theirs / "src" / "lib.rs").write_text(RECURSION + tree_module(by_package))
 
     log = work / "rustc.log"
     wrapper = work / "rustc-wrapper"
