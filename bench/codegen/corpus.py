@@ -3,7 +3,8 @@ scaling test.
 
 Every file is a package of its own (`corpus.pkgNNNN.v1`) with `messages`
 messages (scalars, a repeated field, a map, an enum, a oneof, a nested
-message, a well-known type and references to imported messages) and
+message, a well-known type and lists of the previous message and of
+imported ones) and
 `services` annotated services of two methods (unary and server streaming).
 
 Shapes:
@@ -80,10 +81,13 @@ def render(i, messages, services, shape, common):
             "  }",
             "  repeated Part parts = 9;",
         ]
+        # Links to other records are repeated: a singular field would embed
+        # the other message in this one, and the sizes of such nested types
+        # grow exponentially with the depth of the tree.
         if m > 0:
-            out.append(f"  Msg{m - 1} previous = 10;")
+            out.append(f"  repeated Msg{m - 1} previous = 10;")
         for n, d in enumerate(deps):
-            out.append(f"  {package(d)}.Msg{m % messages} upstream{n} = {20 + n};")
+            out.append(f"  repeated {package(d)}.Msg{m} upstream{n} = {20 + n};")
         out.append("}")
     for s in range(services):
         first, last = "Msg0", f"Msg{messages - 1}"

@@ -10,7 +10,7 @@ floor. With --build it then compiles each side's generated code as a crate
 timed) and prints build time and rustc's peak memory.
 
 usage: python3 bench/codegen/run.py [--files 500] [--messages 16]
-       [--services 1] [--shapes deep,wide] [--rounds 3]
+       [--services 1] [--shapes deep,wide,googleapis] [--rounds 3]
        [--build] [--build-files 100]
 
 Installs protoc-gen-prost and protoc-gen-tonic into .tools/cargo when they
@@ -51,7 +51,7 @@ sys.exit(code)
 RUSTC_WRAPPER = """#!{python}
 import resource, subprocess, sys, time
 start = time.monotonic()
-code = subprocess.call(sys.argv[1:])
+code = subprocess.call(sys.argv[1:], close_fds=False)
 args = sys.argv[1:]
 if "--crate-name" in args and args[args.index("--crate-name") + 1] == "generated":
     with open({log!r}, "a") as f:
@@ -132,9 +132,25 @@ def run_side(protoc, includes, files, plugins, out, log):
     return wall, peak, dir_size(out)
 
 
+def googleapis():
+    """The .proto files of googleapis-common-protos (PyPI): a real tree of
+    shared types. Returns (root, files)."""
+    try:
+        import google.api
+    except ImportError:
+        sys.exit("googleapis-common-protos is missing: pip install googleapis-common-protos")
+    root = Path(list(google.api.__path__)[0]).parents[1]
+    files = sorted(str(p.relative_to(root)) for p in (root / "google").rglob("*.proto"))
+    return root, [f for f in files if not f.startswith("google/protobuf/")]
+
+
 def measure(protoc, work, shape, args, ours, prost, tonic):
-    tree = work / f"corpus-{shape}"
-    files = corpus.write(tree, args.files, args.messages, args.services, shape)
+    if shape == "googleapis":
+        tree, files = googleapis()
+        files = [tree / f for f in files]
+    else:
+        tree = work / f"corpus-{shape}"
+        files = [tree / f for f in corpus.write(tree, args.files, args.messages, args.services, shape)]
     includes = ["-I", tree, "-I", ROOT / "proto", *wkt_include(protoc)]
     log = work / "rss.log"
     sides = {
@@ -156,13 +172,15 @@ def measure(protoc, work, shape, args, ours, prost, tonic):
     return tree, files, includes, results, statistics.median(alone)
 
 
-def report_generation(shape, args, results, alone):
+def report_generation(shape, args, files, results, alone):
     ours, theirs = results["protoc-gen-svc"], results["prost + tonic"]
     med = lambda rows, i: statistics.median(row[i] for row in rows)  # noqa: E731
-    print(
-        f"\n{shape}: {args.files} files, {args.files * args.messages} messages, "
-        f"{args.files * args.services} services; median of {args.rounds} rounds; protoc alone {alone:.2f} s"
+    what = (
+        f"{len(files)} files of googleapis-common-protos"
+        if shape == "googleapis"
+        else f"{args.files} files, {args.files * args.messages} messages, {args.files * args.services} services"
     )
+    print(f"\n{shape}: {what}; median of {args.rounds} rounds; protoc alone {alone:.2f} s")
     print(f"| metric | protoc-gen-svc | prost + tonic | ratio |\n|---|---|---|---|")
     for label, i, fmt in [
         ("wall time (protoc + plugins)", 0, lambda v: f"{v:.2f} s"),
@@ -236,17 +254,20 @@ def build(work, protoc, args, ours_plugin, prost, tonic):
             *files,
         ]
     )
+    # protoc-gen-prost and protoc-gen-tonic write `<package>.rs` and
+    # `<package>.tonic.rs` into a folder per package.
     by_package = {}
-    for f in sorted(os.listdir(theirs / "gen")):
-        package = f.removesuffix(".rs").removesuffix(".tonic")
-        by_package.setdefault(package, []).append(f)
+    for f in sorted((theirs / "gen").rglob("*.rs")):
+        package = f.name.removesuffix(".rs").removesuffix(".tonic")
+        by_package.setdefault(package, []).append(str(f.relative_to(theirs / "gen")))
     (theirs / "src" / "lib.rs").write_text(RECURSION + tree_module(by_package))
 
     log = work / "rustc.log"
     wrapper = work / "rustc-wrapper"
     wrapper.write_text(RUSTC_WRAPPER.format(python=sys.executable, log=str(log)))
     wrapper.chmod(0o755)
-    target = work / "crates" / "target"
+    # Kept between runs, so only the first builds the dependencies.
+    target = TARGET / "codegen-bench"
     env = {**os.environ, "CARGO_TARGET_DIR": str(target), "RUSTC_WRAPPER": str(wrapper)}
     results = {"protoc-gen-svc": [], "prost + tonic": []}
     for r in range(args.build_rounds):
@@ -280,7 +301,7 @@ def main():
     p.add_argument("--files", type=int, default=500)
     p.add_argument("--messages", type=int, default=16)
     p.add_argument("--services", type=int, default=1)
-    p.add_argument("--shapes", default="deep,wide")
+    p.add_argument("--shapes", default="deep,wide,googleapis", help="deep, wide, googleapis")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--build", action="store_true", help="also compile each side's generated crate")
     p.add_argument("--build-files", type=int, default=100)
@@ -292,8 +313,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="svc-codegen-bench-") as tmp:
         work = Path(tmp)
         for shape in args.shapes.split(","):
-            _, _, _, results, alone = measure(protoc, work, shape, args, ours, prost, tonic)
-            report_generation(shape, args, results, alone)
+            _, files, _, results, alone = measure(protoc, work, shape, args, ours, prost, tonic)
+            report_generation(shape, args, files, results, alone)
         if args.build:
             build(work, protoc, args, ours, prost, tonic)
 

@@ -103,7 +103,8 @@ pub fn compile(files: &[impl AsRef<Path>], includes: &[impl AsRef<Path>], editio
     })?;
     // The requested files, named as protoc names them (relative to the
     // include directory that holds them).
-    let requested: Vec<String> = files.iter().filter_map(|f| import_name(f.as_ref(), includes)).collect();
+    let requested: std::collections::HashSet<String> =
+        files.iter().filter_map(|f| import_name(f.as_ref(), includes)).collect();
     let mut entries = Vec::new();
     for raw in &set.file {
         let header = FileHeader::decode(raw.as_slice()).unwrap_or_default();

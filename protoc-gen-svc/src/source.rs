@@ -138,7 +138,7 @@ fn compile_embedded(files: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -
 /// imports that share a package with one (one output file holds a whole
 /// package). `files` are (name, package, requested) in dependency order.
 pub(crate) fn with_package_mates(files: &[(String, String, bool)]) -> Vec<String> {
-    let packages: Vec<&str> = files.iter().filter(|f| f.2).map(|f| f.1.as_str()).collect();
+    let packages: std::collections::HashSet<&str> = files.iter().filter(|f| f.2).map(|f| f.1.as_str()).collect();
     files.iter().filter(|f| f.2 || packages.contains(&f.1.as_str())).map(|f| f.0.clone()).collect()
 }
 

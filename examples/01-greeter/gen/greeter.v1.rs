@@ -17,9 +17,7 @@ pub struct HelloReply {
     pub message: ::std::string::String,
     /// When the greeting was made.
     #[prost(message, optional, tag = "2")]
-    pub created_at: ::core::option::Option<
-        ::svc_runtime::codegen::prost_types::Timestamp,
-    >,
+    pub created_at: ::core::option::Option<::svc_runtime::codegen::prost_types::Timestamp>,
 }
 /// A request for several greetings.
 #[derive(Clone, PartialEq, Eq, Hash, ::svc_runtime::codegen::prost::Message)]
@@ -36,17 +34,7 @@ pub struct HelloStreamRequest {
     pub interval_ms: u32,
 }
 /// Errors returned by the greeter.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    ::svc_runtime::codegen::prost::Enumeration
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::svc_runtime::codegen::prost::Enumeration)]
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 #[repr(i32)]
 pub enum GreeterError {

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod manifests;
 pub mod modfile;
 pub mod paths;
+pub mod prost_text;
 pub mod rust;
 pub mod spec;
 #[cfg(feature = "manifests")]

@@ -13,7 +13,7 @@ use prost_reflect::DescriptorPool;
 use quote::quote;
 
 use super::modfile::{self, Body};
-use super::{GeneratedFile, descriptors, header, paths, spec};
+use super::{GeneratedFile, descriptors, header, paths, prost_text, spec};
 use crate::error::{Diagnostic, Result};
 use crate::ir;
 use crate::params::Options;
@@ -199,15 +199,10 @@ pub fn assemble(
     let mut bodies = Vec::with_capacity(packages.len());
     for package in packages {
         let module = prost_build::Module::from_protobuf_package_name(&package.name);
-        let mut body = String::new();
-        if options.messages
-            && let Some(code) = modules.remove(&module)
-        {
-            body = code;
-        }
-        if let Some(code) = services.remove(&package.name) {
-            body.push_str(&code);
-        }
+        // prost-build's message code is finished as text; the services and
+        // the items below go through syn and prettyplease.
+        let messages = if options.messages { modules.remove(&module).unwrap_or_default() } else { String::new() };
+        let mut body = services.remove(&package.name).unwrap_or_default();
         let mut extra = TokenStream::new();
         let version = crate::VERSION;
         extra.extend(quote! {
@@ -234,11 +229,11 @@ pub fn assemble(
             }
         }
         body.push_str(&extra.to_string());
-        bodies.push(body);
+        bodies.push((messages, body));
     }
     drop((modules, services));
 
-    let finish = |i: usize, body: String| -> Result<PackageCode> {
+    let finish = |i: usize, (messages, body): (String, String)| -> Result<PackageCode> {
         let package = &packages[i];
         let mut file = syn::parse_file(&body).map_err(|e| {
             Diagnostic::new(
@@ -252,6 +247,8 @@ pub fn assemble(
         let mut sources = package.files.clone();
         sources.sort();
         let mut code = format!("// source: {}\n", sources.join(", "));
+        code.push_str(&prost_text::finish(&messages, &rt_text));
+        drop(messages);
         code.push_str(&prettyplease::unparse(&file));
         if let Some(plan) = &plan {
             code.push_str(plan.text(&package.name));
@@ -370,7 +367,8 @@ impl prost_build::ServiceGenerator for ServiceCollector {
     fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
         // prost-build drops modules whose buffer stays empty and then fails
         // to find them when finalizing a package that only has services.
-        buf.push_str(&format!("// service {} is emitted below the messages\n", service.proto_name));
+        buf.push_str(prost_text::SERVICE_PLACEHOLDER);
+        buf.push('\n');
         let codec = format!("{}::codegen::tonic_prost::ProstCodec", self.options.runtime_crate);
         let adapter = TonicService::new(&service, &codec);
         let mut builder = tonic_build::CodeGenBuilder::new();

@@ -33,17 +33,7 @@ pub mod legacy {
         pub key: i32,
     }
 }
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    ::svc_runtime::codegen::prost::Enumeration
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::svc_runtime::codegen::prost::Enumeration)]
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 #[repr(i32)]
 pub enum Color {

@@ -110,17 +110,7 @@ pub mod outer {
             pub deepest: ::std::string::String,
         }
     }
-    #[derive(
-        Clone,
-        Copy,
-        Debug,
-        PartialEq,
-        Eq,
-        Hash,
-        PartialOrd,
-        Ord,
-        ::svc_runtime::codegen::prost::Enumeration
-    )]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::svc_runtime::codegen::prost::Enumeration)]
     #[prost(prost_path = "::svc_runtime::codegen::prost")]
     #[repr(i32)]
     pub enum Kind {
@@ -156,17 +146,7 @@ pub struct OuterInner {
     pub value: ::core::option::Option<outer::Inner>,
 }
 /// Enum with prefix-stripped variant names that are keywords.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    ::svc_runtime::codegen::prost::Enumeration
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::svc_runtime::codegen::prost::Enumeration)]
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 #[repr(i32)]
 pub enum Type {

@@ -19,10 +19,7 @@ pub struct Item {
     #[prost(int64, tag = "3")]
     pub price_cents: i64,
     #[prost(btree_map = "string, string", tag = "4")]
-    pub labels: ::std::collections::BTreeMap<
-        ::std::string::String,
-        ::std::string::String,
-    >,
+    pub labels: ::std::collections::BTreeMap<::std::string::String, ::std::string::String>,
     #[prost(bytes = "bytes", tag = "5")]
     pub thumbnail: ::svc_runtime::codegen::prost::bytes::Bytes,
 }
@@ -56,17 +53,7 @@ pub mod order {
     }
 }
 /// Business errors of the shop.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    ::svc_runtime::codegen::prost::Enumeration
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::svc_runtime::codegen::prost::Enumeration)]
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 #[repr(i32)]
 pub enum ShopError {
