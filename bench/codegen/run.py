@@ -255,11 +255,12 @@ def build(work, protoc, args, ours_plugin, prost, tonic):
         ]
     )
     # protoc-gen-prost and protoc-gen-tonic write `<package>.rs` and
-    # `<package>.tonic.rs` into a folder per package.
+    # `<package>.tonic.rs` into a folder per package; the first includes
+    # the second (through protoc's insertion point).
     by_package = {}
     for f in sorted((theirs / "gen").rglob("*.rs")):
-        package = f.name.removesuffix(".rs").removesuffix(".tonic")
-        by_package.setdefault(package, []).append(str(f.relative_to(theirs / "gen")))
+        if not f.name.endswith(".tonic.rs"):
+            by_package.setdefault(f.name.removesuffix(".rs"), []).append(str(f.relative_to(theirs / "gen")))
     (theirs / "src" / "lib.rs").write_text(RECURSION + tree_module(by_package))
 
     log = work / "rustc.log"
