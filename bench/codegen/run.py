@@ -60,9 +60,9 @@ sys.exit(code)
 """
 
 
-# Each package's messages contain the previous package's, so auto-trait
-# checks walk as many nested types as the tree is deep.
-RECURSION = '#![recursion_limit = "2048"]\n'
+# Each package's messages hold a Vec of the previous package's, so auto-trait
+# checks walk a few nested types per package of the tree's depth.
+RECURSION = '#![recursion_limit = "8192"]\n'
 
 
 def sh(cmd, **kw):
