@@ -183,7 +183,10 @@ fn rust_code(input: &Input, options: &Options) -> Result<(Vec<ir::Package>, Vec<
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let files = emit::rust::SetFiles::read(&input.descriptor_set)?;
     let (front, prost) = std::thread::scope(|scope| {
-        let prost = scope.spawn(|| emit::rust::prost_code(&files, &input.files_to_generate, options));
+        // Its panics on malformed descriptors are caught and reported (or
+        // moot, when the pool below fails first): keep them off stderr.
+        let prost =
+            scope.spawn(|| emit::rust::quietly(|| emit::rust::prost_code(&files, &input.files_to_generate, options)));
         let front = descriptor_pool(input).and_then(|pool| {
             let packages = annotations::read_packages(&pool, input)?;
             let plan = emit::rust::descriptor_plan(&pool, &files, &packages, options);

@@ -290,6 +290,32 @@ fn parallel<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(usize, T
     done.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).into_iter().flatten().collect()
 }
 
+thread_local! {
+    /// Set on a thread whose panics are all caught and reported as
+    /// diagnostics, so the panic hook stays silent for it.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on this thread with panic messages kept off stderr: prost-build
+/// panics on some malformed descriptors, which are caught and answered with
+/// an error (whose text carries the panic's message). Panics of other
+/// threads are reported as before.
+pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let out = f();
+    QUIET.with(|q| q.set(was));
+    out
+}
+
 /// A panic inside prost-build, with its message.
 struct Panicked(String);
 
