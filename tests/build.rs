@@ -55,6 +55,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &includes,
     )?;
     run("runtime_path", protoc_gen_svc::configure().runtime_crate("crate::rt"), &all, &includes)?;
+    // Packages that import each other (their files do not): their
+    // descriptor statics link to each other.
+    let cycle = protos.join("cycle");
+    run(
+        "cycle",
+        protoc_gen_svc::configure(),
+        &[cycle.join("cycle/a/base.proto"), cycle.join("cycle/b/shape.proto"), cycle.join("cycle/a/drawing.proto")],
+        &[cycle.clone()],
+    )?;
     run(
         "extern_path",
         protoc_gen_svc::configure().extern_path(".adversarial.legacy", "crate::default::adversarial::legacy"),

@@ -88,6 +88,11 @@ pub mod split {
     }
 }
 
+/// Packages `cycle.a` and `cycle.b`, which import each other.
+pub mod cycle {
+    include!(concat!(env!("OUT_DIR"), "/cycle/mod.rs"));
+}
+
 /// `bytes=.` and `btree_map=.`.
 pub mod bytes_btree {
     include!(concat!(env!("OUT_DIR"), "/bytes_btree/mod.rs"));

@@ -57,3 +57,20 @@ fn imported_files_are_embedded_once() {
     };
     assert_eq!(options(&greeter), options(&shop), "one copy of svc/options.proto");
 }
+
+#[test]
+fn packages_that_import_each_other_link_both_ways() {
+    let names = |node: &'static FileDescriptors| -> Vec<String> {
+        decode(node).into_iter().map(|f| f.name().to_owned()).collect()
+    };
+    let all = ["cycle/a/base.proto", "cycle/b/shape.proto", "cycle/a/drawing.proto"];
+    for node in [&svc_tests::cycle::cycle::a::FILE_DESCRIPTORS, &svc_tests::cycle::cycle::b::FILE_DESCRIPTORS] {
+        let reached = names(node);
+        for file in all {
+            assert_eq!(reached.iter().filter(|n| *n == file).count(), 1, "{file} once in {reached:?}");
+        }
+    }
+    // The service's spec reaches every file too.
+    let spec = &svc_tests::cycle::cycle::a::canvas_svc::SERVICE;
+    assert_eq!(names(spec.descriptors).len(), names(&svc_tests::cycle::cycle::a::FILE_DESCRIPTORS).len());
+}
