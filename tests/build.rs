@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cycle",
         protoc_gen_svc::configure(),
         &[cycle.join("cycle/a/base.proto"), cycle.join("cycle/b/shape.proto"), cycle.join("cycle/a/drawing.proto")],
-        &[cycle.clone()],
+        std::slice::from_ref(&cycle),
     )?;
     run(
         "extern_path",
