@@ -89,7 +89,7 @@ pub mod split {
 }
 
 /// Packages `cycle.a` and `cycle.b`, which import each other.
-pub mod cycle {
+pub mod cyclic {
     include!(concat!(env!("OUT_DIR"), "/cycle/mod.rs"));
 }
 

@@ -64,13 +64,13 @@ fn packages_that_import_each_other_link_both_ways() {
         decode(node).into_iter().map(|f| f.name().to_owned()).collect()
     };
     let all = ["cycle/a/base.proto", "cycle/b/shape.proto", "cycle/a/drawing.proto"];
-    for node in [&svc_tests::cycle::cycle::a::FILE_DESCRIPTORS, &svc_tests::cycle::cycle::b::FILE_DESCRIPTORS] {
+    for node in [&svc_tests::cyclic::cycle::a::FILE_DESCRIPTORS, &svc_tests::cyclic::cycle::b::FILE_DESCRIPTORS] {
         let reached = names(node);
         for file in all {
             assert_eq!(reached.iter().filter(|n| *n == file).count(), 1, "{file} once in {reached:?}");
         }
     }
     // The service's spec reaches every file too.
-    let spec = &svc_tests::cycle::cycle::a::canvas_svc::SERVICE;
-    assert_eq!(names(spec.descriptors).len(), names(&svc_tests::cycle::cycle::a::FILE_DESCRIPTORS).len());
+    let spec = &svc_tests::cyclic::cycle::a::canvas_svc::SERVICE;
+    assert_eq!(names(spec.descriptors).len(), names(&svc_tests::cyclic::cycle::a::FILE_DESCRIPTORS).len());
 }
