@@ -41,11 +41,6 @@ const ERROR_EXT_NUMBER: i32 = 71004;
 /// `input`'s descriptors when one is reported.
 pub fn read_packages(pool: &DescriptorPool, input: &crate::Input) -> Result<Vec<Package>> {
     let files = &input.files_to_generate;
-    let raw: HashMap<String, &[u8]> = crate::source::set_files(&input.descriptor_set)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|bytes| Some((crate::source::FileHeader::decode(bytes).ok()?.name?, bytes)))
-        .collect();
     let exts = Extensions {
         service: pool.get_extension_by_name(SERVICE_EXT),
         method: pool.get_extension_by_name(METHOD_EXT),
@@ -73,7 +68,7 @@ pub fn read_packages(pool: &DescriptorPool, input: &crate::Input) -> Result<Vec<
             });
             packages.len() - 1
         });
-        let mut cx = FileCx::new(&file, raw.get(name).copied(), &mut errors);
+        let mut cx = FileCx::new(&file, &input.descriptor_set, &mut errors);
         let package = &mut packages[index];
         package.files.push(name.clone());
         for service in file.services() {
@@ -117,9 +112,9 @@ fn extension(options: &DynamicMessage, ext: &Option<ExtensionDescriptor>) -> Opt
 /// Per-file context: source locations and the shared error list.
 struct FileCx<'a> {
     name: String,
-    /// The file's encoded descriptor, for its source info.
-    raw: Option<&'a [u8]>,
-    /// Locations by path, read from `raw` when the first diagnostic is due.
+    /// The encoded descriptor set holding the file, for its source info.
+    set: &'a [u8],
+    /// Locations by path, read from `set` when the first diagnostic is due.
     locations: Option<HashMap<Vec<i32>, (u32, u32)>>,
     errors: &'a mut Vec<Diagnostic>,
 }
@@ -131,17 +126,22 @@ struct At<'p> {
 }
 
 impl<'a> FileCx<'a> {
-    fn new(file: &FileDescriptor, raw: Option<&'a [u8]>, errors: &'a mut Vec<Diagnostic>) -> Self {
-        FileCx { name: file.name().to_owned(), raw, locations: None, errors }
+    fn new(file: &FileDescriptor, set: &'a [u8], errors: &'a mut Vec<Diagnostic>) -> Self {
+        FileCx { name: file.name().to_owned(), set, locations: None, errors }
     }
 
     /// Location of the longest prefix of `path` that has source info.
     fn locate(&mut self, path: &[i32]) -> (Option<u32>, Option<u32>) {
-        let raw = self.raw;
+        let (set, name) = (self.set, self.name.as_str());
         let locations = self.locations.get_or_insert_with(|| {
             let mut locations = HashMap::new();
-            let info = raw
-                .and_then(|bytes| prost_types::FileDescriptorProto::decode(bytes).ok())
+            // Only files with a diagnostic get here: finding this one in the
+            // set and decoding it in full costs nothing on the good path.
+            let info = crate::source::set_files(set)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|bytes| prost_types::FileDescriptorProto::decode(bytes).ok())
+                .find(|f| f.name() == name)
                 .and_then(|f| f.source_code_info);
             for loc in info.map(|i| i.location).unwrap_or_default() {
                 if loc.span.len() >= 2 {

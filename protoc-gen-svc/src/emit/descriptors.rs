@@ -106,9 +106,10 @@ impl Plan {
             }
         }
 
-        let module = |i: usize| -> Vec<String> {
-            prost_build::Module::from_protobuf_package_name(&names[i]).parts().map(str::to_owned).collect()
-        };
+        let modules: Vec<Vec<String>> = names
+            .iter()
+            .map(|n| prost_build::Module::from_protobuf_package_name(n).parts().map(str::to_owned).collect())
+            .collect();
         // A path to `target`'s static from package `from`'s module: through
         // the package tree, as prost names types of other packages.
         let path = |from: usize, target: Node| -> String {
@@ -119,8 +120,8 @@ impl Plan {
             if host == from {
                 return name.to_owned();
             }
-            let mut parts: Vec<String> = vec!["super".to_owned(); module(from).len()];
-            parts.extend(module(host));
+            let mut parts: Vec<String> = vec!["super".to_owned(); modules[from].len()];
+            parts.extend(modules[host].iter().cloned());
             parts.push(name.to_owned());
             parts.join("::")
         };

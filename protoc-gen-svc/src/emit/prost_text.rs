@@ -42,10 +42,11 @@ pub fn finish(code: &str, runtime: &str) -> String {
         // unindented: give an attribute the indentation of the attribute
         // before it.
         let indent = &line[..line.len() - trimmed.len()];
-        let line = if indent.is_empty() && trimmed.starts_with("#[") && previous_attribute.is_some() {
-            std::borrow::Cow::Owned(format!("{}{trimmed}", previous_attribute.unwrap_or_default()))
-        } else {
-            std::borrow::Cow::Borrowed(line)
+        let line = match previous_attribute {
+            Some(before) if indent.is_empty() && trimmed.starts_with("#[") => {
+                std::borrow::Cow::Owned(format!("{before}{trimmed}"))
+            }
+            _ => std::borrow::Cow::Borrowed(line),
         };
         previous_attribute = trimmed.starts_with("#[").then_some(indent).filter(|i| !i.is_empty());
         if line.contains(alloc.as_str()) {

@@ -32,16 +32,15 @@ pub struct PackageCode {
 /// The output files for the packages' code: one per package, plus the
 /// include file.
 pub fn files(codes: Vec<PackageCode>, options: &Options) -> Result<Vec<GeneratedFile>> {
-    let tree: Vec<(Vec<String>, String)> = codes.iter().map(|p| (p.module.clone(), p.file_name.clone())).collect();
-    let mut files: Vec<GeneratedFile> = codes
-        .into_iter()
-        .map(|p| {
-            let mut content = header();
-            content.push_str(&p.code);
-            GeneratedFile { name: p.file_name, content }
-        })
-        .collect();
-    if !options.include_file.is_empty() && !tree.is_empty() {
+    let mut modules = Vec::with_capacity(codes.len());
+    let mut files = Vec::with_capacity(codes.len() + 1);
+    for p in codes {
+        let mut content = header();
+        content.push_str(&p.code);
+        modules.push(p.module);
+        files.push(GeneratedFile { name: p.file_name, content });
+    }
+    if !options.include_file.is_empty() && !files.is_empty() {
         if files.iter().any(|f| f.name == options.include_file) {
             return Err(Diagnostic::new(
                 "parameter include_file",
@@ -51,8 +50,9 @@ pub fn files(codes: Vec<PackageCode>, options: &Options) -> Result<Vec<Generated
             .into());
         }
         let tree: Vec<(Vec<String>, Body<'_>)> =
-            tree.iter().map(|(module, file)| (module.clone(), Body::Include(file.as_str()))).collect();
-        files.push(GeneratedFile { name: options.include_file.clone(), content: modfile::render(&tree) });
+            modules.into_iter().zip(&files).map(|(module, file)| (module, Body::Include(file.name.as_str()))).collect();
+        let content = modfile::render(&tree);
+        files.push(GeneratedFile { name: options.include_file.clone(), content });
     }
     Ok(files)
 }
