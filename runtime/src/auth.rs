@@ -21,11 +21,8 @@
 
 use std::sync::Arc;
 
+#[cfg(not(feature = "jwt"))]
 use tonic::Status;
-use tonic::body::Body;
-
-use crate::codegen::ServiceSpec;
-use crate::middleware::{Middleware, layer};
 
 #[cfg(feature = "jwt")]
 mod jwt;
@@ -83,7 +80,7 @@ pub enum Verifier {}
 #[cfg(not(feature = "jwt"))]
 impl Verifier {
     /// Says that the `jwt` feature is needed.
-    pub fn from_env(jwt: &crate::codegen::JwtSpec) -> Result<Verifier, crate::server::Error> {
+    pub fn from_env(jwt: &crate::codegen::JwtSpec) -> Result<Verifier, crate::Error> {
         Self::from_lookup(jwt, |_| None)
     }
 
@@ -91,8 +88,8 @@ impl Verifier {
     pub fn from_lookup(
         _jwt: &crate::codegen::JwtSpec,
         _lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Verifier, crate::server::Error> {
-        Err(crate::server::Error::Config {
+    ) -> Result<Verifier, crate::Error> {
+        Err(crate::Error::Config {
             variable: "auth",
             problem: "the service requires JWT authentication, but this binary was built without it: enable \
                       the `jwt` feature of svc-runtime (features = [\"jwt\"] on its line in Cargo.toml)"
@@ -107,56 +104,6 @@ impl Verifier {
 }
 
 /// What a method requires, and who checks it.
-#[derive(Clone)]
-struct Rule {
-    roles: &'static [&'static str],
-    verifier: &'static Verifier,
-}
-
-/// Authenticates and authorizes calls to the annotated methods.
-#[derive(Clone)]
-pub struct AuthLayer {
-    rules: &'static crate::middleware::PathMap<Rule>,
-}
-
-impl AuthLayer {
-    /// A layer for the methods of `spec` that require authentication; with
-    /// no verifier (a service without `auth`) it passes every call through.
-    pub fn new(spec: &'static ServiceSpec, verifier: Option<Verifier>) -> AuthLayer {
-        AuthLayer::for_services(vec![(spec, verifier)])
-    }
-
-    /// A layer for several services, each checked with its own verifier
-    /// (services differ in issuer, audiences and algorithms).
-    pub fn for_services(services: Vec<(&'static ServiceSpec, Option<Verifier>)>) -> AuthLayer {
-        let mut rules = crate::middleware::PathMap::default();
-        for (spec, verifier) in services {
-            let Some(verifier) = verifier.map(crate::middleware::forever) else { continue };
-            for m in spec.methods.iter().filter(|m| m.requires_auth) {
-                rules.insert(m.path, Rule { roles: m.roles, verifier });
-            }
-        }
-        AuthLayer { rules: crate::middleware::forever(rules) }
-    }
-}
-
-impl Middleware for AuthLayer {
-    type State = ();
-
-    fn request<B>(&self, req: &mut http::Request<B>) -> Result<(), http::Response<Body>> {
-        let Some(rule) = self.rules.get(req.uri().path()) else { return Ok(()) };
-        let principal =
-            rule.verifier.verify(req.headers().get(http::header::AUTHORIZATION)).map_err(Status::into_http)?;
-        if !rule.roles.is_empty() && !principal.roles.iter().any(|r| rule.roles.contains(&r.as_str())) {
-            return Err(Status::permission_denied(format!("requires one of the roles {:?}", rule.roles)).into_http());
-        }
-        req.extensions_mut().insert(principal);
-        Ok(())
-    }
-}
-
-layer!(AuthLayer);
-
 #[cfg(all(test, not(feature = "jwt")))]
 mod tests {
     use std::time::Duration;

@@ -23,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::server::Error;
+use crate::Error;
 
 /// The settings a configuration file may hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

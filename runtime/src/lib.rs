@@ -12,19 +12,27 @@
 //! svc_runtime::proto!("proto/greeter/v1/greeter.proto");
 //! ```
 
+// The two sides of a service, each a room of its own.
+pub mod server;
+
+// Layers of the server, knowing only the leaves below.
+pub mod middleware;
+
+// Leaves shared by both sides.
 pub mod auth;
 pub mod codegen;
 mod completion;
 pub mod config;
+pub mod context;
+mod error;
 pub mod errors;
-pub mod limits;
 pub mod log;
 pub mod metrics;
-pub mod middleware;
-pub mod server;
+mod table;
 pub mod tls;
 pub mod trace;
 
+pub use error::Error;
 pub use errors::{TypedError, TypedErrors};
 pub use tonic;
 pub use tonic_types;

@@ -15,12 +15,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
-use tonic::body::Body;
 
 use crate::codegen::{MethodKind, ServiceSpec};
-use crate::middleware::{Middleware, layer};
 
 /// Histogram upper bounds in seconds (Prometheus' defaults).
 pub const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -98,11 +94,11 @@ fn shard_index() -> usize {
 }
 
 impl Series {
-    fn start(&self) {
+    pub(crate) fn start(&self) {
         self.shards[shard_index()].started.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn finish(&self, code: u8, elapsed: std::time::Duration) {
+    pub(crate) fn finish(&self, code: u8, elapsed: std::time::Duration) {
         let shard = &self.shards[shard_index()];
         shard.handled[usize::from(code.min(16))].fetch_add(1, Ordering::Relaxed);
         shard.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
@@ -137,7 +133,7 @@ impl Series {
 /// series exists from the start and is updated without locks.
 #[derive(Default)]
 pub struct Registry {
-    known: crate::middleware::PathMap<(Key, Series)>,
+    known: crate::table::PathMap<(Key, Series)>,
     unknown: (Key, Series),
 }
 
@@ -152,7 +148,7 @@ const BUILT_IN: [(&str, MethodKind); 4] = [
 impl Registry {
     /// A registry with series for every method of `specs`.
     pub fn new(specs: &[&'static ServiceSpec]) -> Registry {
-        let mut known = crate::middleware::PathMap::default();
+        let mut known = crate::table::PathMap::default();
         let paths = specs.iter().flat_map(|s| s.methods.iter().map(|m| (m.path, m.kind)));
         for (path, kind) in BUILT_IN.into_iter().chain(paths) {
             let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
@@ -166,11 +162,11 @@ impl Registry {
     /// Keeps the registry for the rest of the process, so that layers and
     /// the metrics endpoint share it without reference counting.
     pub fn forever(self) -> &'static Registry {
-        crate::middleware::forever(self)
+        crate::table::forever(self)
     }
 
     /// The series of `path`.
-    fn series(&self, path: &str) -> &Series {
+    pub(crate) fn series(&self, path: &str) -> &Series {
         self.known.get(path).map_or(&self.unknown.1, |(_, series)| series)
     }
 
@@ -245,37 +241,6 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Tower layer that records [`Registry`] metrics for every request.
-#[derive(Clone)]
-pub struct MetricsLayer {
-    registry: &'static Registry,
-}
-
-impl MetricsLayer {
-    /// A layer recording into `registry` (kept for the process, see
-    /// [`Registry::forever`]).
-    pub fn new(registry: &'static Registry) -> Self {
-        MetricsLayer { registry }
-    }
-}
-
-impl Middleware for MetricsLayer {
-    /// The call's series and start.
-    type State = (&'static Series, Instant);
-
-    fn request<B>(&self, req: &mut http::Request<B>) -> Result<Self::State, http::Response<Body>> {
-        let series = self.registry.series(req.uri().path());
-        series.start();
-        Ok((series, Instant::now()))
-    }
-
-    fn response((series, started): Self::State, response: http::Response<Body>) -> http::Response<Body> {
-        crate::completion::observe(response, move |code| series.finish(code, started.elapsed()))
-    }
-}
-
-layer!(MetricsLayer);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,7 +278,7 @@ mod tests {
         let registry = Registry::new(&[]);
         let series = registry.series("/s/m");
         series.start();
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         drop(crate::completion::Completion(Some(move |code| series.finish(code, started.elapsed()))));
         assert!(registry.render().contains("grpc_code=\"Canceled\""));
     }

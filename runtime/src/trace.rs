@@ -29,11 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::body::Body;
 
 use crate::log::{Level, Logger, Value};
-use crate::middleware::RequestId;
-use crate::middleware::{Middleware, layer};
 
 /// The trace position of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,8 +189,8 @@ impl Default for Sampler {
 
 impl Sampler {
     /// From `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Sampler, crate::server::Error> {
-        let error = |variable, problem: String| crate::server::Error::Config { variable, problem };
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Sampler, crate::Error> {
+        let error = |variable, problem: String| crate::Error::Config { variable, problem };
         let name = lookup("OTEL_TRACES_SAMPLER").map(|v| v.trim().to_ascii_lowercase()).unwrap_or_default();
         let (parent_based, kind) = match name.strip_prefix("parentbased_") {
             Some(kind) => (true, kind.to_owned()),
@@ -236,75 +233,15 @@ impl Sampler {
         (u64::from_be_bytes(low) as f64) < self.ratio * (1u64 << 56) as f64
     }
 }
-
-/// Starts a span for every call (see the module docs).
-#[derive(Clone, Default)]
-pub struct TraceLayer {
-    exporter: Option<Arc<Exporter>>,
-    sampler: Sampler,
-}
-
-impl TraceLayer {
-    /// Spans for the logs and handlers only; nothing exported.
-    pub fn new() -> TraceLayer {
-        TraceLayer::default()
-    }
-
-    /// Spans exported through `exporter`.
-    pub fn exporting(exporter: Arc<Exporter>) -> TraceLayer {
-        TraceLayer { exporter: Some(exporter), sampler: Sampler::default() }
-    }
-
-    /// Spans sampled by `sampler` (the default follows the caller and
-    /// samples new traces).
-    pub fn sampled_by(self, sampler: Sampler) -> TraceLayer {
-        TraceLayer { sampler, ..self }
-    }
-}
-
-impl Middleware for TraceLayer {
-    /// The span to export when the call ends, if spans are exported.
-    type State = Option<(Arc<Exporter>, SpanRecord)>;
-
-    fn request<B>(&self, req: &mut http::Request<B>) -> Result<Self::State, http::Response<Body>> {
-        static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-        let context = TraceContext::sampled_by(req.headers().get(&TRACEPARENT), self.sampler);
-        req.extensions_mut().insert(context);
-        let exporter = match &self.exporter {
-            Some(e) if context.sampled => e.clone(),
-            _ => return Ok(None),
-        };
-        let span = SpanRecord {
-            context,
-            path: req.uri().path().to_owned(),
-            peer: crate::server::peer_addr(req.extensions()),
-            request_id: req.extensions().get::<RequestId>().map(|r| r.as_str().to_owned()),
-            start: SystemTime::now(),
-            end: SystemTime::UNIX_EPOCH,
-            code: 0,
-        };
-        Ok(Some((exporter, span)))
-    }
-
-    fn response(state: Self::State, response: http::Response<Body>) -> http::Response<Body> {
-        let Some((exporter, span)) = state else { return response };
-        crate::completion::observe(response, move |code| {
-            exporter.record(SpanRecord { end: SystemTime::now(), code, ..span });
-        })
-    }
-}
-
-layer!(TraceLayer);
-
 /// One call's span, exported when the call ends.
 pub struct SpanRecord {
-    context: TraceContext,
-    path: String,
-    peer: Option<SocketAddr>,
-    request_id: Option<String>,
-    start: SystemTime,
-    end: SystemTime,
-    code: u8,
+    pub(crate) context: TraceContext,
+    pub(crate) path: String,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) start: SystemTime,
+    pub(crate) end: SystemTime,
+    pub(crate) code: u8,
 }
 
 /// Spans buffered before the oldest are dropped.
@@ -437,7 +374,7 @@ impl Exporter {
         (exporter, task)
     }
 
-    fn record(&self, span: SpanRecord) {
+    pub(crate) fn record(&self, span: SpanRecord) {
         if self.tx.try_send(span).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }

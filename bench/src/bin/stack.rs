@@ -59,17 +59,17 @@ where
     started.elapsed().as_nanos() as f64 / f64::from(calls)
 }
 
-fn stack(level: svc_runtime::log::Level) -> svc_runtime::middleware::Stacked<EchoServer<EchoImpl>> {
+fn stack(level: svc_runtime::log::Level) -> svc_runtime::server::Stacked<EchoServer<EchoImpl>> {
     let spec = &echo_svc::SERVICE;
     let jwt = spec.auth.as_ref().expect("the benchmark service has JWT rules");
     let verifier =
         svc_runtime::auth::Verifier::from_lookup(jwt, |k| (k == "SVC_JWT_SECRET").then(|| SECRET.to_owned()))
             .expect("key");
-    svc_runtime::middleware::Stack::new(
+    svc_runtime::server::Stack::new(
         vec![(spec, Some(verifier))],
         svc_runtime::log::Logger::new(level, true),
         svc_runtime::metrics::Registry::new(&[spec]).forever(),
-        svc_runtime::trace::TraceLayer::new(),
+        svc_runtime::middleware::TraceLayer::new(),
     )
     .layer(EchoServer::new(EchoImpl))
 }

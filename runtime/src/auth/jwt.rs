@@ -7,8 +7,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use tonic::Status;
 
 use super::{Identity, MAX_TOKEN_BYTES, Principal};
+use crate::Error;
 use crate::codegen::JwtSpec;
-use crate::server::Error;
 
 /// Verified tokens kept before the cache is emptied.
 const CACHE_ENTRIES: usize = 10_000;

@@ -1,29 +1,22 @@
-//! Rate limits and load shedding.
-//!
-//! [`RateLimitLayer`]: a token bucket per method (`GLOBAL`), per client
-//! address (`PEER`) or per authenticated subject (`SUBJECT`), from the
-//! method's `rate_limit` or the service default. An empty bucket answers
+//! Rate limits: a token bucket per method (`GLOBAL`), per client address
+//! (`PEER`) or per authenticated subject (`SUBJECT`), from the method's
+//! `rate_limit` or the service default. An empty bucket answers
 //! `RESOURCE_EXHAUSTED` with `google.rpc.RetryInfo` saying when a token
 //! will be back.
-//!
-//! [`ConcurrencyLayer`]: at most `concurrency_limit` calls in the service's
-//! handlers at once; a call beyond it is shed at once with
-//! `RESOURCE_EXHAUSTED`, never queued. Health checks and reflection are not
-//! counted, so probes keep answering under load.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::{Middleware, PathMap, forever, layer};
 use crate::auth::Principal;
 use crate::codegen::{RateLimitKey, RateLimitSpec, ServiceSpec};
-use crate::middleware::{Middleware, layer};
 
 /// Buckets kept per method before idle (full) ones are dropped.
 const MAX_BUCKETS: usize = 10_000;
@@ -96,7 +89,7 @@ impl Limiter {
 /// Applies the annotated rate limits.
 #[derive(Clone)]
 pub struct RateLimitLayer {
-    limiters: &'static crate::middleware::PathMap<Limiter>,
+    limiters: &'static PathMap<Limiter>,
 }
 
 impl RateLimitLayer {
@@ -107,7 +100,7 @@ impl RateLimitLayer {
             .flat_map(|s| s.methods.iter())
             .filter_map(|m| m.rate_limit.map(|r| (m.path, Limiter::new(r))))
             .collect();
-        RateLimitLayer { limiters: crate::middleware::forever(limiters) }
+        RateLimitLayer { limiters: forever(limiters) }
     }
 }
 
@@ -118,7 +111,7 @@ impl Middleware for RateLimitLayer {
         let Some(limiter) = self.limiters.get(req.uri().path()) else { return Ok(()) };
         let key = match limiter.spec.key {
             RateLimitKey::Global => BucketKey::Global,
-            RateLimitKey::Peer => BucketKey::Peer(crate::server::peer_addr(req.extensions()).map(|a| a.ip())),
+            RateLimitKey::Peer => BucketKey::Peer(crate::context::peer_addr(req.extensions()).map(|a| a.ip())),
             RateLimitKey::Subject => {
                 BucketKey::Subject(req.extensions().get::<Principal>().and_then(|p| p.subject.clone()))
             }
@@ -133,64 +126,6 @@ impl Middleware for RateLimitLayer {
 }
 
 layer!(RateLimitLayer);
-
-/// Sheds calls beyond each service's concurrency limit.
-#[derive(Clone)]
-pub struct ConcurrencyLayer {
-    services: &'static [Limit],
-}
-
-/// One service's limit and its calls in flight.
-struct Limit {
-    prefix: String,
-    limit: usize,
-    in_flight: AtomicUsize,
-}
-
-impl ConcurrencyLayer {
-    /// At most `concurrency_limit` calls of each service's methods at once.
-    pub fn new(specs: &[&ServiceSpec]) -> ConcurrencyLayer {
-        let services = specs
-            .iter()
-            .map(|spec| Limit {
-                prefix: format!("/{}/", spec.name),
-                limit: spec.server.concurrency_limit.max(1),
-                in_flight: AtomicUsize::new(0),
-            })
-            .collect::<Vec<_>>();
-        ConcurrencyLayer { services: crate::middleware::forever(services) }
-    }
-}
-
-/// A call counted against a service's concurrency limit; released when
-/// dropped.
-pub struct Slot(&'static AtomicUsize);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Middleware for ConcurrencyLayer {
-    /// The call's place among those in flight, given back when the
-    /// handler has answered (or the call is dropped).
-    type State = Option<Slot>;
-
-    fn request<B>(&self, req: &mut http::Request<B>) -> Result<Option<Slot>, http::Response<Body>> {
-        let path = req.uri().path();
-        let Some(service) = self.services.iter().find(|s| path.starts_with(&s.prefix)) else { return Ok(None) };
-        let previous = service.in_flight.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(&service.in_flight);
-        if previous >= service.limit {
-            drop(slot);
-            return Err(Status::resource_exhausted("server is at its concurrency limit; retry later").into_http());
-        }
-        Ok(Some(slot))
-    }
-}
-
-layer!(ConcurrencyLayer);
 
 #[cfg(test)]
 mod tests {

@@ -20,13 +20,11 @@
 
 use std::path::PathBuf;
 
+use crate::Error;
 use crate::config::{ConfigSource, FileConfig};
-use crate::server::Error;
 
 #[cfg(feature = "tls")]
-mod acceptor;
-#[cfg(feature = "tls")]
-pub(crate) use acceptor::{Incoming, Reloading};
+mod pem;
 
 /// What a TLS setting gets in a binary built without the `tls` feature.
 pub const MISSING_FEATURE: &str = "is set, but this binary was built without TLS support: enable the `tls` \
@@ -44,12 +42,12 @@ pub struct TlsFiles {
 }
 
 /// What a variable or configuration key is called in messages.
-struct Setting {
-    variable: &'static str,
+pub(crate) struct Setting {
+    pub(crate) variable: &'static str,
     key: &'static str,
 }
 
-const CERT: Setting = Setting { variable: "SVC_TLS_CERT_FILE", key: "tls_cert_file" };
+pub(crate) const CERT: Setting = Setting { variable: "SVC_TLS_CERT_FILE", key: "tls_cert_file" };
 const KEY: Setting = Setting { variable: "SVC_TLS_KEY_FILE", key: "tls_key_file" };
 const CLIENT_CA: Setting = Setting { variable: "SVC_TLS_CLIENT_CA_FILE", key: "tls_client_ca_file" };
 
@@ -123,7 +121,7 @@ impl TlsFiles {
 
 /// Which setting a problem is about.
 #[derive(Debug, Clone, Copy)]
-enum Which {
+pub(crate) enum Which {
     Cert,
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Key,

@@ -9,14 +9,12 @@
 //! services' specs.
 
 use std::convert::Infallible;
-use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::body::Body;
@@ -30,50 +28,19 @@ use crate::config::{ConfigSource, FileConfig};
 use crate::log::Logger;
 use crate::tls::TlsFiles;
 
-/// Start-up and serving failures; each names what to fix. `Debug` prints
-/// the same text as `Display`, so `fn main() -> Result<(), Error>` reports
-/// them readably.
-pub enum Error {
-    /// An environment variable has a value that cannot be used.
-    Config {
-        /// The variable, e.g. `SVC_GRPC_ADDR`.
-        variable: &'static str,
-        /// What is wrong with its value.
-        problem: String,
-    },
-    /// A listener could not be bound.
-    Bind {
-        /// Which listener.
-        what: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The gRPC transport failed.
-    Transport(tonic::transport::Error),
-    /// Descriptors for reflection could not be registered.
-    Reflection(String),
-}
+mod probes;
+mod reflection;
+mod shutdown;
+mod stack;
+#[cfg(feature = "tls")]
+mod tls;
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Config { variable, problem } => write!(f, "{variable}: {problem}"),
-            Error::Bind { what, addr, source } => write!(f, "cannot listen for {what} on {addr}: {source}"),
-            Error::Transport(e) => write!(f, "gRPC transport: {e}"),
-            Error::Reflection(e) => write!(f, "reflection descriptors: {e}"),
-        }
-    }
-}
+pub use crate::Error;
+pub use shutdown::shutdown_signal;
+pub use stack::{Stack, Stacked};
 
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl std::error::Error for Error {}
+use probes::serve_http;
+use reflection::reflection_descriptors;
 
 /// Run-time settings, lowest to highest precedence: annotation defaults,
 /// the configuration file (see [`crate::config`]), the environment.
@@ -142,17 +109,6 @@ impl Config {
         }
         Ok(config)
     }
-}
-
-/// The client's address from a request's extensions, over plain TCP or
-/// TLS.
-pub fn peer_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
-    use tonic::transport::server::TcpConnectInfo;
-    let tcp = extensions.get::<TcpConnectInfo>();
-    #[cfg(feature = "tls")]
-    let tcp = tcp
-        .or_else(|| extensions.get::<tonic::transport::server::TlsConnectInfo<TcpConnectInfo>>().map(|t| t.get_ref()));
-    tcp.and_then(|info| info.remote_addr())
 }
 
 /// What [`Server::serve`] accepts: a generated tonic server
@@ -437,15 +393,15 @@ impl Bound {
 
         let s = &spec.server;
         let (trace, exporter) = match settings.otlp {
-            None => (crate::trace::TraceLayer::new(), None),
+            None => (crate::middleware::TraceLayer::new(), None),
             Some((endpoint, name)) => {
                 let (exporter, task) = crate::trace::Exporter::start(endpoint, name, logger);
-                (crate::trace::TraceLayer::exporting(exporter), Some(task))
+                (crate::middleware::TraceLayer::exporting(exporter), Some(task))
             }
         };
         let trace = trace.sampled_by(settings.sampler);
         let router: Router<_> = tonic::transport::Server::builder()
-            .layer(crate::middleware::Stack::new(settings.services, logger, registry, trace))
+            .layer(Stack::new(settings.services, logger, registry, trace))
             .max_concurrent_streams(s.max_concurrent_streams)
             .http2_keepalive_interval(Some(s.keepalive_interval))
             .http2_keepalive_timeout(Some(s.keepalive_timeout))
@@ -475,9 +431,9 @@ impl Bound {
             }
             #[cfg(feature = "tls")]
             Some(files) => {
-                let tls = crate::tls::Reloading::new(files)?;
+                let tls = tls::Reloading::new(files)?;
                 let watcher = tokio::spawn(tls.clone().watch(logger));
-                let incoming = crate::tls::Incoming::new(grpc, tls, logger);
+                let incoming = tls::Incoming::new(grpc, tls, logger);
                 (Box::pin(router.serve_with_incoming_shutdown(incoming, drained)), Some(watcher))
             }
             // `bind` refuses TLS settings without the feature.
@@ -580,105 +536,6 @@ impl<L> OptionalAge for tonic::transport::Server<L> {
             Some(g) => self.max_connection_age_grace(g),
             None => self,
         }
-    }
-}
-
-/// The descriptors reflection serves: every service's files and their
-/// imports, each once.
-fn reflection_descriptors(specs: &[&ServiceSpec]) -> Result<prost_types::FileDescriptorSet, Error> {
-    use prost::Message;
-    let mut files: Vec<prost_types::FileDescriptorProto> = Vec::new();
-    let mut names = std::collections::HashSet::new();
-    let mut seen = std::collections::HashSet::new();
-    for spec in specs {
-        // Services of one package share their node; packages built apart
-        // (two generated crates) may each carry the same imported file.
-        for bytes in spec.descriptors.files() {
-            if !seen.insert(bytes.as_ptr()) {
-                continue;
-            }
-            let file = prost_types::FileDescriptorProto::decode(bytes)
-                .map_err(|e| Error::Reflection(format!("generated descriptors do not decode: {e}")))?;
-            if names.insert(file.name().to_owned()) {
-                files.push(file);
-            }
-        }
-    }
-    Ok(prost_types::FileDescriptorSet { file: files })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-}
-
-/// `/metrics` (Prometheus text), `/healthz` (the process is up) and
-/// `/readyz` (serving; 503 while draining) over plain HTTP/1.1, one request
-/// per connection.
-async fn serve_http(listener: TcpListener, ready: Arc<AtomicBool>, registry: &'static crate::metrics::Registry) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            let mut len = 0;
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while len < buf.len() {
-                    match stream.read(&mut buf[len..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            len += n;
-                            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
-            }
-            let head = String::from_utf8_lossy(&buf[..len]);
-            let mut parts = head.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let path = path.split('?').next().unwrap_or("");
-            const TEXT: &str = "text/plain; charset=utf-8";
-            let (status, content_type, body) = match (method, path) {
-                ("GET" | "HEAD", "/metrics") => {
-                    ("200 OK", "text/plain; version=0.0.4; charset=utf-8", registry.render())
-                }
-                ("GET" | "HEAD", "/healthz") => ("200 OK", TEXT, "ok\n".to_owned()),
-                ("GET" | "HEAD", "/readyz") if ready.load(Ordering::SeqCst) => ("200 OK", TEXT, "ready\n".to_owned()),
-                ("GET" | "HEAD", "/readyz") => ("503 Service Unavailable", TEXT, "draining\n".to_owned()),
-                ("GET" | "HEAD", _) => ("404 Not Found", TEXT, "not found\n".to_owned()),
-                _ => ("405 Method Not Allowed", TEXT, "method not allowed\n".to_owned()),
-            };
-            let length = body.len();
-            let body = if method == "HEAD" { String::new() } else { body };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n{body}"
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
     }
 }
 
