@@ -454,7 +454,6 @@ async fn main() -> Result<(), svc_runtime::server::Error> {{
 fn test_rs(crate_name: &str, package: &ir::Package, service: &ir::Service) -> String {
     let svc_mod = format!("pb::{}", crate::ident::svc_module(&service.name));
     let trait_name = to_upper_camel(&service.name);
-    let client_mod = format!("{}_client", crate::ident::tonic_snake(&trait_name));
     let module = module_path(package);
     let auth = service.settings.auth.is_some();
     // Every role a method asks for, so the token may call them all.
@@ -509,12 +508,11 @@ fn test_rs(crate_name: &str, package: &ir::Package, service: &ir::Service) -> St
     // called `vault-svc`), so the module is reached through `pb`.
     uses.push(format!("use {crate_name}::handlers;"));
     uses.push(format!("use {crate_name}::{module} as pb;"));
-    uses.push(format!("use {crate_name}::{module}::{client_mod}::{trait_name}Client;"));
     uses.sort_by_key(|u| use_order(u));
     let client = chain_lines(
         4,
         "let mut client = ",
-        &[&format!("{trait_name}Client::connect(addr)"), "await", "expect(\"connect\")"],
+        &[&format!("{svc_mod}::Client::connect(&addr)"), "await", "expect(\"connect\")"],
     );
     let (doc, server, setup, helper) = if auth {
         let bearer =
@@ -550,7 +548,7 @@ async fn every_method_answers_unimplemented() {{
         shutdown_grace: Duration::from_secs(1),
     }};
 {server}    let bound = server.bind().await.expect("bind");
-    let addr = format!("http://{{}}", bound.grpc_addr());
+    let addr = bound.grpc_addr().to_string();
     let service = {svc_mod}::server(handlers::{trait_name}Service);
     tokio::spawn(bound.serve(service, std::future::pending()));
 {client}

@@ -1,8 +1,69 @@
 //! What identifies a call while it is served, shared by the middleware
 //! that sets it, the handlers that read it and the clients that pass it on:
-//! the request id and the caller's address.
+//! the request id, the caller's address, and the [`CallContext`] that
+//! outgoing calls made while handling it inherit.
 
 use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::trace::TraceContext;
+
+/// The call a generated server is handling, as calls made from its
+/// handler inherit it: the generated client sends no later deadline than
+/// this one, the same trace (the server span as parent) and the same
+/// request id. The server sets it around every handler; code that spawns
+/// tasks passes it on with [`CallContext::scope`].
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// When the call being served must end.
+    pub deadline: Option<Instant>,
+    /// The server span of the call being served.
+    pub trace: Option<TraceContext>,
+    /// The call's request id.
+    pub request_id: Option<RequestId>,
+}
+
+tokio::task_local! {
+    static CURRENT: CallContext;
+}
+
+impl CallContext {
+    /// The context of the call being served by the current task, if any.
+    pub fn current() -> Option<CallContext> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Runs `future` with this context, e.g. a task spawned by a handler:
+    /// `tokio::spawn(CallContext::current().unwrap_or_default().scope(work))`.
+    pub fn scope<F: Future>(self, future: F) -> tokio::task::futures::TaskLocalFuture<CallContext, F> {
+        CURRENT.scope(self, future)
+    }
+}
+
+/// The deadline of the call being served, if any.
+pub(crate) fn current_deadline() -> Option<Instant> {
+    CURRENT.try_with(|c| c.deadline).ok().flatten()
+}
+
+/// Adds the served call's `traceparent` and `x-request-id` to an outgoing
+/// call's headers, unless the caller set them.
+pub(crate) fn propagate(headers: &mut http::HeaderMap) {
+    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+    static REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+    let _ = CURRENT.try_with(|c| {
+        if let Some(trace) = &c.trace
+            && !headers.contains_key(&TRACEPARENT)
+            && let Ok(v) = http::HeaderValue::from_str(&trace.traceparent())
+        {
+            headers.insert(&TRACEPARENT, v);
+        }
+        if let Some(id) = &c.request_id
+            && !headers.contains_key(&REQUEST_ID)
+        {
+            headers.insert(&REQUEST_ID, id.header());
+        }
+    });
+}
 
 /// The request's id, from `x-request-id` or minted; in request extensions
 /// (handlers read it with `request.extensions().get::<RequestId>()`) and

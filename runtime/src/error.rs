@@ -28,6 +28,13 @@ pub enum Error {
     Transport(tonic::transport::Error),
     /// Descriptors for reflection could not be registered.
     Reflection(String),
+    /// A client could not be built or could not reach its target.
+    Client {
+        /// The target as given.
+        target: String,
+        /// What is wrong, and where.
+        problem: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -37,6 +44,7 @@ impl fmt::Display for Error {
             Error::Bind { what, addr, source } => write!(f, "cannot listen for {what} on {addr}: {source}"),
             Error::Transport(e) => write!(f, "gRPC transport: {e}"),
             Error::Reflection(e) => write!(f, "reflection descriptors: {e}"),
+            Error::Client { target, problem } => write!(f, "client of {target}: {problem}"),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! ```
 
 // The two sides of a service, each a room of its own.
+pub mod client;
 pub mod server;
 
 // Layers of the server, knowing only the leaves below.

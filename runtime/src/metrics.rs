@@ -8,6 +8,10 @@
 //!   streams included),
 //! - `grpc_server_in_flight` (gauge).
 //!
+//! Clients record the same families as `grpc_client_*`, plus
+//! `grpc_client_attempts_total` (every attempt, retries and hedges
+//! included), in the process-wide [`clients`] registry.
+//!
 //! The layer reads the final `grpc-status` from the response headers
 //! (trailers-only responses) or trailers; a call whose response is dropped
 //! before its trailers (client gone, deadline) counts as `CANCELLED`.
@@ -170,53 +174,163 @@ impl Registry {
         self.known.get(path).map_or(&self.unknown.1, |(_, series)| series)
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
+    /// The Prometheus text exposition (format 0.0.4), with the process's
+    /// client metrics (see [`clients`]) after the server's.
     pub fn render(&self) -> String {
         let all: BTreeMap<&Key, Totals> =
             self.known.values().chain([&self.unknown]).map(|(key, series)| (key, series.totals())).collect();
         let mut out = String::new();
-        let labels = |(service, method, kind): &Key| {
-            format!("grpc_method=\"{}\",grpc_service=\"{}\",grpc_type=\"{kind}\"", escape(method), escape(service))
-        };
-        out.push_str("# HELP grpc_server_started_total Total number of RPCs started on the server.\n");
-        out.push_str("# TYPE grpc_server_started_total counter\n");
-        for (key, s) in &all {
-            let _ = writeln!(out, "grpc_server_started_total{{{}}} {}", labels(key), s.started);
-        }
-        out.push_str("# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.\n");
-        out.push_str("# TYPE grpc_server_handled_total counter\n");
-        for (key, s) in &all {
-            for (code, &n) in s.handled.iter().enumerate() {
-                if n > 0 {
-                    let _ =
-                        writeln!(out, "grpc_server_handled_total{{grpc_code=\"{}\",{}}} {n}", CODES[code], labels(key));
-                }
+        render_family(&mut out, Side::Server, &all, &BTreeMap::new());
+        out.push_str(&clients().render());
+        out
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Server,
+    Client,
+}
+
+fn labels((service, method, kind): &Key) -> String {
+    format!("grpc_method=\"{}\",grpc_service=\"{}\",grpc_type=\"{kind}\"", escape(method), escape(service))
+}
+
+/// Writes the started, handled, latency and (server) in-flight or
+/// (client) attempt families of one side.
+fn render_family(out: &mut String, side: Side, all: &BTreeMap<&Key, Totals>, attempts: &BTreeMap<&Key, u64>) {
+    let (p, on, latency) = match side {
+        Side::Server => (
+            "grpc_server",
+            "on the server",
+            "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+        ),
+        Side::Client => (
+            "grpc_client",
+            "on the client",
+            "Histogram of response latency (seconds) of the gRPC until it is finished by the application.",
+        ),
+    };
+    if side == Side::Client && all.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {p}_started_total Total number of RPCs started {on}.");
+    let _ = writeln!(out, "# TYPE {p}_started_total counter");
+    for (key, s) in all {
+        let _ = writeln!(out, "{p}_started_total{{{}}} {}", labels(key), s.started);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {p}_handled_total Total number of RPCs completed {on}, regardless of success or failure."
+    );
+    let _ = writeln!(out, "# TYPE {p}_handled_total counter");
+    for (key, s) in all {
+        for (code, &n) in s.handled.iter().enumerate() {
+            if n > 0 {
+                let _ = writeln!(out, "{p}_handled_total{{grpc_code=\"{}\",{}}} {n}", CODES[code], labels(key));
             }
         }
-        out.push_str("# HELP grpc_server_handling_seconds Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.\n");
-        out.push_str("# TYPE grpc_server_handling_seconds histogram\n");
-        for (key, s) in &all {
-            let l = labels(key);
-            let mut count = 0;
-            for (bound, n) in BUCKETS.iter().zip(&s.buckets) {
-                count += n;
-                let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"{bound}\"}} {count}");
-            }
-            count += s.buckets[BUCKETS.len()];
-            let _ = writeln!(out, "grpc_server_handling_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "grpc_server_handling_seconds_sum{{{l}}} {}", s.sum_nanos as f64 / 1e9);
-            let _ = writeln!(out, "grpc_server_handling_seconds_count{{{l}}} {count}");
+    }
+    let _ = writeln!(out, "# HELP {p}_handling_seconds {latency}");
+    let _ = writeln!(out, "# TYPE {p}_handling_seconds histogram");
+    for (key, s) in all {
+        let l = labels(key);
+        let mut count = 0;
+        for (bound, n) in BUCKETS.iter().zip(&s.buckets) {
+            count += n;
+            let _ = writeln!(out, "{p}_handling_seconds_bucket{{{l},le=\"{bound}\"}} {count}");
         }
-        out.push_str("# HELP grpc_server_in_flight Number of RPCs currently being handled by the server.\n");
-        out.push_str("# TYPE grpc_server_in_flight gauge\n");
-        for (key, s) in &all {
-            let _ = writeln!(
-                out,
-                "grpc_server_in_flight{{{}}} {}",
-                labels(key),
-                s.started.saturating_sub(s.handled.iter().sum())
+        count += s.buckets[BUCKETS.len()];
+        let _ = writeln!(out, "{p}_handling_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{p}_handling_seconds_sum{{{l}}} {}", s.sum_nanos as f64 / 1e9);
+        let _ = writeln!(out, "{p}_handling_seconds_count{{{l}}} {count}");
+    }
+    match side {
+        Side::Server => {
+            out.push_str("# HELP grpc_server_in_flight Number of RPCs currently being handled by the server.\n");
+            out.push_str("# TYPE grpc_server_in_flight gauge\n");
+            for (key, s) in all {
+                let in_flight = s.started.saturating_sub(s.handled.iter().sum());
+                let _ = writeln!(out, "grpc_server_in_flight{{{}}} {in_flight}", labels(key));
+            }
+        }
+        Side::Client => {
+            out.push_str(
+                "# HELP grpc_client_attempts_total Total number of attempts of RPCs on the client, retries and hedges included.\n",
             );
+            out.push_str("# TYPE grpc_client_attempts_total counter\n");
+            for (key, n) in attempts {
+                let _ = writeln!(out, "grpc_client_attempts_total{{{}}} {n}", labels(key));
+            }
         }
+    }
+}
+
+/// The client-side series of one method: calls as the application sees
+/// them, and every attempt sent for them.
+pub struct ClientSeries {
+    key: Key,
+    pub(crate) calls: Series,
+    attempts: [AtomicU64; SHARDS],
+}
+
+impl ClientSeries {
+    pub(crate) fn attempt(&self) {
+        self.attempts[shard_index()].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The client metrics of the process: a series per method of every
+/// service a client was built for, kept for the process. A server's
+/// `/metrics` includes them; a client-only process renders them with
+/// [`ClientRegistry::render`].
+pub struct ClientRegistry {
+    series: std::sync::RwLock<BTreeMap<&'static str, &'static ClientSeries>>,
+}
+
+/// The process's client metrics.
+pub fn clients() -> &'static ClientRegistry {
+    static CLIENTS: ClientRegistry = ClientRegistry { series: std::sync::RwLock::new(BTreeMap::new()) };
+    &CLIENTS
+}
+
+impl ClientRegistry {
+    /// The series of every method of `spec`, created on first use.
+    pub(crate) fn register(&self, spec: &'static ServiceSpec) -> crate::table::PathMap<&'static ClientSeries> {
+        let mut all = self.series.write().unwrap_or_else(|e| e.into_inner());
+        let mut out = crate::table::PathMap::default();
+        for m in spec.methods {
+            let series = *all.entry(m.path).or_insert_with(|| {
+                crate::table::forever(ClientSeries {
+                    key: (spec.name.to_owned(), m.name.to_owned(), kind_name(Some(m.kind))),
+                    calls: Series::default(),
+                    attempts: Default::default(),
+                })
+            });
+            out.insert(m.path, series);
+        }
+        out
+    }
+
+    /// The series of calls to methods outside the client's service.
+    pub(crate) fn unknown(&self) -> &'static ClientSeries {
+        static UNKNOWN: std::sync::OnceLock<ClientSeries> = std::sync::OnceLock::new();
+        UNKNOWN.get_or_init(|| ClientSeries {
+            key: ("unknown".to_owned(), "unknown".to_owned(), kind_name(None)),
+            calls: Series::default(),
+            attempts: Default::default(),
+        })
+    }
+
+    /// The Prometheus text of the client metrics (empty before any client
+    /// is built).
+    pub fn render(&self) -> String {
+        let all = self.series.read().unwrap_or_else(|e| e.into_inner());
+        let totals: BTreeMap<&Key, Totals> = all.values().map(|s| (&s.key, s.calls.totals())).collect();
+        let attempts: BTreeMap<&Key, u64> =
+            all.values().map(|s| (&s.key, s.attempts.iter().map(|a| a.load(Ordering::Relaxed)).sum())).collect();
+        let mut out = String::new();
+        render_family(&mut out, Side::Client, &totals, &attempts);
         out
     }
 }

@@ -4,9 +4,8 @@
 use std::pin::Pin;
 
 use svc_runtime::tonic::{self, Request, Response, Status, Streaming};
-use svc_tests::default::greeter::v1::greeter_client::GreeterClient;
 use svc_tests::default::greeter::v1::greeter_server::{Greeter, GreeterServer};
-use svc_tests::default::greeter::v1::{HelloReply, HelloRequest, HelloStreamRequest};
+use svc_tests::default::greeter::v1::{HelloReply, HelloRequest, HelloStreamRequest, greeter_svc};
 use tokio_stream::{Stream, StreamExt};
 
 struct Echo;
@@ -47,7 +46,7 @@ async fn all_method_kinds_round_trip() {
             .add_service(GreeterServer::new(Echo))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let mut client = GreeterClient::connect(format!("http://{addr}")).await.expect("connect");
+    let mut client = greeter_svc::Client::connect(&addr.to_string()).await.expect("connect");
 
     let one = client.say_hello(HelloRequest { name: "a".into() }).await.expect("unary").into_inner();
     assert_eq!(one.message, "hi a");

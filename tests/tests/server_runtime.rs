@@ -90,7 +90,7 @@ where
     S::Future: Send + 'static,
 {
     let bound = server.bind().await.expect("bind");
-    let addr = format!("http://{}", bound.grpc_addr());
+    let addr = bound.grpc_addr().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         bound
@@ -103,10 +103,10 @@ where
     Running { addr, stop: Some(stop), task: Some(task) }
 }
 
-async fn greeter() -> (Running, GreeterClient<svc_runtime::tonic::transport::Channel>) {
+async fn greeter() -> (Running, greeter_svc::Client) {
     let spec = &greeter_svc::SERVICE;
     let running = start(Server::with_config(spec, config()), greeter_svc::server(Probe)).await;
-    let client = GreeterClient::connect(running.addr.clone()).await.expect("connect");
+    let client = greeter_svc::Client::connect(&running.addr).await.expect("connect");
     (running, client)
 }
 
@@ -183,7 +183,7 @@ async fn jwt_authentication_and_roles() {
     assert!(Server::with_config(spec, config()).bind().await.is_err(), "no key, no server");
     let verifier = Verifier::from_lookup(jwt, |k| (k == "SVC_JWT_SECRET").then(|| SECRET.to_owned())).expect("key");
     let running = start(Server::with_config(spec, config()).verifier(verifier), vault_svc::server(Safe)).await;
-    let mut client = VaultClient::connect(running.addr.clone()).await.expect("connect");
+    let mut client = vault_svc::Client::connect(&running.addr).await.expect("connect");
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 300;
     let secret = || Secret { name: "s".into(), subject: String::new() };
 
@@ -208,7 +208,6 @@ async fn jwt_authentication_and_roles() {
 mod meter {
     use super::*;
     use svc_runtime::tonic_types::StatusExt;
-    use svc_tests::default::meter::v1::meter_client::MeterClient;
     use svc_tests::default::meter::v1::meter_server::Meter;
     use svc_tests::default::meter::v1::{Tick, meter_svc};
 
@@ -228,10 +227,10 @@ mod meter {
         }
     }
 
-    async fn meter() -> (Running, MeterClient<svc_runtime::tonic::transport::Channel>) {
+    async fn meter() -> (Running, meter_svc::Client) {
         let spec = &meter_svc::SERVICE;
         let running = start(Server::with_config(spec, config()), meter_svc::server(M)).await;
-        let client = MeterClient::connect(running.addr.clone()).await.expect("connect");
+        let client = meter_svc::Client::connect(&running.addr).await.expect("connect");
         (running, client)
     }
 
@@ -279,7 +278,7 @@ mod meter {
 
 #[tokio::test]
 async fn several_services_share_one_server() {
-    use svc_runtime::tonic::transport::Channel;
+    use svc_runtime::client::{Builder, Channel};
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -289,7 +288,7 @@ async fn several_services_share_one_server() {
     let verifier = Verifier::from_lookup(jwt, |k| (k == "SVC_JWT_SECRET").then(|| SECRET.to_owned())).expect("key");
     let server = Server::with_config(&greeter_svc::SERVICE, config()).add_service(&vault_svc::SERVICE, Some(verifier));
     let bound = server.bind().await.expect("bind");
-    let addr = format!("http://{}", bound.grpc_addr());
+    let addr = bound.grpc_addr().to_string();
     let routes =
         svc_runtime::tonic::service::Routes::new(greeter_svc::server(Probe)).add_service(vault_svc::server(Safe));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -302,7 +301,9 @@ async fn several_services_share_one_server() {
             .expect("serves");
     });
 
-    let channel = Channel::from_shared(addr).expect("uri").connect().await.expect("connect");
+    // One channel for both services and health: the first service's
+    // client defaults, shared by every typed client made from it.
+    let channel: Channel = Builder::new(&greeter_svc::SERVICE, addr).build().await.expect("connect");
     // Greeter needs no token; the vault's rules still apply to its methods.
     let mut greeter = GreeterClient::new(channel.clone());
     greeter.say_hello(HelloRequest { name: "a".into() }).await.expect("greeter answers");

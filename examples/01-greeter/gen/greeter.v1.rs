@@ -89,21 +89,6 @@ pub mod greeter_client {
     pub struct GreeterClient<T> {
         inner: ::svc_runtime::codegen::tonic::client::Grpc<T>,
     }
-    impl GreeterClient<::svc_runtime::codegen::tonic::transport::Channel> {
-        /// Attempt to create a new client by connecting to a given endpoint.
-        pub async fn connect<D>(
-            dst: D,
-        ) -> Result<Self, ::svc_runtime::codegen::tonic::transport::Error>
-        where
-            D: TryInto<::svc_runtime::codegen::tonic::transport::Endpoint>,
-            D::Error: Into<StdError>,
-        {
-            let conn = ::svc_runtime::codegen::tonic::transport::Endpoint::new(dst)?
-                .connect()
-                .await?;
-            Ok(Self::new(conn))
-        }
-    }
     impl<T> GreeterClient<T>
     where
         T: ::svc_runtime::codegen::tonic::client::GrpcService<
@@ -858,6 +843,37 @@ pub mod greeter_svc {
         inner: T,
     ) -> ::core::result::Result<(), ::svc_runtime::server::Error> {
         ::svc_runtime::server::Server::from_env(&SERVICE)?.serve(server(inner)).await
+    }
+    /// The client of `greeter.v1.Greeter`: its methods take `&mut self`; clones are cheap and share one pool of connections. `Client::connect(target)` uses every annotation default (pool size, balancing, connect timeout, method deadlines and retry policies); `Client::builder(target)` overrides them.
+    pub type Client = super::greeter_client::GreeterClient<
+        ::svc_runtime::client::Channel,
+    >;
+    impl super::greeter_client::GreeterClient<::svc_runtime::client::Channel> {
+        /// Connects to `target` (`dns:///host:port`, `host:port`, `ipv4:a:p,b:p`, `unix:/path`) with the annotation defaults of `greeter.v1.Greeter`, waiting until a connection is open or every endpoint failed within the connect timeout.
+        pub async fn connect(
+            target: &str,
+        ) -> ::core::result::Result<Self, ::svc_runtime::Error> {
+            Self::builder(target).build().await
+        }
+        /// A client of `greeter.v1.Greeter` at `target`, with overrides of its annotation defaults.
+        pub fn builder(target: &str) -> ::svc_runtime::client::Builder<Self> {
+            ::svc_runtime::client::Builder::new(&SERVICE, target)
+        }
+    }
+    impl ::svc_runtime::client::FromChannel
+    for super::greeter_client::GreeterClient<::svc_runtime::client::Channel> {
+        fn from_channel(connected: ::svc_runtime::client::Connected) -> Self {
+            let mut client = Self::new(connected.channel)
+                .max_decoding_message_size(connected.max_decoding_message_size)
+                .max_encoding_message_size(connected.max_encoding_message_size);
+            if let ::core::option::Option::Some(encoding) = connected.send_compressed {
+                client = client.send_compressed(encoding);
+            }
+            for encoding in connected.accept_compressed {
+                client = client.accept_compressed(encoding);
+            }
+            client
+        }
     }
 }
 /// Encoded descriptors of the files of package `greeter.v1`, for gRPC reflection; with the statics they link to, they describe the package completely (`encode_set()` gives a `FileDescriptorSet`).

@@ -225,7 +225,7 @@ pub fn assemble(
         // Service specs travel with the services (see the descriptors).
         if options.server || options.client {
             for service in &package.services {
-                extra.extend(spec::service_module(service, &rt, options.server));
+                extra.extend(spec::service_module(service, &rt, options.server, options.client));
             }
         }
         body.push_str(&extra.to_string());
@@ -398,7 +398,9 @@ impl prost_build::ServiceGenerator for ServiceCollector {
         let codec = format!("{}::codegen::tonic_prost::ProstCodec", self.options.runtime_crate);
         let adapter = TonicService::new(&service, &codec);
         let mut builder = tonic_build::CodeGenBuilder::new();
-        builder.emit_package(true).build_transport(true).compile_well_known_types(false);
+        // Clients connect through the runtime's channel (`<service>_svc::Client`),
+        // never tonic's transport.
+        builder.emit_package(true).build_transport(false).compile_well_known_types(false);
         let mut tokens = TokenStream::new();
         if self.options.client {
             tokens.extend(builder.generate_client(&adapter, "super"));

@@ -11,15 +11,18 @@ use quote::{format_ident, quote};
 use crate::ir::{self, CODE_NAMES, LoadBalancing, RateLimitKey};
 
 /// Tokens for the `<service>_svc` module of one service; with `server`, it
-/// also gets `server(impl)` and `serve(impl)`.
-pub fn service_module(service: &ir::Service, rt: &TokenStream, with_server: bool) -> TokenStream {
+/// also gets `server(impl)` and `serve(impl)`, with `client` the `Client`.
+pub fn service_module(service: &ir::Service, rt: &TokenStream, with_server: bool, with_client: bool) -> TokenStream {
     let module = format_ident!("{}", crate::ident::svc_module(&service.name));
     let s = &service.settings;
     let name = &service.full_name;
     let port = s.port;
     let metrics_port = s.metrics_port;
     let server = server(&s.server, rt);
-    let entry = if with_server { server_entry(service, rt) } else { TokenStream::new() };
+    let mut entry = if with_server { server_entry(service, rt) } else { TokenStream::new() };
+    if with_client {
+        entry.extend(client_entry(service, rt));
+    }
     let auth = option(s.auth.as_ref().map(|j| {
         let (issuer, audiences, algorithms, roles_claim) = (&j.issuer, &j.audiences, &j.algorithms, &j.roles_claim);
         let leeway = duration(j.leeway);
@@ -91,6 +94,50 @@ fn server_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
         #[doc = #serve_doc]
         pub async fn serve<T: super::#module::#trait_ident>(inner: T) -> ::core::result::Result<(), #rt::server::Error> {
             #rt::server::Server::from_env(&SERVICE)?.serve(server(inner)).await
+        }
+    }
+}
+
+/// `Client`: the service's typed client over the runtime's channel, with
+/// `connect(target)` and `builder(target)` taking the annotation defaults.
+fn client_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
+    let trait_name = crate::ident::to_upper_camel(&service.name);
+    let module = format_ident!("{}_client", crate::ident::tonic_snake(&trait_name));
+    let client = format_ident!("{}Client", trait_name.trim_end_matches('_'));
+    let name = &service.full_name;
+    let alias_doc = format!(
+        " The client of `{name}`: its methods take `&mut self`; clones are cheap and share one pool of connections. `Client::connect(target)` uses every annotation default (pool size, balancing, connect timeout, method deadlines and retry policies); `Client::builder(target)` overrides them."
+    );
+    let connect_doc = format!(
+        " Connects to `target` (`dns:///host:port`, `host:port`, `ipv4:a:p,b:p`, `unix:/path`) with the annotation defaults of `{name}`, waiting until a connection is open or every endpoint failed within the connect timeout."
+    );
+    let builder_doc = format!(" A client of `{name}` at `target`, with overrides of its annotation defaults.");
+    quote! {
+        #[doc = #alias_doc]
+        pub type Client = super::#module::#client<#rt::client::Channel>;
+        impl super::#module::#client<#rt::client::Channel> {
+            #[doc = #connect_doc]
+            pub async fn connect(target: &str) -> ::core::result::Result<Self, #rt::Error> {
+                Self::builder(target).build().await
+            }
+            #[doc = #builder_doc]
+            pub fn builder(target: &str) -> #rt::client::Builder<Self> {
+                #rt::client::Builder::new(&SERVICE, target)
+            }
+        }
+        impl #rt::client::FromChannel for super::#module::#client<#rt::client::Channel> {
+            fn from_channel(connected: #rt::client::Connected) -> Self {
+                let mut client = Self::new(connected.channel)
+                    .max_decoding_message_size(connected.max_decoding_message_size)
+                    .max_encoding_message_size(connected.max_encoding_message_size);
+                if let ::core::option::Option::Some(encoding) = connected.send_compressed {
+                    client = client.send_compressed(encoding);
+                }
+                for encoding in connected.accept_compressed {
+                    client = client.accept_compressed(encoding);
+                }
+                client
+            }
         }
     }
 }

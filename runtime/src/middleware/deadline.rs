@@ -77,13 +77,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let annotated = self.timeouts.get(req.uri().path()).copied();
         let caller = req.headers().get(&GRPC_TIMEOUT).and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
         let limit = match (annotated, caller) {
             (Some(a), Some(c)) => Some(a.min(c)),
             (a, c) => a.or(c),
         };
+        if let Some(limit) = limit {
+            req.extensions_mut().insert(super::CallDeadline(std::time::Instant::now() + limit));
+        }
         DeadlineFuture { inner: self.inner.call(req), timer: None, limit }
     }
 }

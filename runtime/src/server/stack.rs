@@ -1,14 +1,14 @@
 //! The one place that composes the server's middleware, in the documented
 //! order: request id → tracing span → metrics → authentication → access
 //! and audit log → rate limit → load shedding → deadline → panic recovery
-//! → message-size status → handler. (Validation slots in at its
+//! → message-size status → call context (for outgoing calls) → handler. (Validation slots in at its
 //! documented place when it lands.)
 
 use crate::codegen::ServiceSpec;
 use crate::log::Logger;
 use crate::middleware::{
-    AccessLogLayer, AuthLayer, ConcurrencyLayer, Deadline, DeadlineLayer, MessageLimitLayer, MetricsLayer,
-    RateLimitLayer, Recover, RecoverLayer, RequestIdLayer, TraceLayer, Wrap,
+    AccessLogLayer, AuthLayer, ConcurrencyLayer, Deadline, DeadlineLayer, MessageLimitLayer, MetricsLayer, Propagate,
+    PropagateLayer, RateLimitLayer, Recover, RecoverLayer, RequestIdLayer, TraceLayer, Wrap,
 };
 
 /// The generated server's whole middleware as one layer, in the
@@ -26,6 +26,7 @@ pub struct Stack {
     deadline: DeadlineLayer,
     recover: RecoverLayer,
     message_limit: MessageLimitLayer,
+    propagate: PropagateLayer,
 }
 
 impl Stack {
@@ -50,6 +51,7 @@ impl Stack {
             deadline: DeadlineLayer::new(&specs),
             recover: RecoverLayer::new(&specs, logger),
             message_limit: MessageLimitLayer::new(&specs),
+            propagate: PropagateLayer,
         }
     }
 }
@@ -65,7 +67,10 @@ pub type Stacked<S> = Wrap<
                 AuthLayer,
                 Wrap<
                     AccessLogLayer,
-                    Wrap<RateLimitLayer, Wrap<ConcurrencyLayer, Deadline<Recover<Wrap<MessageLimitLayer, S>>>>>,
+                    Wrap<
+                        RateLimitLayer,
+                        Wrap<ConcurrencyLayer, Deadline<Recover<Wrap<MessageLimitLayer, Propagate<S>>>>>,
+                    >,
                 >,
             >,
         >,
@@ -76,7 +81,8 @@ impl<S> tower_layer::Layer<S> for Stack {
     type Service = Stacked<S>;
 
     fn layer(&self, inner: S) -> Stacked<S> {
-        let s = self.message_limit.layer(inner);
+        let s = self.propagate.layer(inner);
+        let s = self.message_limit.layer(s);
         let s = self.recover.layer(s);
         let s = self.deadline.layer(s);
         let s = self.concurrency.layer(s);

@@ -1,0 +1,363 @@
+//! The connections of a client: endpoints from the resolver, at least
+//! `pool_size` HTTP/2 connections to each, more when the open ones reach
+//! the server's stream limit, and the balancing policy that places each
+//! call on a connected endpoint.
+//!
+//! Each connection slot is a task: it dials with gRPC's connection
+//! backoff until it connects, holds the connection until it ends, then
+//! dials again. A call only ever goes to an open connection; while none is
+//! open it waits (bounded by its deadline) unless every endpoint has
+//! failed its last attempt, when it fails at once with `UNAVAILABLE`
+//! naming the addresses and what went wrong.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tonic::Status;
+
+use super::backoff::ConnectBackoff;
+use super::connection::{Connection, Dial, connect};
+use super::resolve::Resolution;
+use super::target::Address;
+use crate::codegen::LoadBalancing;
+
+/// Connections per endpoint at most, however busy.
+pub(crate) const MAX_CONNECTIONS_PER_ENDPOINT: usize = 64;
+
+/// One resolved address and its connections.
+pub(crate) struct Endpoint {
+    pub(crate) address: Address,
+    conns: RwLock<Vec<Arc<Connection>>>,
+    /// Slots dialling now.
+    dialling: AtomicUsize,
+    /// Slots alive (holding or dialling a connection).
+    slots: AtomicUsize,
+    /// Failed attempts since the last success.
+    failures: AtomicU32,
+    last_error: Mutex<String>,
+    removed: AtomicBool,
+    removed_now: Notify,
+}
+
+impl Endpoint {
+    fn new(address: Address) -> Endpoint {
+        Endpoint {
+            address,
+            conns: RwLock::new(Vec::new()),
+            dialling: AtomicUsize::new(0),
+            slots: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            last_error: Mutex::new(String::new()),
+            removed: AtomicBool::new(false),
+            removed_now: Notify::new(),
+        }
+    }
+
+    /// The open connection with the fewest calls in flight.
+    fn least_loaded(&self) -> Option<Arc<Connection>> {
+        let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
+        conns.iter().filter(|c| c.is_open()).min_by_key(|c| c.load()).cloned()
+    }
+
+    /// Calls in flight over all connections.
+    pub(crate) fn load(&self) -> usize {
+        self.conns.read().unwrap_or_else(|e| e.into_inner()).iter().map(|c| c.load()).sum()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.conns.read().unwrap_or_else(|e| e.into_inner()).iter().any(|c| c.is_open())
+    }
+
+    /// Failed its last attempt and is not dialling again yet.
+    fn is_failing(&self) -> bool {
+        self.failures.load(Ordering::Relaxed) > 0 && self.dialling.load(Ordering::Relaxed) == 0 && !self.is_ready()
+    }
+
+    pub(crate) fn remove(&self) {
+        self.removed.store(true, Ordering::Relaxed);
+        self.removed_now.notify_waiters();
+        self.conns.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// What the pool's tasks share.
+pub(crate) struct Pool {
+    endpoints: RwLock<Arc<Vec<Arc<Endpoint>>>>,
+    /// An endpoint connected, failed, appeared or went.
+    changed: Notify,
+    /// The resolver's latest answer.
+    resolution: Mutex<Resolution>,
+    /// Asks the resolver to resolve again.
+    pub(crate) resolve_again: Arc<Notify>,
+    policy: LoadBalancing,
+    pool_size: usize,
+    pub(crate) dial: Dial,
+    next: AtomicUsize,
+    /// The target as written, for messages.
+    target: String,
+    /// Connections opened over the pool's life (for tests and logs).
+    pub(crate) opened: AtomicUsize,
+}
+
+impl Pool {
+    /// A pool following `resolution`'s updates.
+    pub(crate) fn start(
+        target: String,
+        policy: LoadBalancing,
+        pool_size: usize,
+        dial: Dial,
+        resolve_again: Arc<Notify>,
+        mut resolution: watch::Receiver<Resolution>,
+    ) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            endpoints: RwLock::new(Arc::new(Vec::new())),
+            changed: Notify::new(),
+            resolution: Mutex::new(None),
+            resolve_again,
+            policy,
+            pool_size: pool_size.max(1),
+            dial,
+            next: AtomicUsize::new(0),
+            target,
+            opened: AtomicUsize::new(0),
+        });
+        let weak = Arc::downgrade(&pool);
+        tokio::spawn(async move {
+            loop {
+                let latest = resolution.borrow_and_update().clone();
+                let Some(pool) = weak.upgrade() else { return };
+                pool.apply(latest);
+                drop(pool);
+                if resolution.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        pool
+    }
+
+    /// Takes a resolution: new addresses get endpoints, removed ones are
+    /// drained (their calls finish; no new ones go there).
+    fn apply(self: &Arc<Self>, latest: Resolution) {
+        if let Some(Ok(addresses)) = &latest {
+            let current = self.endpoints.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let mut known: BTreeMap<&Address, &Arc<Endpoint>> = current.iter().map(|e| (&e.address, e)).collect();
+            let mut next = Vec::with_capacity(addresses.len());
+            let mut added = Vec::new();
+            for address in addresses {
+                match known.remove(address) {
+                    Some(endpoint) => next.push(endpoint.clone()),
+                    None => {
+                        let endpoint = Arc::new(Endpoint::new(address.clone()));
+                        added.push(endpoint.clone());
+                        next.push(endpoint);
+                    }
+                }
+            }
+            for gone in known.values() {
+                gone.remove();
+            }
+            *self.endpoints.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+            for endpoint in added {
+                for _ in 0..self.pool_size {
+                    self.spawn_slot(&endpoint, true);
+                }
+            }
+        }
+        *self.resolution.lock().unwrap_or_else(|e| e.into_inner()) = latest;
+        self.changed.notify_waiters();
+    }
+
+    fn spawn_slot(self: &Arc<Self>, endpoint: &Arc<Endpoint>, lasting: bool) {
+        endpoint.slots.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(slot(Arc::downgrade(self), endpoint.clone(), lasting));
+    }
+
+    /// The endpoints, in the resolver's order.
+    pub(crate) fn endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
+        self.endpoints.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A connection for a call, chosen by the policy among connected
+    /// endpoints; waits for one until `deadline`.
+    pub(crate) async fn pick(self: &Arc<Self>, deadline: Option<Instant>) -> Result<Arc<Connection>, Status> {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            let endpoints = self.endpoints();
+            if let Some(endpoint) = self.choose(&endpoints)
+                && let Some(conn) = endpoint.least_loaded()
+            {
+                if !conn.has_room() {
+                    self.grow(&endpoint);
+                }
+                return Ok(conn);
+            }
+            if let Some(status) = self.unavailable(&endpoints) {
+                return Err(status);
+            }
+            match deadline {
+                Some(at) => {
+                    if tokio::time::timeout_at(at, changed).await.is_err() {
+                        return Err(Status::deadline_exceeded(format!(
+                            "deadline exceeded while waiting for a connection to {}{}",
+                            self.target,
+                            self.problems(&endpoints)
+                        )));
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    }
+
+    /// Why calls cannot be placed now, if they cannot: nothing resolved,
+    /// or every endpoint failed its last attempt.
+    fn unavailable(&self, endpoints: &[Arc<Endpoint>]) -> Option<Status> {
+        let resolution = self.resolution.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match resolution {
+            None => None,
+            Some(Err(problem)) if endpoints.is_empty() => {
+                Some(Status::unavailable(format!("cannot resolve {}: {problem}", self.target)))
+            }
+            Some(_) if endpoints.is_empty() => {
+                Some(Status::unavailable(format!("{} resolved to no addresses", self.target)))
+            }
+            Some(_) if endpoints.iter().all(|e| e.is_failing()) => Some(Status::unavailable(format!(
+                "no endpoint of {} is reachable{}",
+                self.target,
+                self.problems(endpoints)
+            ))),
+            Some(_) => None,
+        }
+    }
+
+    /// `: 10.0.0.1:50051: cannot connect: ...; ...` for messages.
+    fn problems(&self, endpoints: &[Arc<Endpoint>]) -> String {
+        let parts: Vec<String> = endpoints
+            .iter()
+            .filter_map(|e| {
+                let error = e.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                (!error.is_empty()).then(|| format!("{}: {error}", e.address))
+            })
+            .collect();
+        if parts.is_empty() { String::new() } else { format!(" ({})", parts.join("; ")) }
+    }
+
+    /// The policy's choice among endpoints with an open connection.
+    fn choose(&self, endpoints: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
+        match self.policy {
+            LoadBalancing::PickFirst => endpoints.iter().find(|e| e.is_ready()).cloned(),
+            LoadBalancing::RoundRobin => {
+                let n = endpoints.len();
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n).map(|i| &endpoints[(start + i) % n]).find(|e| e.is_ready()).cloned()
+            }
+            LoadBalancing::PowerOfTwoChoices => {
+                let ready: Vec<&Arc<Endpoint>> = endpoints.iter().filter(|e| e.is_ready()).collect();
+                match ready.len() {
+                    0 => None,
+                    1 => Some(ready[0].clone()),
+                    n => {
+                        let r = crate::trace::random_u64();
+                        let a = (r % n as u64) as usize;
+                        let b = (a + 1 + ((r >> 32) % (n as u64 - 1)) as usize) % n;
+                        let (x, y) = (ready[a], ready[b]);
+                        Some(if y.load() < x.load() { y.clone() } else { x.clone() })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens one more connection to `endpoint` when every open one is at
+    /// the server's stream limit and none is being dialled.
+    fn grow(self: &Arc<Self>, endpoint: &Arc<Endpoint>) {
+        if endpoint.dialling.load(Ordering::Relaxed) > 0
+            || endpoint.slots.load(Ordering::Relaxed) >= MAX_CONNECTIONS_PER_ENDPOINT
+        {
+            return;
+        }
+        let full =
+            endpoint.conns.read().unwrap_or_else(|e| e.into_inner()).iter().all(|c| !c.is_open() || !c.has_room());
+        if full {
+            self.spawn_slot(endpoint, false);
+        }
+    }
+
+    /// Waits until an endpoint is connected or every endpoint has failed
+    /// (for `connect`, which reports unreachable targets at once).
+    pub(crate) async fn wait_connected(self: &Arc<Self>, within: Duration) -> Result<(), Status> {
+        let deadline = Instant::now() + within;
+        self.pick(Some(deadline)).await.map(drop)
+    }
+}
+
+/// One connection slot of `endpoint`: dial (with backoff) until connected,
+/// hold the connection until it ends, again; a slot opened for load
+/// (`lasting` false) ends with its connection.
+async fn slot(pool: Weak<Pool>, endpoint: Arc<Endpoint>, lasting: bool) {
+    let mut backoff = ConnectBackoff::new();
+    loop {
+        if endpoint.removed.load(Ordering::Relaxed) {
+            break;
+        }
+        let Some(p) = pool.upgrade() else { break };
+        let dial = p.dial.clone();
+        drop(p);
+        endpoint.dialling.fetch_add(1, Ordering::Relaxed);
+        let attempt = tokio::select! {
+            result = connect(&endpoint.address, &dial) => Some(result),
+            () = endpoint.removed_now.notified() => None,
+        };
+        endpoint.dialling.fetch_sub(1, Ordering::Relaxed);
+        let Some(pool_now) = pool.upgrade() else { break };
+        match attempt {
+            None => break,
+            Some(Ok((conn, task))) => {
+                backoff.reset();
+                endpoint.failures.store(0, Ordering::Relaxed);
+                endpoint.last_error.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                pool_now.opened.fetch_add(1, Ordering::Relaxed);
+                endpoint.conns.write().unwrap_or_else(|e| e.into_inner()).push(conn.clone());
+                pool_now.changed.notify_waiters();
+                drop(pool_now);
+                tokio::select! {
+                    _ = task => {}
+                    () = endpoint.removed_now.notified() => {}
+                }
+                endpoint.conns.write().unwrap_or_else(|e| e.into_inner()).retain(|c| !Arc::ptr_eq(c, &conn));
+                drop(conn);
+                if let Some(p) = pool.upgrade() {
+                    p.changed.notify_waiters();
+                    // The endpoint may have moved (a rolling update).
+                    p.resolve_again.notify_one();
+                }
+                if !lasting {
+                    break;
+                }
+            }
+            Some(Err(problem)) => {
+                endpoint.failures.fetch_add(1, Ordering::Relaxed);
+                *endpoint.last_error.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+                pool_now.changed.notify_waiters();
+                pool_now.resolve_again.notify_one();
+                drop(pool_now);
+                if !lasting {
+                    break;
+                }
+                let wait = backoff.next_wait();
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = endpoint.removed_now.notified() => break,
+                }
+            }
+        }
+    }
+    endpoint.slots.fetch_sub(1, Ordering::Relaxed);
+}
