@@ -45,7 +45,12 @@ pub(crate) fn grpc_timeout(d: Duration) -> http::HeaderValue {
 /// it asked for no retry (a negative or malformed value), `None` when it
 /// said nothing.
 fn pushback(headers: &http::HeaderMap) -> Option<Option<Duration>> {
-    let value = headers.get(&PUSHBACK)?;
+    let mut values = headers.get_all(&PUSHBACK).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        // More than one value: not a wait the client can trust.
+        return Some(None);
+    }
     Some(value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_millis))
 }
 
@@ -173,6 +178,11 @@ async fn attempts(
                     return Ok((response, Some((recv, in_flight))));
                 };
                 let pushed = pushback(response.headers());
+                if code == Code::Ok
+                    && let Some(t) = &shared.throttle
+                {
+                    t.success();
+                }
                 let retry = code != Code::Ok
                     && pushed != Some(None)
                     && retry_allowed(shared, policy.as_ref(), code, attempt + 1, max_attempts, &replay);
@@ -219,9 +229,6 @@ fn retry_allowed(
 ) -> bool {
     let Some(policy) = policy else { return false };
     if !policy.retryable_codes.contains(&code) {
-        if let Some(t) = &shared.throttle {
-            t.success();
-        }
         return false;
     }
     let throttled = shared.throttle.as_ref().is_some_and(|t| !t.failure());
@@ -250,5 +257,8 @@ mod tests {
         assert_eq!(pushback(&h), Some(None));
         h.insert(&PUSHBACK, http::HeaderValue::from_static("soon"));
         assert_eq!(pushback(&h), Some(None));
+        h.insert(&PUSHBACK, http::HeaderValue::from_static("100"));
+        h.append(&PUSHBACK, http::HeaderValue::from_static("10"));
+        assert_eq!(pushback(&h), Some(None), "several values");
     }
 }

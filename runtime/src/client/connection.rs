@@ -8,7 +8,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,9 +40,34 @@ pub(crate) struct Dial {
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
+/// Response times of one endpoint's calls: a peak-sensitive moving
+/// average (a slower call counts at once, faster ones pull it down
+/// gradually), kept as `f64` nanoseconds.
+#[derive(Default)]
+pub(crate) struct Latency(AtomicU64);
+
+impl Latency {
+    /// Weight of a sample below the average.
+    const DECAY: f64 = 0.2;
+
+    pub(crate) fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    fn record(&self, sample: Duration) {
+        let sample = sample.as_nanos() as f64;
+        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            let old = f64::from_bits(bits);
+            let new = if sample >= old || old == 0.0 { sample } else { old + (sample - old) * Self::DECAY };
+            Some(new.to_bits())
+        });
+    }
+}
+
 /// An open connection.
 pub(crate) struct Connection {
     send: h2::client::SendRequest<Bytes>,
+    latency: Arc<Latency>,
     in_flight: AtomicUsize,
     /// No new streams: the connection ended, failed a ping, or the server
     /// sent GOAWAY.
@@ -50,12 +75,13 @@ pub(crate) struct Connection {
 }
 
 /// Counts a call against its connection until dropped (with the
-/// response body, when the call ends).
-pub(crate) struct InFlight(Arc<Connection>);
+/// response body, when the call ends), and records how long it took.
+pub(crate) struct InFlight(Arc<Connection>, tokio::time::Instant);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.latency.record(self.1.elapsed());
     }
 }
 
@@ -107,7 +133,7 @@ impl Connection {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let guard = InFlight(self.clone());
+        let guard = InFlight(self.clone(), tokio::time::Instant::now());
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         parts.uri = http::Uri::builder()
@@ -217,6 +243,7 @@ where
 pub(crate) async fn connect(
     address: &Address,
     dial: &Dial,
+    latency: Arc<Latency>,
 ) -> Result<(Arc<Connection>, tokio::task::JoinHandle<()>), String> {
     let attempt = async {
         let io: Box<dyn Io> = match address {
@@ -250,24 +277,40 @@ pub(crate) async fn connect(
             .map_err(|e| format!("HTTP/2 handshake failed: {e}"))?;
         Ok::<_, String>((send, connection))
     };
-    let (send, mut connection) = match tokio::time::timeout(dial.connect_timeout, attempt).await {
+    let within = dial.connect_timeout;
+    let deadline = tokio::time::Instant::now() + within;
+    let timed_out = || format!("no connection within the connect timeout of {within:?}");
+    let (send, mut connection) = match tokio::time::timeout_at(deadline, attempt).await {
         Ok(result) => result?,
-        Err(_) => return Err(format!("no connection within the connect timeout of {:?}", dial.connect_timeout)),
+        Err(_) => return Err(timed_out()),
     };
-    let conn = Arc::new(Connection { send, in_flight: AtomicUsize::new(0), closed: AtomicBool::new(false) });
+    let conn = Arc::new(Connection { send, latency, in_flight: AtomicUsize::new(0), closed: AtomicBool::new(false) });
     let ping = connection.ping_pong();
     let keepalive = dial.keepalive;
-    let kept = conn.clone();
+    // The task holds the connection weakly: once the pool and the calls
+    // let go of it, h2 closes it gracefully.
+    let kept = Arc::downgrade(&conn);
+    let (answered, answer) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let pinger = async {
-            let (Some((interval, timeout)), Some(mut ping)) = (keepalive, ping) else {
+            let Some(mut ping) = ping else {
+                let _ = answered.send(());
                 return std::future::pending::<()>().await;
             };
+            // The handshake is only written; a first ping's answer shows a
+            // live HTTP/2 server (and that the connection's task runs).
+            if ping.ping(h2::Ping::opaque()).await.is_err() {
+                return;
+            }
+            let _ = answered.send(());
+            let Some((interval, timeout)) = keepalive else { return std::future::pending::<()>().await };
             loop {
                 tokio::time::sleep(interval).await;
                 // Servers refuse pings on idle connections by default.
-                if kept.load() == 0 {
-                    continue;
+                match kept.upgrade() {
+                    None => return,
+                    Some(c) if c.load() == 0 => continue,
+                    Some(_) => {}
                 }
                 match tokio::time::timeout(timeout, ping.ping(h2::Ping::opaque())).await {
                     Ok(Ok(_)) => {}
@@ -279,9 +322,21 @@ pub(crate) async fn connect(
             _ = &mut connection => {}
             () = pinger => {}
         }
-        kept.close();
+        if let Some(c) = kept.upgrade() {
+            c.close();
+        }
     });
-    Ok((conn, task))
+    match tokio::time::timeout_at(deadline, answer).await {
+        Ok(Ok(())) => Ok((conn, task)),
+        Ok(Err(_)) => {
+            task.abort();
+            Err("the server closed the connection during the HTTP/2 handshake".to_owned())
+        }
+        Err(_) => {
+            task.abort();
+            Err(timed_out())
+        }
+    }
 }
 
 /// A response body read from its HTTP/2 stream, releasing flow-control

@@ -72,7 +72,7 @@ pub use target::{Address, Target};
 pub use tls::ClientTls;
 
 use crate::Error;
-use crate::codegen::{LoadBalancing, MethodSpec, RetrySpec, ServiceSpec};
+use crate::codegen::{LoadBalancing, MethodSpec, RetrySpec, RetryThrottlingSpec, ServiceSpec};
 use crate::metrics::ClientSeries;
 use crate::table::PathMap;
 
@@ -251,6 +251,7 @@ pub struct Builder<C> {
     policy: Result<Option<LoadBalancing>, String>,
     timeout: Option<Duration>,
     retry: Option<RetrySpec>,
+    throttling: Option<Option<RetryThrottlingSpec>>,
     connect_timeout: Option<Duration>,
     keepalive: Option<Option<(Duration, Duration)>>,
     compression: Result<Option<Option<Compression>>, String>,
@@ -260,6 +261,7 @@ pub struct Builder<C> {
     resolver: Option<Box<dyn Resolver>>,
     dns_refresh: Duration,
     lazy: bool,
+    peak_ewma: bool,
     client: PhantomData<fn() -> C>,
 }
 
@@ -276,6 +278,7 @@ impl<C: FromChannel> Builder<C> {
             policy: Ok(None),
             timeout: None,
             retry: None,
+            throttling: None,
             connect_timeout: None,
             keepalive: None,
             compression: Ok(None),
@@ -285,6 +288,7 @@ impl<C: FromChannel> Builder<C> {
             resolver: None,
             dns_refresh: DNS_REFRESH,
             lazy: false,
+            peak_ewma: false,
             client: PhantomData,
         }
     }
@@ -330,6 +334,13 @@ impl<C: FromChannel> Builder<C> {
     /// The retry policy of every method (instead of each method's).
     pub fn retry(mut self, policy: RetrySpec) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// Retry throttling (gRFC A6) instead of the annotation's
+    /// `retry_throttling`; `None` turns it off.
+    pub fn retry_throttling(mut self, throttling: Option<RetryThrottlingSpec>) -> Self {
+        self.throttling = Some(throttling);
         self
     }
 
@@ -393,6 +404,14 @@ impl<C: FromChannel> Builder<C> {
         self
     }
 
+    /// Makes p2c compare endpoints by expected wait (a peak-sensitive
+    /// moving average of response times × calls in flight) instead of
+    /// calls in flight alone, for servers of uneven speed.
+    pub fn peak_ewma(mut self) -> Self {
+        self.peak_ewma = true;
+        self
+    }
+
     /// Returns without waiting for a first connection (calls wait for one,
     /// within their deadline).
     pub fn lazy(mut self) -> Self {
@@ -448,13 +467,13 @@ impl<C: FromChannel> Builder<C> {
         let again = Arc::new(tokio::sync::Notify::new());
         let resolver = tokio::spawn(resolver.run(Updates::new(tx, again.clone())));
         let pool_size = self.pool_size.unwrap_or(c.pool_size.max(1) as usize);
-        let pool = pool::Pool::start(self.target.clone(), policy, pool_size, dial, again, rx);
+        let pool = pool::Pool::start(self.target.clone(), (policy, self.peak_ewma), pool_size, dial, again, rx);
         let methods = spec.methods.iter().map(|m| (m.path, m)).collect();
         let shared = Shared {
             pool: pool.clone(),
             methods,
             series: crate::metrics::clients().register(spec),
-            throttle: c.retry_throttling.map(retry::Throttle::new),
+            throttle: self.throttling.unwrap_or(c.retry_throttling).map(retry::Throttle::new),
             metadata,
             token: self.token.map(|source| Token { source, cached: Mutex::new(None) }),
             replay_budget: Arc::new(AtomicUsize::new(0)),

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use super::backoff::ConnectBackoff;
-use super::connection::{Connection, Dial, connect};
+use super::connection::{Connection, Dial, Latency, connect};
 use super::resolve::Resolution;
 use super::target::Address;
 use crate::codegen::LoadBalancing;
@@ -41,6 +41,7 @@ pub(crate) struct Endpoint {
     last_error: Mutex<String>,
     removed: AtomicBool,
     removed_now: Notify,
+    latency: Arc<Latency>,
 }
 
 impl Endpoint {
@@ -54,6 +55,7 @@ impl Endpoint {
             last_error: Mutex::new(String::new()),
             removed: AtomicBool::new(false),
             removed_now: Notify::new(),
+            latency: Arc::default(),
         }
     }
 
@@ -94,6 +96,8 @@ pub(crate) struct Pool {
     /// Asks the resolver to resolve again.
     pub(crate) resolve_again: Arc<Notify>,
     policy: LoadBalancing,
+    /// p2c weighs calls in flight by response time.
+    peak_ewma: bool,
     pool_size: usize,
     pub(crate) dial: Dial,
     next: AtomicUsize,
@@ -107,7 +111,7 @@ impl Pool {
     /// A pool following `resolution`'s updates.
     pub(crate) fn start(
         target: String,
-        policy: LoadBalancing,
+        (policy, peak_ewma): (LoadBalancing, bool),
         pool_size: usize,
         dial: Dial,
         resolve_again: Arc<Notify>,
@@ -119,6 +123,7 @@ impl Pool {
             resolution: Mutex::new(None),
             resolve_again,
             policy,
+            peak_ewma,
             pool_size: pool_size.max(1),
             dial,
             next: AtomicUsize::new(0),
@@ -174,6 +179,9 @@ impl Pool {
 
     fn spawn_slot(self: &Arc<Self>, endpoint: &Arc<Endpoint>, lasting: bool) {
         endpoint.slots.fetch_add(1, Ordering::Relaxed);
+        // Counted before the task runs, so that calls arriving meanwhile
+        // do not open more.
+        endpoint.dialling.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(slot(Arc::downgrade(self), endpoint.clone(), lasting));
     }
 
@@ -193,10 +201,18 @@ impl Pool {
             if let Some(endpoint) = self.choose(&endpoints)
                 && let Some(conn) = endpoint.least_loaded()
             {
-                if !conn.has_room() {
-                    self.grow(&endpoint);
+                if conn.has_room() || !self.grow(&endpoint) {
+                    return Ok(conn);
                 }
-                return Ok(conn);
+                // Every open connection is at the server's stream limit and
+                // another is being opened: wait for it rather than queue
+                // behind the limit (at most a connect timeout).
+                let until = Instant::now() + self.dial.connect_timeout;
+                let until = deadline.map_or(until, |d| d.min(until));
+                if tokio::time::timeout_at(until, changed).await.is_err() {
+                    return Ok(conn);
+                }
+                continue;
             }
             if let Some(status) = self.unavailable(&endpoints) {
                 return Err(status);
@@ -268,32 +284,45 @@ impl Pool {
                         let a = (r % n as u64) as usize;
                         let b = (a + 1 + ((r >> 32) % (n as u64 - 1)) as usize) % n;
                         let (x, y) = (ready[a], ready[b]);
-                        Some(if y.load() < x.load() { y.clone() } else { x.clone() })
+                        Some(if self.cost(y) < self.cost(x) { y.clone() } else { x.clone() })
                     }
                 }
             }
         }
     }
 
-    /// Opens one more connection to `endpoint` when every open one is at
-    /// the server's stream limit and none is being dialled.
-    fn grow(self: &Arc<Self>, endpoint: &Arc<Endpoint>) {
-        if endpoint.dialling.load(Ordering::Relaxed) > 0
-            || endpoint.slots.load(Ordering::Relaxed) >= MAX_CONNECTIONS_PER_ENDPOINT
-        {
-            return;
+    /// What p2c compares: calls in flight, ties broken by response time;
+    /// with peak EWMA, the expected wait (response time × (calls + 1)).
+    fn cost(&self, e: &Endpoint) -> (f64, f64) {
+        let load = e.load() as f64;
+        let latency = e.latency.get();
+        if self.peak_ewma { (latency * (load + 1.0), 0.0) } else { (load, latency) }
+    }
+
+    /// Opens one more connection to `endpoint`, whose open ones are all at
+    /// the server's stream limit, unless one is being dialled already;
+    /// false when none will come (the endpoint is failing, or at
+    /// [`MAX_CONNECTIONS_PER_ENDPOINT`]).
+    fn grow(self: &Arc<Self>, endpoint: &Arc<Endpoint>) -> bool {
+        if endpoint.failures.load(Ordering::Relaxed) > 0 {
+            return false;
         }
-        let full =
-            endpoint.conns.read().unwrap_or_else(|e| e.into_inner()).iter().all(|c| !c.is_open() || !c.has_room());
-        if full {
-            self.spawn_slot(endpoint, false);
+        if endpoint.dialling.load(Ordering::Relaxed) > 0 {
+            return true;
         }
+        if endpoint.slots.load(Ordering::Relaxed) >= MAX_CONNECTIONS_PER_ENDPOINT {
+            return false;
+        }
+        self.spawn_slot(endpoint, false);
+        true
     }
 
     /// Waits until an endpoint is connected or every endpoint has failed
     /// (for `connect`, which reports unreachable targets at once).
     pub(crate) async fn wait_connected(self: &Arc<Self>, within: Duration) -> Result<(), Status> {
-        let deadline = Instant::now() + within;
+        // A little past the connect timeout, so that an attempt that hits
+        // it reports why.
+        let deadline = Instant::now() + within + Duration::from_millis(500);
         self.pick(Some(deadline)).await.map(drop)
     }
 }
@@ -303,16 +332,25 @@ impl Pool {
 /// (`lasting` false) ends with its connection.
 async fn slot(pool: Weak<Pool>, endpoint: Arc<Endpoint>, lasting: bool) {
     let mut backoff = ConnectBackoff::new();
+    // The first dial was counted when the slot was made.
+    let mut counted = true;
     loop {
+        if !counted {
+            endpoint.dialling.fetch_add(1, Ordering::Relaxed);
+        }
+        counted = false;
         if endpoint.removed.load(Ordering::Relaxed) {
+            endpoint.dialling.fetch_sub(1, Ordering::Relaxed);
             break;
         }
-        let Some(p) = pool.upgrade() else { break };
+        let Some(p) = pool.upgrade() else {
+            endpoint.dialling.fetch_sub(1, Ordering::Relaxed);
+            break;
+        };
         let dial = p.dial.clone();
         drop(p);
-        endpoint.dialling.fetch_add(1, Ordering::Relaxed);
         let attempt = tokio::select! {
-            result = connect(&endpoint.address, &dial) => Some(result),
+            result = connect(&endpoint.address, &dial, endpoint.latency.clone()) => Some(result),
             () = endpoint.removed_now.notified() => None,
         };
         endpoint.dialling.fetch_sub(1, Ordering::Relaxed);

@@ -79,8 +79,9 @@ impl Updates {
     pub fn publish(&self, addresses: Result<Vec<Address>, String>) -> bool {
         let mut addresses = addresses;
         if let Ok(list) = &mut addresses {
-            list.sort();
-            list.dedup();
+            // Order matters (pick_first); repeats do not.
+            let mut seen = std::collections::HashSet::new();
+            list.retain(|a| seen.insert(a.clone()));
         }
         self.tx.send_if_modified(|current| {
             if current.as_ref() == Some(&addresses) {
