@@ -196,6 +196,10 @@ impl Greeter for Fault {
     }
 }
 
+/// A streaming case: description, server steps, requests the client
+/// sends, whether it then closes its side, replies expected, final code.
+type StreamCase = (&'static str, Vec<Op>, Vec<&'static str>, bool, Vec<&'static str>, Code);
+
 enum Step {
     Continue,
     /// Headers go out (with a reply when there is one).
@@ -376,7 +380,7 @@ async fn grpc_go_retry_streaming_table() {
     let unavailable = Code::Unavailable;
     // (description, server steps, requests the client sends (None: it
     // does not close its side), replies expected, final code)
-    let table: Vec<(&str, Vec<Op>, Vec<&str>, bool, Vec<&str>, Code)> = vec![
+    let table: Vec<StreamCase> = vec![
         ("non-retryable error code", vec![Req("1"), Fail(Code::Internal)], vec!["1"], false, vec![], Code::Internal),
         (
             "one retry necessary",
