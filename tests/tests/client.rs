@@ -795,3 +795,89 @@ async fn calls_go_only_to_connected_endpoints_and_return_after_a_restart() {
     assert!(again.calls.load(Ordering::Relaxed) >= 1);
     let _ = stop.send(());
 }
+
+/// A hop of the propagation chain: calls `next` (if any) from inside its
+/// handler, with no code for the deadline, trace or request id; the last
+/// one records what it received.
+#[derive(Clone)]
+struct Hop {
+    next: Option<greeter_svc::Client>,
+    received: Arc<Mutex<Option<(Option<String>, Option<String>, Option<String>)>>>,
+}
+
+#[tonic::async_trait]
+impl Greeter for Hop {
+    async fn say_hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        let header = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let seen = (header("grpc-timeout"), header("traceparent"), header("x-request-id"));
+        match &self.next {
+            Some(next) => next.clone().say_hello(HelloRequest { name: "next".into() }).await,
+            None => {
+                *self.received.lock().expect("received") = Some(seen);
+                Ok(Response::new(HelloReply { message: "end".into(), created_at: None }))
+            }
+        }
+    }
+
+    type SayHelloStreamStream = ReplyStream;
+
+    async fn say_hello_stream(&self, _: Request<HelloStreamRequest>) -> Result<Response<ReplyStream>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    async fn collect_hellos(&self, _: Request<Streaming<HelloRequest>>) -> Result<Response<HelloReply>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    type ChatStream = ReplyStream;
+
+    async fn chat(&self, _: Request<Streaming<HelloRequest>>) -> Result<Response<ReplyStream>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+}
+
+async fn serve_hop(hop: Hop) -> Running {
+    let config = Config {
+        grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        shutdown_grace: Duration::from_millis(200),
+    };
+    let quiet = svc_runtime::log::Logger::new(svc_runtime::log::Level::Warn, true);
+    let bound = Server::with_config(&greeter_svc::SERVICE, config).logger(quiet).bind().await.expect("bind");
+    let addr = bound.grpc_addr().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bound.serve(greeter_svc::server(hop), async {
+        let _ = stopped.await;
+    }));
+    Running { addr, stop: Some(stop) }
+}
+
+/// A calls B calls C, all generated: C sees a deadline below the one A's
+/// caller set, the same trace id and the same request id.
+#[tokio::test]
+async fn deadline_trace_and_request_id_flow_through_a_chain_of_services() {
+    let received = Arc::new(Mutex::new(None));
+    let c = serve_hop(Hop { next: None, received: received.clone() }).await;
+    let to_c = greeter_svc::Client::connect(&c.addr).await.expect("connect to C");
+    let b = serve_hop(Hop { next: Some(to_c), received: Arc::default() }).await;
+    let to_b = greeter_svc::Client::connect(&b.addr).await.expect("connect to B");
+    let a = serve_hop(Hop { next: Some(to_b), received: Arc::default() }).await;
+    let mut caller = greeter_svc::Client::connect(&a.addr).await.expect("connect to A");
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = Request::new(hello());
+    request.set_timeout(Duration::from_millis(900));
+    request.metadata_mut().insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse().expect("ascii"));
+    request.metadata_mut().insert("x-request-id", "chain-42".parse().expect("ascii"));
+    caller.say_hello(request).await.expect("the chain answers");
+
+    let (timeout, traceparent, request_id) = received.lock().expect("received").clone().expect("C was called");
+    let timeout = timeout.expect("C got a grpc-timeout");
+    let us: u64 = timeout.strip_suffix('u').expect("microseconds").parse().expect("number");
+    // Without propagation C would get SayHello's annotated 2 s.
+    assert!(us < 900_000, "C's deadline {us}us is not below the caller's 900ms");
+    let traceparent = traceparent.expect("C got a traceparent");
+    assert_eq!(traceparent.split('-').nth(1), Some(trace_id), "{traceparent}");
+    assert_ne!(traceparent.split('-').nth(2), Some("00f067aa0ba902b7"), "C's parent is B's span, not the caller's");
+    assert_eq!(request_id.as_deref(), Some("chain-42"));
+}

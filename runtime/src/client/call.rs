@@ -33,11 +33,19 @@ impl Finish {
     }
 }
 
-/// `grpc-timeout` for `d`: milliseconds (rounded up), or seconds past
-/// what eight digits of milliseconds hold.
+/// `grpc-timeout` for `d` in the finest unit its eight digits allow:
+/// microseconds up to 100 s, then milliseconds, then seconds (rounded
+/// up, never zero).
 pub(crate) fn grpc_timeout(d: Duration) -> http::HeaderValue {
-    let ms = d.as_nanos().div_ceil(1_000_000).max(1);
-    let text = if ms < 100_000_000 { format!("{ms}m") } else { format!("{}S", d.as_secs().min(99_999_999)) };
+    let us = d.as_nanos().div_ceil(1_000).max(1);
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    let text = if us < 100_000_000 {
+        format!("{us}u")
+    } else if ms < 100_000_000 {
+        format!("{ms}m")
+    } else {
+        format!("{}S", d.as_secs().min(99_999_999))
+    };
     http::HeaderValue::from_str(&text).unwrap_or_else(|_| http::HeaderValue::from_static("1m"))
 }
 
@@ -241,9 +249,10 @@ mod tests {
 
     #[test]
     fn timeouts_on_the_wire() {
-        assert_eq!(grpc_timeout(Duration::from_millis(250)), "250m");
-        assert_eq!(grpc_timeout(Duration::from_micros(1)), "1m");
-        assert_eq!(grpc_timeout(Duration::from_micros(1500)), "2m");
+        assert_eq!(grpc_timeout(Duration::from_millis(250)), "250000u");
+        assert_eq!(grpc_timeout(Duration::from_nanos(1)), "1u");
+        assert_eq!(grpc_timeout(Duration::from_nanos(1500)), "2u");
+        assert_eq!(grpc_timeout(Duration::from_secs(150)), "150000m");
         assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
     }
 
