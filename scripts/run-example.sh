@@ -42,3 +42,6 @@ cat "$log" >&2
 
 step "call it with Python grpcio"
 python3 "$root/scripts/greeter_client.py" "$addr" "$example/proto" "$example/third_party"
+
+step "call it with the generated Rust client (all four methods through the pool)"
+"$root/target/debug/greeter-client" --target "$addr"

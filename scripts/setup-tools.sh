@@ -171,6 +171,18 @@ else
     (sudo apt-get install -y -qq protobuf-compiler >/dev/null 2>&1) || { sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq protobuf-compiler >/dev/null; }
   fi
 fi
+# dnsmasq from Debian: the DNS server the client's discovery tests change
+# records on.
+if command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ]; then
+  log "dnsmasq present"
+else
+  log "installing dnsmasq-base from Debian"
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -qq dnsmasq-base >/dev/null 2>&1) || { apt-get update -qq >/dev/null && apt-get install -y -qq dnsmasq-base >/dev/null; }
+  else
+    (sudo apt-get install -y -qq dnsmasq-base >/dev/null 2>&1) || { sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq dnsmasq-base >/dev/null; }
+  fi
+fi
 # A current protoc (editions) from Maven Central, where protobuf publishes
 # its protoc executables; the embedded compiler hands edition files to it.
 protoc_version=33.5

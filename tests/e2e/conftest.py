@@ -36,6 +36,7 @@ def binaries():
     return {
         "plugin": TARGET / "debug" / "protoc-gen-svc",
         "greeter": TARGET / "debug" / "greeter",
+        "greeter_client": TARGET / "debug" / "greeter-client",
         "shop": TARGET / "debug" / "shop-server",
     }
 
