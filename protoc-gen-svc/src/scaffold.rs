@@ -174,6 +174,9 @@ fn runtime_features(service: &ir::Service) -> Vec<&'static str> {
     if service.settings.deploy.tls_secret.is_some() {
         features.push("tls");
     }
+    if service.settings.client.compression == "zstd" {
+        features.push("zstd");
+    }
     features
 }
 
@@ -495,7 +498,8 @@ fn client_rs(crate_name: &str, package: &ir::Package, service: &ir::Service) -> 
 
 #[tokio::main]
 async fn main() -> Result<(), svc_runtime::Error> {{
-    let target = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:{port}".to_owned());
+    let default = "127.0.0.1:{port}".to_owned();
+    let target = std::env::args().nth(1).unwrap_or(default);
     let mut builder = {svc_mod}::Client::builder(&target);
     if let Ok(token) = std::env::var("SVC_TOKEN") {{
         builder = builder.token(TokenSource::Static(token));

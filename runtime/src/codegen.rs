@@ -52,6 +52,16 @@ pub const fn require_tls() {
     }
 }
 
+/// Fails compilation of a client for a service whose `client.compression`
+/// is `zstd` when this runtime lacks the `zstd` feature.
+pub const fn require_zstd() {
+    if cfg!(not(feature = "zstd")) {
+        panic!(
+            "this service's client is annotated with `compression: \"zstd\"`: enable the `zstd` feature of svc-runtime (features = [\"zstd\"] on its line in Cargo.toml)"
+        );
+    }
+}
+
 /// How a method streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MethodKind {

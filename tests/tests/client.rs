@@ -796,13 +796,16 @@ async fn calls_go_only_to_connected_endpoints_and_return_after_a_restart() {
     let _ = stop.send(());
 }
 
+/// `grpc-timeout`, `traceparent` and `x-request-id` as a hop received them.
+type Headers = (Option<String>, Option<String>, Option<String>);
+
 /// A hop of the propagation chain: calls `next` (if any) from inside its
 /// handler, with no code for the deadline, trace or request id; the last
 /// one records what it received.
 #[derive(Clone)]
 struct Hop {
     next: Option<greeter_svc::Client>,
-    received: Arc<Mutex<Option<(Option<String>, Option<String>, Option<String>)>>>,
+    received: Arc<Mutex<Option<Headers>>>,
 }
 
 #[tonic::async_trait]

@@ -112,7 +112,13 @@ fn client_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
         " Connects to `target` (`dns:///host:port`, `host:port`, `ipv4:a:p,b:p`, `unix:/path`) with the annotation defaults of `{name}`, waiting until a connection is open or every endpoint failed within the connect timeout."
     );
     let builder_doc = format!(" A client of `{name}` at `target`, with overrides of its annotation defaults.");
+    let features = if service.settings.client.compression == "zstd" {
+        quote!(const _: () = #rt::codegen::require_zstd();)
+    } else {
+        quote!()
+    };
     quote! {
+        #features
         #[doc = #alias_doc]
         pub type Client = super::#module::#client<#rt::client::Channel>;
         impl super::#module::#client<#rt::client::Channel> {

@@ -828,6 +828,7 @@ pub mod shop_svc {
     ) -> ::core::result::Result<(), ::svc_runtime::server::Error> {
         ::svc_runtime::server::Server::from_env(&SERVICE)?.serve(server(inner)).await
     }
+    const _: () = ::svc_runtime::codegen::require_zstd();
     /// The client of `shop.v1.Shop`: its methods take `&mut self`; clones are cheap and share one pool of connections. `Client::connect(target)` uses every annotation default (pool size, balancing, connect timeout, method deadlines and retry policies); `Client::builder(target)` overrides them.
     pub type Client = super::shop_client::ShopClient<::svc_runtime::client::Channel>;
     impl super::shop_client::ShopClient<::svc_runtime::client::Channel> {
