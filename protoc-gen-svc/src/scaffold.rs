@@ -455,6 +455,20 @@ async fn main() -> Result<(), svc_runtime::server::Error> {{
     )
 }
 
+/// The simplest request of `m`, as an expression: the default message, or
+/// an empty stream of them for methods streaming requests.
+fn default_argument(crate_name: &str, package: &ir::Package, m: &ir::Method) -> String {
+    let input = local_type(&m.input, &m.input_package, package).replacen("crate::", &format!("{crate_name}::"), 1);
+    if m.client_streaming {
+        let item = if input == "()" { "()".to_owned() } else { input };
+        format!("tokio_stream::iter(Vec::<{item}>::new())")
+    } else if input == "()" {
+        "()".to_owned()
+    } else {
+        format!("{input}::default()")
+    }
+}
+
 /// `examples/client.rs`: every method called once through the generated
 /// client, each answer printed.
 fn client_rs(crate_name: &str, package: &ir::Package, service: &ir::Service) -> String {
@@ -463,15 +477,8 @@ fn client_rs(crate_name: &str, package: &ir::Package, service: &ir::Service) -> 
     let mut calls = String::new();
     let mut uses_stream = false;
     for m in &service.methods {
-        let input = local_type(&m.input, &m.input_package, package).replacen("crate::", &format!("{crate_name}::"), 1);
-        let message = if input == "()" { "()".to_owned() } else { format!("{input}::default()") };
-        let argument = if m.client_streaming {
-            uses_stream = true;
-            let item = if input == "()" { "()".to_owned() } else { input.clone() };
-            format!("tokio_stream::iter(Vec::<{item}>::new())")
-        } else {
-            message
-        };
+        let argument = default_argument(crate_name, package, m);
+        uses_stream |= m.client_streaming;
         let path = m.path.trim_start_matches('/');
         let fn_name = to_snake(&m.name);
         calls.push_str(&format!(
@@ -526,15 +533,8 @@ fn test_rs(crate_name: &str, package: &ir::Package, service: &ir::Service) -> St
     let mut calls = String::new();
     let mut uses_stream = false;
     for m in &service.methods {
-        let input = local_type(&m.input, &m.input_package, package).replacen("crate::", &format!("{crate_name}::"), 1);
-        let message = if input == "()" { "()".to_owned() } else { format!("{input}::default()") };
-        let argument = if m.client_streaming {
-            uses_stream = true;
-            let item = if input == "()" { "()".to_owned() } else { input.clone() };
-            format!("tokio_stream::iter(Vec::<{item}>::new())")
-        } else {
-            message
-        };
+        let argument = default_argument(crate_name, package, m);
+        uses_stream |= m.client_streaming;
         let path = m.path.trim_start_matches('/');
         let fn_name = to_snake(&m.name);
         let request_line = if auth {

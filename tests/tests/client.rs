@@ -256,6 +256,11 @@ impl Drop for Running {
 }
 
 async fn serve(spec: &'static ServiceSpec, service: Arc<Faulty>) -> Running {
+    serve_any(spec, Fault(service)).await
+}
+
+/// Serves `service` on 127.0.0.1:0 with `spec`, quietly.
+async fn serve_any<T: Greeter>(spec: &'static ServiceSpec, service: T) -> Running {
     let config = Config {
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         metrics_addr: "127.0.0.1:0".parse().expect("addr"),
@@ -265,14 +270,9 @@ async fn serve(spec: &'static ServiceSpec, service: Arc<Faulty>) -> Running {
     let bound = Server::with_config(spec, config).logger(quiet).bind().await.expect("bind");
     let addr = bound.grpc_addr().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = greeter_svc::server(Fault(service));
-    tokio::spawn(async move {
-        let _ = bound
-            .serve(server, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    tokio::spawn(bound.serve(greeter_svc::server(service), async {
+        let _ = stopped.await;
+    }));
     Running { addr, stop: Some(stop) }
 }
 
@@ -840,19 +840,7 @@ impl Greeter for Hop {
 }
 
 async fn serve_hop(hop: Hop) -> Running {
-    let config = Config {
-        grpc_addr: "127.0.0.1:0".parse().expect("addr"),
-        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
-        shutdown_grace: Duration::from_millis(200),
-    };
-    let quiet = svc_runtime::log::Logger::new(svc_runtime::log::Level::Warn, true);
-    let bound = Server::with_config(&greeter_svc::SERVICE, config).logger(quiet).bind().await.expect("bind");
-    let addr = bound.grpc_addr().to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(bound.serve(greeter_svc::server(hop), async {
-        let _ = stopped.await;
-    }));
-    Running { addr, stop: Some(stop) }
+    serve_any(&greeter_svc::SERVICE, hop).await
 }
 
 /// A calls B calls C, all generated: C sees a deadline below the one A's
