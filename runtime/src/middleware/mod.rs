@@ -1,6 +1,6 @@
 //! The layers of the generated server, one file each, and what they share:
 //! the [`Middleware`] trait, the generic [`Wrap`] service that runs one,
-//! and per-path tables built once ([`PathMap`]).
+//! and per-path tables built once and kept for the process.
 //!
 //! Most layers are a [`Middleware`]: a step before the call and one after
 //! it. Nothing is boxed: the futures of the layers nest into one value,
