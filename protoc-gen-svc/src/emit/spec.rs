@@ -82,6 +82,14 @@ fn server_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
     if service.settings.deploy.tls_secret.is_some() {
         features.extend(quote!(const _: () = #rt::codegen::require_tls();));
     }
+    // Clients annotated with zstd send it; the server accepts what its
+    // clients send.
+    let zstd = service.settings.client.compression == "zstd";
+    if zstd {
+        features.extend(quote!(const _: () = #rt::codegen::require_zstd();));
+    }
+    let accept_zstd =
+        if zstd { quote!(.accept_compressed(#rt::codegen::tonic::codec::CompressionEncoding::Zstd)) } else { quote!() };
     quote! {
         #features
         #[doc = #server_doc]
@@ -90,6 +98,7 @@ fn server_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
                 .max_decoding_message_size(SERVICE.server.max_recv_message_size)
                 .max_encoding_message_size(SERVICE.server.max_send_message_size)
                 .accept_compressed(#rt::codegen::tonic::codec::CompressionEncoding::Gzip)
+                #accept_zstd
         }
         #[doc = #serve_doc]
         pub async fn serve<T: super::#module::#trait_ident>(inner: T) -> ::core::result::Result<(), #rt::server::Error> {

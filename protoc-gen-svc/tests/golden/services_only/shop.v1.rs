@@ -510,6 +510,7 @@ pub mod shop_svc {
     };
     const _: () = ::svc_runtime::codegen::require_jwt();
     const _: () = ::svc_runtime::codegen::require_tls();
+    const _: () = ::svc_runtime::codegen::require_zstd();
     /// Wraps an implementation of `shop.v1.Shop` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves).
     pub fn server<T: super::shop_server::Shop>(
         inner: T,
@@ -519,6 +520,9 @@ pub mod shop_svc {
             .max_encoding_message_size(SERVICE.server.max_send_message_size)
             .accept_compressed(
                 ::svc_runtime::codegen::tonic::codec::CompressionEncoding::Gzip,
+            )
+            .accept_compressed(
+                ::svc_runtime::codegen::tonic::codec::CompressionEncoding::Zstd,
             )
     }
     /// Runs `shop.v1.Shop` for `inner` until SIGTERM or SIGINT: gRPC with health and reflection, `/healthz` and `/readyz`, settings from the annotations and the `SVC_*` environment, graceful drain within `shutdown_grace`.
