@@ -33,6 +33,7 @@ struct Seen {
     at: Instant,
     previous: Option<u32>,
     deadline: Option<String>,
+    authorization: Option<String>,
 }
 
 /// A step of the streaming table's server side.
@@ -96,8 +97,9 @@ impl std::ops::Deref for Fault {
 impl Greeter for Fault {
     async fn say_hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
         let previous = previous_attempts(&request);
-        let deadline = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        self.seen.lock().expect("seen").push(Seen { at: Instant::now(), previous, deadline });
+        let header = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (deadline, authorization) = (header("grpc-timeout"), header("authorization"));
+        self.seen.lock().expect("seen").push(Seen { at: Instant::now(), previous, deadline, authorization });
         self.calls.fetch_add(1, Ordering::Relaxed);
         let behavior = request.metadata().get("rpc-behavior").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let ok = || Ok(Response::new(HelloReply { message: "ok".into(), created_at: None }));
@@ -871,4 +873,18 @@ async fn deadline_trace_and_request_id_flow_through_a_chain_of_services() {
     assert_eq!(traceparent.split('-').nth(1), Some(trace_id), "{traceparent}");
     assert_ne!(traceparent.split('-').nth(2), Some("00f067aa0ba902b7"), "C's parent is B's span, not the caller's");
     assert_eq!(request_id.as_deref(), Some("chain-42"));
+}
+
+/// A static token goes out as the bearer token of every call, retries
+/// included.
+#[tokio::test]
+async fn a_static_token_is_sent_with_every_attempt() {
+    let faulty = Arc::new(Faulty::default());
+    let running = serve(&greeter_svc::SERVICE, faulty.clone()).await;
+    let token = svc_runtime::client::TokenSource::Static("abc.def".into());
+    let mut client = greeter_svc::Client::builder(&running.addr).token(token).build().await.expect("connect");
+    client.say_hello(with_behavior("error-code-14,succeed-on-retry-attempt-1")).await.expect("retried");
+    let seen = faulty.seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.authorization.as_deref() == Some("Bearer abc.def")), "{seen:?}");
 }

@@ -163,6 +163,8 @@ pub enum TokenSource {
 
 struct Token {
     source: TokenSource,
+    /// For a static token: its header, made once when the client is built.
+    fixed: Option<Result<http::HeaderValue, Status>>,
     /// For files: when last read, its modification time and value.
     cached: Mutex<Option<(std::time::Instant, Option<SystemTime>, http::HeaderValue)>>,
 }
@@ -177,15 +179,7 @@ impl Token {
 
     async fn header(&self) -> Result<http::HeaderValue, Status> {
         match &self.source {
-            TokenSource::Static(t) => {
-                if let Some((_, _, v)) = &*self.cached.lock().unwrap_or_else(|e| e.into_inner()) {
-                    return Ok(v.clone());
-                }
-                let v = Token::bearer(t)?;
-                *self.cached.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((std::time::Instant::now(), None, v.clone()));
-                Ok(v)
-            }
+            TokenSource::Static(t) => self.fixed.clone().unwrap_or_else(|| Token::bearer(t)),
             TokenSource::Provider(p) => Token::bearer(&p().await?),
             TokenSource::File(path) => {
                 let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
@@ -475,7 +469,13 @@ impl<C: FromChannel> Builder<C> {
             series: crate::metrics::clients().register(spec),
             throttle: self.throttling.unwrap_or(c.retry_throttling).map(retry::Throttle::new),
             metadata,
-            token: self.token.map(|source| Token { source, cached: Mutex::new(None) }),
+            token: self.token.map(|source| {
+                let fixed = match &source {
+                    TokenSource::Static(t) => Some(Token::bearer(t)),
+                    _ => None,
+                };
+                Token { source, fixed, cached: Mutex::new(None) }
+            }),
             replay_budget: Arc::new(AtomicUsize::new(0)),
             timeout_override: self.timeout,
             retry_override: self.retry,
