@@ -173,9 +173,14 @@ impl<'a> FileCx<'a> {
     }
 
     fn opt_duration(&mut self, at: &At<'_>, msg: &DynamicMessage, field: &str) -> Option<Duration> {
+        self.any_duration(at, msg, field, false)
+    }
+
+    /// A duration field; zero is an error unless `zero_ok`.
+    fn any_duration(&mut self, at: &At<'_>, msg: &DynamicMessage, field: &str, zero_ok: bool) -> Option<Duration> {
         let text = get_str(msg, field)?;
         match parse_duration(&text) {
-            Ok(d) if d.is_zero() => {
+            Ok(d) if d.is_zero() && !zero_ok => {
                 self.error(at, format!("{field} must be greater than zero"), format!("write e.g. {field}: \"5s\""));
                 None
             }
@@ -391,6 +396,7 @@ impl<'a> FileCx<'a> {
             keepalive: None,
             compression: String::new(),
             retry_throttling: None,
+            outlier_detection: None,
         };
         let Some(c) = c else { return out };
         out.pool_size = self.positive(at, c, "pool_size", 1);
@@ -444,7 +450,62 @@ impl<'a> FileCx<'a> {
             }
             out.retry_throttling = Some((max_tokens, ratio));
         }
+        if let Some(o) = get_msg(c, "outlier_detection") {
+            out.outlier_detection = Some(self.outlier_detection(at, &o));
+        }
         out
+    }
+
+    fn outlier_detection(&mut self, at: &At<'_>, o: &DynamicMessage) -> OutlierDetection {
+        let interval = self.duration(at, o, "interval", Duration::from_secs(10));
+        let base_ejection_time = self.duration(at, o, "base_ejection_time", Duration::from_secs(30));
+        let max_ejection_time =
+            self.duration(at, o, "max_ejection_time", Duration::from_secs(300)).max(base_ejection_time);
+        let percent = |this: &mut Self, m: &DynamicMessage, name: &str, field: &str, default: u32| {
+            let v = get_u32(m, field).unwrap_or(default);
+            if v > 100 {
+                this.error(
+                    at,
+                    format!("client.outlier_detection.{name}{field} {v} is above 100"),
+                    format!("write a percentage, 0..=100, e.g. {field}: {default}"),
+                );
+            }
+            v
+        };
+        let max_ejection_percent = percent(self, o, "", "max_ejection_percent", 10);
+        let success_rate = get_msg(o, "success_rate_ejection").map(|m| {
+            let name = "success_rate_ejection.";
+            [
+                get_u32(&m, "stdev_factor").unwrap_or(1900),
+                percent(self, &m, name, "enforcement_percentage", 100),
+                get_u32(&m, "minimum_hosts").unwrap_or(5),
+                get_u32(&m, "request_volume").unwrap_or(100),
+            ]
+        });
+        let failure_percentage = get_msg(o, "failure_percentage_ejection").map(|m| {
+            let name = "failure_percentage_ejection.";
+            [
+                percent(self, &m, name, "threshold", 85),
+                percent(self, &m, name, "enforcement_percentage", 100),
+                get_u32(&m, "minimum_hosts").unwrap_or(5),
+                get_u32(&m, "request_volume").unwrap_or(50),
+            ]
+        });
+        if success_rate.is_none() && failure_percentage.is_none() {
+            self.error(
+                at,
+                "client.outlier_detection sets neither success_rate_ejection nor failure_percentage_ejection, so it would never eject",
+                "add failure_percentage_ejection {} (or success_rate_ejection {}) for gRFC A50's defaults",
+            );
+        }
+        OutlierDetection {
+            interval,
+            base_ejection_time,
+            max_ejection_time,
+            max_ejection_percent,
+            success_rate,
+            failure_percentage,
+        }
     }
 
     fn deploy_settings(&mut self, at: &At<'_>, d: &Option<DynamicMessage>) -> DeploySettings {
@@ -619,6 +680,7 @@ impl<'a> FileCx<'a> {
         let mut policy = MethodPolicy {
             timeout: None,
             retry: None,
+            hedging: None,
             requires_auth: service.auth.is_some(),
             roles: Vec::new(),
             rate_limit: service.rate_limit.clone(),
@@ -629,6 +691,16 @@ impl<'a> FileCx<'a> {
             policy.timeout = self.opt_duration(&at, o, "timeout");
             if let Some(r) = get_msg(o, "retry") {
                 policy.retry = self.retry(&at, &r, idempotency);
+            }
+            if let Some(h) = get_msg(o, "hedging") {
+                policy.hedging = self.hedging(&at, &h, idempotency);
+                if policy.retry.is_some() {
+                    self.error(
+                        &at,
+                        "the method sets both retry and hedging",
+                        "keep one: hedging sends copies without waiting for failures, retry waits for one",
+                    );
+                }
             }
             let public = get_bool(o, "public").unwrap_or(false);
             if public {
@@ -710,6 +782,36 @@ impl<'a> FileCx<'a> {
         codes.sort_unstable();
         codes.dedup();
         Some(RetryPolicy { max_attempts, initial_backoff, max_backoff, backoff_multiplier, retryable_codes: codes })
+    }
+
+    fn hedging(&mut self, at: &At<'_>, h: &DynamicMessage, idempotency: Idempotency) -> Option<HedgingPolicy> {
+        if idempotency == Idempotency::Unknown {
+            self.error(
+                at,
+                "hedging is set on a method that is not marked idempotent",
+                "hedging runs the call more than once at the same time: add `option idempotency_level = IDEMPOTENT;` (or NO_SIDE_EFFECTS) to the rpc if that is safe, or use retry",
+            );
+        }
+        let max_attempts = get_u32(h, "max_attempts").unwrap_or(0);
+        if !(2..=5).contains(&max_attempts) {
+            self.error(
+                at,
+                format!("hedging.max_attempts {max_attempts} is out of range"),
+                "use 2..=5 (gRFC A6 caps attempts at 5), e.g. max_attempts: 3",
+            );
+        }
+        let delay = self.any_duration(at, h, "delay", true).unwrap_or(Duration::ZERO);
+        let mut codes: Vec<u8> = get_enums(h, "non_fatal_codes").into_iter().map(|c| c as u8).collect();
+        if codes.contains(&0) {
+            self.error(
+                at,
+                "hedging.non_fatal_codes contains OK",
+                "list failure codes only, e.g. non_fatal_codes: [UNAVAILABLE]",
+            );
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        Some(HedgingPolicy { max_attempts, delay, non_fatal_codes: codes })
     }
 
     fn error_enum(&mut self, exts: &Extensions, e: &EnumDescriptor) -> Option<ErrorEnum> {

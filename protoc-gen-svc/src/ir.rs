@@ -132,6 +132,20 @@ pub struct ClientSettings {
     pub compression: String,
     /// (max_tokens, token_ratio)
     pub retry_throttling: Option<(u32, f64)>,
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+/// Resolved gRFC A50 outlier detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierDetection {
+    pub interval: Duration,
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+    /// (stdev_factor, enforcement_percentage, minimum_hosts, request_volume)
+    pub success_rate: Option<[u32; 4]>,
+    /// (threshold, enforcement_percentage, minimum_hosts, request_volume)
+    pub failure_percentage: Option<[u32; 4]>,
 }
 
 /// Resolved deployment settings.
@@ -201,6 +215,7 @@ pub struct Method {
 pub struct MethodPolicy {
     pub timeout: Option<Duration>,
     pub retry: Option<RetryPolicy>,
+    pub hedging: Option<HedgingPolicy>,
     /// True when the service has auth and this method is not public.
     pub requires_auth: bool,
     pub roles: Vec<String>,
@@ -218,6 +233,15 @@ pub struct RetryPolicy {
     pub backoff_multiplier: f64,
     /// Status code numbers.
     pub retryable_codes: Vec<u8>,
+}
+
+/// Resolved gRFC A6 hedging policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HedgingPolicy {
+    pub max_attempts: u32,
+    pub delay: Duration,
+    /// Status code numbers.
+    pub non_fatal_codes: Vec<u8>,
 }
 
 /// An enum marked `(svc.errors)`.

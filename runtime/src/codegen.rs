@@ -112,6 +112,19 @@ pub struct RetrySpec {
     pub retryable_codes: &'static [tonic::Code],
 }
 
+/// gRFC A6 hedging policy of a method: copies of the call sent `delay`
+/// apart, the first answer that is not a non-fatal failure wins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgingSpec {
+    /// Copies sent at most, including the first (2..=5).
+    pub max_attempts: u32,
+    /// Wait before sending the next copy; zero sends them all at once.
+    pub delay: Duration,
+    /// Codes after which the next copy goes at once (the call goes on);
+    /// any other code ends the call.
+    pub non_fatal_codes: &'static [tonic::Code],
+}
+
 /// Policy of one method, from `(svc.method)` with service defaults applied.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MethodSpec {
@@ -127,6 +140,8 @@ pub struct MethodSpec {
     pub timeout: Option<Duration>,
     /// Retry policy.
     pub retry: Option<RetrySpec>,
+    /// Hedging policy (never together with `retry`).
+    pub hedging: Option<HedgingSpec>,
     /// Needs a valid token.
     pub requires_auth: bool,
     /// Roles allowed (any of); empty means any authenticated caller.
@@ -201,6 +216,52 @@ pub struct RetryThrottlingSpec {
     pub token_ratio: f64,
 }
 
+/// gRFC A50 outlier detection: every `interval`, endpoints whose calls
+/// fail far more than the others' are ejected (take no calls) for
+/// `base_ejection_time` × the times they were ejected, at most
+/// `max_ejection_time`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutlierDetectionSpec {
+    /// Time between evaluations.
+    pub interval: Duration,
+    /// Ejection time of a first ejection.
+    pub base_ejection_time: Duration,
+    /// Longest ejection.
+    pub max_ejection_time: Duration,
+    /// Share of the endpoints that may be ejected at once (at least one).
+    pub max_ejection_percent: u32,
+    /// Ejection of endpoints whose success rate is far below the mean.
+    pub success_rate: Option<SuccessRateEjectionSpec>,
+    /// Ejection of endpoints whose failure share is above a threshold.
+    pub failure_percentage: Option<FailurePercentageEjectionSpec>,
+}
+
+/// gRFC A50 success-rate ejection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SuccessRateEjectionSpec {
+    /// Ejects below mean − stdev × `stdev_factor` / 1000.
+    pub stdev_factor: u32,
+    /// Chance (percent) that an outlier is ejected.
+    pub enforcement_percentage: u32,
+    /// Endpoints with `request_volume` calls needed to evaluate at all.
+    pub minimum_hosts: u32,
+    /// Calls in an interval for an endpoint to count.
+    pub request_volume: u32,
+}
+
+/// gRFC A50 failure-percentage ejection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailurePercentageEjectionSpec {
+    /// Failure share (percent) above which an endpoint is ejected.
+    pub threshold: u32,
+    /// Chance (percent) that an outlier is ejected.
+    pub enforcement_percentage: u32,
+    /// Endpoints with `request_volume` calls needed to evaluate at all.
+    pub minimum_hosts: u32,
+    /// Calls in an interval for an endpoint to count.
+    pub request_volume: u32,
+}
+
 /// Client defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClientSpec {
@@ -216,6 +277,8 @@ pub struct ClientSpec {
     pub compression: &'static str,
     /// Retry throttling.
     pub retry_throttling: Option<RetryThrottlingSpec>,
+    /// Outlier detection.
+    pub outlier_detection: Option<OutlierDetectionSpec>,
 }
 
 /// Everything the annotations say about one service.

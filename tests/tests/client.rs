@@ -16,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use svc_runtime::client::{Builder, Channel};
-use svc_runtime::codegen::{RetrySpec, RetryThrottlingSpec, ServerSpec, ServiceSpec};
+use svc_runtime::codegen::{
+    FailurePercentageEjectionSpec, HedgingSpec, OutlierDetectionSpec, RetrySpec, RetryThrottlingSpec, ServerSpec,
+    ServiceSpec,
+};
 use svc_runtime::server::{Config, Server};
 use svc_runtime::tonic::metadata::MetadataValue;
 use svc_runtime::tonic::{self, Code, Request, Response, Status, Streaming};
@@ -64,6 +67,10 @@ struct Faulty {
     ops: Mutex<(Vec<Op>, usize)>,
     /// Handler time for calls without `rpc-behavior`.
     delay: Mutex<Duration>,
+    /// Every n-th call without `rpc-behavior` takes 500 ms (0: none).
+    slow_every: AtomicUsize,
+    /// Calls without `rpc-behavior` fail with UNAVAILABLE.
+    failing: std::sync::atomic::AtomicBool,
     calls: AtomicUsize,
 }
 
@@ -100,11 +107,19 @@ impl Greeter for Fault {
         let header = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let (deadline, authorization) = (header("grpc-timeout"), header("authorization"));
         self.seen.lock().expect("seen").push(Seen { at: Instant::now(), previous, deadline, authorization });
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let behavior = request.metadata().get("rpc-behavior").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let ok = || Ok(Response::new(HelloReply { message: "ok".into(), created_at: None }));
         let Some(behavior) = behavior else {
-            let delay = *self.delay.lock().expect("delay");
+            if self.failing.load(Ordering::Relaxed) {
+                return Err(Status::unavailable("failing"));
+            }
+            let every = self.slow_every.load(Ordering::Relaxed);
+            let delay = if every > 0 && n.is_multiple_of(every) {
+                Duration::from_millis(500)
+            } else {
+                *self.delay.lock().expect("delay")
+            };
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -595,6 +610,187 @@ async fn pushback_is_honoured_and_attempts_are_capped_at_five() {
     let status = client.say_hello(with_behavior("error-code-14")).await.expect_err("always fails");
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(faulty.seen.lock().expect("seen").len(), 5, "max_attempts 9 is capped at 5");
+}
+
+fn hedging(delay_ms: u64, non_fatal: &'static [Code]) -> HedgingSpec {
+    HedgingSpec { max_attempts: 3, delay: Duration::from_millis(delay_ms), non_fatal_codes: non_fatal }
+}
+
+/// The `q` quantile of `samples` (sorted in place).
+fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort_unstable();
+    samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
+}
+
+/// A server whose every tenth call takes 500 ms: without hedging the p99
+/// is the slow calls'; with a 50 ms hedging delay it is under the delay
+/// plus the fast path's p99 (10 ms allowed for the timer firing late on a
+/// loaded machine).
+#[tokio::test]
+async fn hedging_cuts_the_p99_of_a_server_with_slow_calls() {
+    let faulty = Arc::new(Faulty::default());
+    faulty.slow_every.store(10, Ordering::Relaxed);
+    let running = serve(&greeter_svc::SERVICE, faulty.clone()).await;
+    let timed = |mut client: greeter_svc::Client| async move {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let started = Instant::now();
+            client.say_hello(hello()).await.expect("call");
+            times.push(started.elapsed());
+        }
+        times
+    };
+    let plain = greeter_svc::Client::builder(&running.addr).build().await.expect("connect");
+    let mut without = timed(plain).await;
+    let mut fast: Vec<Duration> = without.iter().copied().filter(|t| *t < Duration::from_millis(400)).collect();
+    let fast_p99 = quantile(&mut fast, 0.99);
+    let slow_p99 = quantile(&mut without, 0.99);
+    assert!(slow_p99 >= Duration::from_millis(500), "the slow calls are real: {slow_p99:?}");
+
+    let delay = Duration::from_millis(50);
+    let hedged = greeter_svc::Client::builder(&running.addr).hedging(hedging(50, &[])).build().await.expect("connect");
+    faulty.seen.lock().expect("seen").clear();
+    let before = faulty.calls.load(Ordering::Relaxed);
+    let mut with = timed(hedged).await;
+    let hedged_p99 = quantile(&mut with, 0.99);
+    let sent = faulty.calls.load(Ordering::Relaxed) - before;
+    println!(
+        "p99 without hedging {slow_p99:?}, with a 50 ms hedging delay {hedged_p99:?} (fast path p99 {fast_p99:?}); 200 calls sent {sent} attempts"
+    );
+    assert!(hedged_p99 < delay + fast_p99 + Duration::from_millis(10), "{hedged_p99:?}");
+    let hedges = faulty.seen.lock().expect("seen").iter().filter(|s| s.previous == Some(1)).count();
+    assert!(hedges >= 15, "the slow calls were hedged, with grpc-previous-rpc-attempts: {hedges}");
+    assert!(sent < 260, "copies go only after the delay: {sent} attempts for 200 calls");
+}
+
+/// After a non-fatal code the next copy goes at once; a fatal code ends
+/// the call at once; every copy failing non-fatally ends with the last.
+#[tokio::test]
+async fn hedging_goes_on_after_non_fatal_codes_and_stops_at_fatal_ones() {
+    let faulty = Arc::new(Faulty::default());
+    let running = serve(&greeter_svc::SERVICE, faulty.clone()).await;
+    let mut client = greeter_svc::Client::builder(&running.addr)
+        .hedging(hedging(1000, &[Code::Unavailable]))
+        .build()
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    let status = client.say_hello(with_behavior("error-code-14")).await.expect_err("every copy fails");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(faulty.seen.lock().expect("seen").len(), 3, "max_attempts copies");
+    assert!(started.elapsed() < Duration::from_millis(500), "without waiting the delay: {:?}", started.elapsed());
+
+    faulty.seen.lock().expect("seen").clear();
+    client.say_hello(with_behavior("error-code-14,succeed-on-retry-attempt-1")).await.expect("second copy");
+    assert_eq!(faulty.seen.lock().expect("seen").len(), 2);
+
+    faulty.seen.lock().expect("seen").clear();
+    let status = client.say_hello(with_behavior("error-code-5")).await.expect_err("fatal");
+    assert_eq!(status.code(), Code::NotFound);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(faulty.seen.lock().expect("seen").len(), 1, "a fatal code sends no more copies");
+
+    faulty.seen.lock().expect("seen").clear();
+    let status = client.say_hello(with_behavior("error-code-14,pushback-300")).await.expect_err("fails");
+    assert_eq!(status.code(), Code::Unavailable);
+    let seen = faulty.seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 3);
+    assert!(seen[1].at - seen[0].at >= Duration::from_millis(300), "pushback delays the next copy");
+}
+
+/// Three servers, one failing every call: outlier detection (gRFC A50
+/// failure percentage) ejects it, so calls stop failing; once it recovers
+/// and its ejection time is over it takes its share again.
+#[tokio::test]
+async fn a_failing_server_is_ejected_and_readmitted_after_it_recovers() {
+    let mut servers = Vec::new();
+    let mut running = Vec::new();
+    for _ in 0..3 {
+        let faulty = Arc::new(Faulty::default());
+        running.push(serve(&greeter_svc::SERVICE, faulty.clone()).await);
+        servers.push(faulty);
+    }
+    servers[2].failing.store(true, Ordering::Relaxed);
+    let target = format!("ipv4:{}", running.iter().map(|r| r.addr.as_str()).collect::<Vec<_>>().join(","));
+    let detection = OutlierDetectionSpec {
+        interval: Duration::from_millis(200),
+        base_ejection_time: Duration::from_secs(1),
+        max_ejection_time: Duration::from_secs(10),
+        max_ejection_percent: 10,
+        success_rate: None,
+        failure_percentage: Some(FailurePercentageEjectionSpec {
+            threshold: 85,
+            enforcement_percentage: 100,
+            minimum_hosts: 3,
+            request_volume: 10,
+        }),
+    };
+    // One attempt per call (no retries to hide the failures).
+    let client = greeter_svc::Client::builder(&target)
+        .load_balancing("round_robin")
+        .retry(policy(1, &[]))
+        .outlier_detection(Some(detection))
+        .build()
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Calls for `d`: (succeeded, failed, calls each server took).
+    let run = |d: Duration| {
+        let (client, servers) = (client.clone(), servers.clone());
+        async move {
+            let before: Vec<usize> = servers.iter().map(|s| s.calls.load(Ordering::Relaxed)).collect();
+            let until = Instant::now() + d;
+            let mut workers = tokio::task::JoinSet::new();
+            for _ in 0..4 {
+                let mut client = client.clone();
+                workers.spawn(async move {
+                    let (mut ok, mut failed) = (0, 0);
+                    while Instant::now() < until {
+                        match client.say_hello(hello()).await {
+                            Ok(_) => ok += 1,
+                            Err(_) => failed += 1,
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    (ok, failed)
+                });
+            }
+            let (mut ok, mut failed) = (0, 0);
+            while let Some(done) = workers.join_next().await {
+                let (o, f) = done.expect("worker");
+                ok += o;
+                failed += f;
+            }
+            let took: Vec<usize> =
+                servers.iter().zip(before).map(|(s, b)| s.calls.load(Ordering::Relaxed) - b).collect();
+            (ok, failed, took)
+        }
+    };
+    let (_, failed, took) = run(Duration::from_millis(600)).await;
+    println!("failing third server, first 600 ms: {failed} failed calls, calls per server {took:?}");
+    assert!(failed > 0 && took[2] > 0, "the failing server took calls before it was found out");
+    let (ok, failed, took) = run(Duration::from_millis(500)).await;
+    println!("while ejected: {ok} ok, {failed} failed, calls per server {took:?}");
+    assert_eq!((failed, took[2]), (0, 0), "the ejected server gets no calls: {took:?}");
+    let first = took[0] as f64 / (took[0] + took[1]) as f64;
+    assert!((first - 0.5).abs() < 0.1, "the others share its calls evenly: {took:?}");
+    servers[2].failing.store(false, Ordering::Relaxed);
+    // Readmitted within its ejection time (at most 2 s, had it been
+    // ejected twice) plus an interval.
+    let mut readmitted = false;
+    for _ in 0..10 {
+        let (_, _, took) = run(Duration::from_millis(500)).await;
+        if took[2] > 0 {
+            readmitted = true;
+            break;
+        }
+    }
+    assert!(readmitted, "the recovered server never got calls again");
+    let (ok, failed, took) = run(Duration::from_millis(1000)).await;
+    println!("recovered: {ok} ok, {failed} failed, calls per server {took:?}");
+    assert_eq!(failed, 0);
+    let share = took[2] as f64 / took.iter().sum::<usize>() as f64;
+    assert!((share - 1.0 / 3.0).abs() < 0.1, "the recovered server takes its share again: {took:?}");
 }
 
 /// A deadline bounds the retries: no attempt starts after it.

@@ -199,6 +199,38 @@ fn client(c: &ir::ClientSettings, rt: &TokenStream) -> TokenStream {
     let throttling = option(
         c.retry_throttling.map(|(max_tokens, ratio)| quote!(#rt::codegen::RetryThrottlingSpec { max_tokens: #max_tokens, token_ratio: #ratio })),
     );
+    let outliers = option(c.outlier_detection.as_ref().map(|o| {
+        let (interval, base, max, percent) = (
+            duration(o.interval),
+            duration(o.base_ejection_time),
+            duration(o.max_ejection_time),
+            o.max_ejection_percent,
+        );
+        let success_rate = option(o.success_rate.map(|[stdev_factor, enforcement, hosts, volume]| {
+            quote!(#rt::codegen::SuccessRateEjectionSpec {
+                stdev_factor: #stdev_factor,
+                enforcement_percentage: #enforcement,
+                minimum_hosts: #hosts,
+                request_volume: #volume,
+            })
+        }));
+        let failure_percentage = option(o.failure_percentage.map(|[threshold, enforcement, hosts, volume]| {
+            quote!(#rt::codegen::FailurePercentageEjectionSpec {
+                threshold: #threshold,
+                enforcement_percentage: #enforcement,
+                minimum_hosts: #hosts,
+                request_volume: #volume,
+            })
+        }));
+        quote!(#rt::codegen::OutlierDetectionSpec {
+            interval: #interval,
+            base_ejection_time: #base,
+            max_ejection_time: #max,
+            max_ejection_percent: #percent,
+            success_rate: #success_rate,
+            failure_percentage: #failure_percentage,
+        })
+    }));
     quote!(#rt::codegen::ClientSpec {
         pool_size: #pool_size,
         load_balancing: #rt::codegen::LoadBalancing::#lb,
@@ -206,7 +238,14 @@ fn client(c: &ir::ClientSettings, rt: &TokenStream) -> TokenStream {
         keepalive: #keepalive,
         compression: #compression,
         retry_throttling: #throttling,
+        outlier_detection: #outliers,
     })
+}
+
+/// `tonic::Code::Unavailable` for status code 14.
+fn code(c: u8, rt: &TokenStream) -> TokenStream {
+    let variant = format_ident!("{}", CODE_NAMES[usize::from(c)].to_upper_camel_case());
+    quote!(#rt::codegen::tonic::Code::#variant)
 }
 
 fn method(m: &ir::Method, rt: &TokenStream) -> TokenStream {
@@ -226,16 +265,23 @@ fn method(m: &ir::Method, rt: &TokenStream) -> TokenStream {
         let initial = duration(r.initial_backoff);
         let max = duration(r.max_backoff);
         let mult = r.backoff_multiplier;
-        let codes = r.retryable_codes.iter().map(|c| {
-            let variant = format_ident!("{}", CODE_NAMES[usize::from(*c)].to_upper_camel_case());
-            quote!(#rt::codegen::tonic::Code::#variant)
-        });
+        let codes = r.retryable_codes.iter().map(|c| code(*c, rt));
         quote!(#rt::codegen::RetrySpec {
             max_attempts: #max_attempts,
             initial_backoff: #initial,
             max_backoff: #max,
             backoff_multiplier: #mult,
             retryable_codes: &[#(#codes),*],
+        })
+    }));
+    let hedging = option(p.hedging.as_ref().map(|h| {
+        let max_attempts = h.max_attempts;
+        let delay = duration(h.delay);
+        let codes = h.non_fatal_codes.iter().map(|c| code(*c, rt));
+        quote!(#rt::codegen::HedgingSpec {
+            max_attempts: #max_attempts,
+            delay: #delay,
+            non_fatal_codes: &[#(#codes),*],
         })
     }));
     let requires_auth = p.requires_auth;
@@ -250,6 +296,7 @@ fn method(m: &ir::Method, rt: &TokenStream) -> TokenStream {
         idempotent: #idempotent,
         timeout: #timeout,
         retry: #retry,
+        hedging: #hedging,
         requires_auth: #requires_auth,
         roles: &[#(#roles),*],
         rate_limit: #rate_limit,

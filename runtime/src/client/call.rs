@@ -11,7 +11,7 @@ use super::Shared;
 use super::backoff::retry_wait;
 use super::connection::{ResponseBody, SendError};
 use super::retry::{MAX_ATTEMPTS, Replay};
-use crate::codegen::MethodSpec;
+use crate::codegen::{HedgingSpec, MethodSpec, RetrySpec};
 use crate::metrics::ClientSeries;
 
 /// Sends of a call that never reached a server, beyond its attempts.
@@ -94,6 +94,102 @@ pub(crate) async fn run(
 
 type Attempted = (http::Response<()>, Option<(h2::RecvStream, super::connection::InFlight)>);
 
+/// How a call is repeated: retried after failures, or hedged.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Repeat {
+    Retry(RetrySpec),
+    Hedge(HedgingSpec),
+}
+
+/// A call's request as every attempt sends it.
+struct Call<'a> {
+    shared: &'a Arc<Shared>,
+    series: &'static ClientSeries,
+    parts: http::request::Parts,
+    replay: Replay,
+    deadline: Option<Instant>,
+}
+
+/// What one attempt came back with.
+enum Reply {
+    /// The response began (headers without a status): the call is
+    /// committed to this attempt.
+    Begun(Attempted),
+    /// A trailers-only response: its code and any pushback.
+    Ended(http::Response<()>, Code, Option<Option<Duration>>),
+    /// A transport failure after the request may have reached the server.
+    Failed(Status),
+    /// The request never reached a server.
+    Unprocessed(String),
+}
+
+impl Call<'_> {
+    /// Sends attempt number `attempt` (0 for the first) to a connection the
+    /// pool picks, and waits for its response headers, within the
+    /// deadline.
+    async fn send(&self, attempt: u32) -> Result<Reply, Status> {
+        let remaining = match self.deadline {
+            Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(Status::deadline_exceeded("deadline exceeded before the call could be sent")),
+            },
+            None => None,
+        };
+        let conn = self.shared.pool.pick(self.deadline).await?;
+        let mut headers = self.parts.headers.clone();
+        if let Some(left) = remaining {
+            headers.insert(&GRPC_TIMEOUT, grpc_timeout(left));
+        }
+        if attempt > 0 {
+            headers.insert(&PREVIOUS_ATTEMPTS, http::HeaderValue::from(attempt));
+        }
+        let mut req = http::Request::new(self.replay.attempt());
+        *req.method_mut() = self.parts.method.clone();
+        *req.uri_mut() = self.parts.uri.clone();
+        *req.headers_mut() = headers;
+        self.series.attempt();
+        let sent = conn.send(&self.shared.pool.dial, req);
+        let sent = match self.deadline {
+            Some(at) => match tokio::time::timeout_at(at, sent).await {
+                Ok(sent) => sent,
+                Err(_) => return Err(Status::deadline_exceeded("deadline exceeded waiting for the response")),
+            },
+            None => sent.await,
+        };
+        Ok(match sent {
+            Err(SendError::Unprocessed(why)) => Reply::Unprocessed(why),
+            Err(SendError::Failed(status)) => {
+                conn.stats.outcome(status.code() as u8);
+                Reply::Failed(status)
+            }
+            Ok((response, in_flight)) => {
+                let (head, recv) = response.into_parts();
+                let response = http::Response::from_parts(head, ());
+                match code_of(response.headers()) {
+                    None => Reply::Begun((response, Some((recv, in_flight)))),
+                    Some(code) => {
+                        in_flight.outcome(code as u8);
+                        let pushed = pushback(response.headers());
+                        Reply::Ended(response, code, pushed)
+                    }
+                }
+            }
+        })
+    }
+
+    fn succeeded(&self) {
+        if let Some(t) = &self.shared.throttle {
+            t.success();
+        }
+    }
+
+    /// A failure the policy would repeat: takes a throttle token; false
+    /// when the throttle stops repeats.
+    fn throttle_allows(&self) -> bool {
+        self.shared.throttle.as_ref().is_none_or(|t| t.failure())
+    }
+}
+
 async fn attempts(
     shared: &Arc<Shared>,
     method: Option<&'static MethodSpec>,
@@ -124,96 +220,71 @@ async fn attempts(
         let value = token.header().await?;
         parts.headers.insert(http::header::AUTHORIZATION, value);
     }
-    let policy = shared.retry_override.or(method.and_then(|m| m.retry));
-    let max_attempts = policy.map_or(1, |p| p.max_attempts.clamp(1, MAX_ATTEMPTS));
+    let repeat = shared.repeat_override.or_else(|| {
+        let m = method?;
+        m.hedging.map(Repeat::Hedge).or(m.retry.map(Repeat::Retry))
+    });
     let replay = Replay::new(body, shared.replay_budget.clone());
+    let call = Call { shared, series, parts, replay, deadline };
+    match repeat {
+        Some(Repeat::Hedge(policy)) => hedge(&call, &policy).await,
+        Some(Repeat::Retry(policy)) => retry(&call, Some(&policy)).await,
+        None => retry(&call, None).await,
+    }
+}
+
+/// Attempts one after another: the first, then (with a policy) retries
+/// after retryable failures, with backoff or the server's pushback.
+async fn retry(call: &Call<'_>, policy: Option<&RetrySpec>) -> Result<Attempted, Status> {
+    let max_attempts = policy.map_or(1, |p| p.max_attempts.clamp(1, MAX_ATTEMPTS));
     let mut attempt: u32 = 0;
     let mut transparent: u32 = 0;
-    let mut last_wait_bound = 0u32;
+    let mut backoff_step = 0u32;
     loop {
-        let remaining = match deadline {
-            Some(at) => match at.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Some(left),
-                _ => return Err(Status::deadline_exceeded("deadline exceeded before the call could be sent")),
-            },
-            None => None,
-        };
-        let conn = shared.pool.pick(deadline).await?;
-        let mut headers = parts.headers.clone();
-        if let Some(left) = remaining {
-            headers.insert(&GRPC_TIMEOUT, grpc_timeout(left));
-        }
-        if attempt > 0 {
-            headers.insert(&PREVIOUS_ATTEMPTS, http::HeaderValue::from(attempt));
-        }
-        let mut req = http::Request::new(replay.attempt());
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = parts.uri.clone();
-        *req.headers_mut() = headers;
-        series.attempt();
-        let sent = match deadline {
-            Some(at) => match tokio::time::timeout_at(at, conn.send(&shared.pool.dial, req)).await {
-                Ok(sent) => sent,
-                Err(_) => return Err(Status::deadline_exceeded("deadline exceeded waiting for the response")),
-            },
-            None => conn.send(&shared.pool.dial, req).await,
-        };
-        let (code, pushed) = match sent {
-            Err(SendError::Unprocessed(why)) => {
+        let retried = |code: Code| retry_allowed(call, policy, code, attempt + 1, max_attempts);
+        let (code, pushed) = match call.send(attempt).await? {
+            Reply::Unprocessed(why) => {
                 // Never reached a server: send again, whatever the method.
-                if transparent < TRANSPARENT_RETRIES && replay.replayable() {
+                if transparent < TRANSPARENT_RETRIES && call.replay.replayable() {
                     transparent += 1;
                     continue;
                 }
                 return Err(Status::unavailable(why));
             }
-            Err(SendError::Failed(status)) => {
-                let code = status.code();
-                if !retry_allowed(shared, policy.as_ref(), code, attempt + 1, max_attempts, &replay) {
+            Reply::Failed(status) => {
+                if !retried(status.code()) {
                     return Err(status);
                 }
-                (code, None)
+                (status.code(), None)
             }
-            Ok((response, in_flight)) => {
-                let (head, recv) = response.into_parts();
-                let response = http::Response::from_parts(head, ());
-                let Some(code) = code_of(response.headers()) else {
-                    // Headers without a status: the response has begun,
-                    // the call is committed to this attempt.
-                    if let Some(t) = &shared.throttle {
-                        t.success();
-                    }
-                    return Ok((response, Some((recv, in_flight))));
-                };
-                let pushed = pushback(response.headers());
-                if code == Code::Ok
-                    && let Some(t) = &shared.throttle
-                {
-                    t.success();
+            Reply::Begun(attempted) => {
+                call.succeeded();
+                return Ok(attempted);
+            }
+            Reply::Ended(response, code, pushed) => {
+                if code == Code::Ok {
+                    call.succeeded();
                 }
-                let retry = code != Code::Ok
-                    && pushed != Some(None)
-                    && retry_allowed(shared, policy.as_ref(), code, attempt + 1, max_attempts, &replay);
-                if !retry {
+                if code == Code::Ok || pushed == Some(None) || !retried(code) {
                     return Ok((response, None));
                 }
                 (code, pushed.flatten())
             }
         };
         attempt += 1;
-        let Some(policy) = policy else { return Err(Status::new(code, "retry without a policy")) };
-        let wait = match pushed {
+        let wait = match (pushed, policy) {
             // The server's wait; the backoff starts over after it.
-            Some(wait) => {
-                last_wait_bound = 0;
+            (Some(wait), _) => {
+                backoff_step = 0;
                 wait
             }
-            None => {
-                last_wait_bound += 1;
-                retry_wait(&policy, last_wait_bound)
+            (None, Some(policy)) => {
+                backoff_step += 1;
+                retry_wait(policy, backoff_step)
             }
+            (None, None) => Duration::ZERO,
         };
-        if let Some(at) = deadline
+        if let Some(at) = call.deadline
             && Instant::now() + wait >= at
         {
             return Err(Status::deadline_exceeded(format!(
@@ -224,23 +295,94 @@ async fn attempts(
     }
 }
 
+/// Hedged attempts (gRFC A6): the first at once, another every `delay`
+/// until one answers, at once after a non-fatal failure (or after the
+/// server's pushback). The first response that begins, succeeds or fails
+/// fatally is the call's; the others are cancelled.
+async fn hedge(call: &Call<'_>, policy: &HedgingSpec) -> Result<Attempted, Status> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+
+    let max_attempts = policy.max_attempts.clamp(1, MAX_ATTEMPTS);
+    let mut running = FuturesUnordered::new();
+    let mut sent: u32 = 0;
+    let mut transparent: u32 = 0;
+    // When the next copy goes; `None` once no more will.
+    let mut next_at = Some(Instant::now());
+    let mut last: Option<Result<Attempted, Status>> = None;
+    loop {
+        while sent < max_attempts && next_at.is_some_and(|at| at <= Instant::now()) {
+            running.push(call.send(sent));
+            sent += 1;
+            next_at = (sent < max_attempts).then(|| Instant::now() + policy.delay);
+        }
+        let reply = match (running.is_empty(), next_at) {
+            // Waiting out a pushback with nothing in flight.
+            (true, Some(at)) => {
+                tokio::time::sleep_until(at).await;
+                continue;
+            }
+            (false, Some(at)) => tokio::select! {
+                reply = running.next() => reply,
+                () = tokio::time::sleep_until(at) => continue,
+            },
+            (_, None) => running.next().await,
+        };
+        let Some(reply) = reply else {
+            // Every copy failed non-fatally and no more will go.
+            return last.unwrap_or_else(|| Err(Status::unavailable("no attempt could be sent")));
+        };
+        let (outcome, code, pushed) = match reply? {
+            Reply::Begun(attempted) => {
+                call.succeeded();
+                return Ok(attempted);
+            }
+            Reply::Unprocessed(why) => {
+                if transparent < TRANSPARENT_RETRIES && call.replay.replayable() {
+                    // Sent again in its place at once.
+                    transparent += 1;
+                    running.push(call.send(sent.saturating_sub(1)));
+                    continue;
+                }
+                (Err(Status::unavailable(why)), Code::Unavailable, None)
+            }
+            Reply::Failed(status) => {
+                let code = status.code();
+                (Err(status), code, None)
+            }
+            Reply::Ended(response, code, pushed) => (Ok((response, None)), code, pushed),
+        };
+        if code == Code::Ok {
+            call.succeeded();
+            return outcome;
+        }
+        if !policy.non_fatal_codes.contains(&code) {
+            return outcome;
+        }
+        last = Some(outcome);
+        if !call.throttle_allows() || !call.replay.replayable() {
+            next_at = None;
+        } else if sent < max_attempts {
+            next_at = match pushed {
+                Some(None) => None,
+                Some(Some(wait)) => Some(Instant::now() + wait),
+                None => Some(Instant::now()),
+            };
+        }
+        if running.is_empty() && next_at.is_none() {
+            return last.unwrap_or_else(|| Err(Status::unavailable("no attempt could be sent")));
+        }
+    }
+}
+
 /// Whether a failed attempt is retried: the policy lists the code,
 /// attempts remain, the request can be replayed, and the throttle allows
 /// (a retryable failure always takes a token).
-fn retry_allowed(
-    shared: &Shared,
-    policy: Option<&crate::codegen::RetrySpec>,
-    code: Code,
-    done: u32,
-    max_attempts: u32,
-    replay: &Replay,
-) -> bool {
+fn retry_allowed(call: &Call<'_>, policy: Option<&RetrySpec>, code: Code, done: u32, max_attempts: u32) -> bool {
     let Some(policy) = policy else { return false };
     if !policy.retryable_codes.contains(&code) {
         return false;
     }
-    let throttled = shared.throttle.as_ref().is_some_and(|t| !t.failure());
-    !throttled && done < max_attempts && replay.replayable()
+    call.throttle_allows() && done < max_attempts && call.replay.replayable()
 }
 
 #[cfg(test)]

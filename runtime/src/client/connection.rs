@@ -64,10 +64,31 @@ impl Latency {
     }
 }
 
+/// What an endpoint's calls tell about it: their response times, and the
+/// attempts that succeeded and failed since outlier detection last looked.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) latency: Latency,
+    pub(crate) succeeded: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
+impl Stats {
+    /// Counts an attempt's final status: OK is a success, CANCELLED (the
+    /// caller gave up) is neither, anything else a failure.
+    pub(crate) fn outcome(&self, code: u8) {
+        match code {
+            0 => self.succeeded.fetch_add(1, Ordering::Relaxed),
+            1 => 0,
+            _ => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
 /// An open connection.
 pub(crate) struct Connection {
     send: h2::client::SendRequest<Bytes>,
-    latency: Arc<Latency>,
+    pub(crate) stats: Arc<Stats>,
     in_flight: AtomicUsize,
     /// No new streams: the connection ended, failed a ping, or the server
     /// sent GOAWAY.
@@ -76,12 +97,25 @@ pub(crate) struct Connection {
 
 /// Counts a call against its connection until dropped (with the
 /// response body, when the call ends), and records how long it took.
-pub(crate) struct InFlight(Arc<Connection>, tokio::time::Instant);
+/// Dropping it also ends the request stream, should it still be sending
+/// (an abandoned hedge, or a call the server has finished).
+pub(crate) struct InFlight {
+    conn: Arc<Connection>,
+    started: tokio::time::Instant,
+    _sending: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl InFlight {
+    /// Counts the attempt's final status for outlier detection.
+    pub(crate) fn outcome(&self, code: u8) {
+        self.conn.stats.outcome(code);
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.latency.record(self.1.elapsed());
+        self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.conn.stats.latency.record(self.started.elapsed());
     }
 }
 
@@ -133,7 +167,7 @@ impl Connection {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let guard = InFlight(self.clone(), tokio::time::Instant::now());
+        let mut guard = InFlight { conn: self.clone(), started: tokio::time::Instant::now(), _sending: None };
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         parts.uri = http::Uri::builder()
@@ -158,7 +192,9 @@ impl Connection {
             }
         };
         if !end {
-            tokio::spawn(pump(body, stream));
+            let (sending, abandoned) = tokio::sync::oneshot::channel();
+            guard._sending = Some(sending);
+            tokio::spawn(pump(body, stream, abandoned));
         }
         match response.await {
             Ok(response) => Ok((response, guard)),
@@ -192,14 +228,21 @@ pub(crate) fn status_of(e: &h2::Error) -> Status {
 }
 
 /// Copies a request body into its stream, as fast as the stream's flow
-/// control allows.
-async fn pump<B>(body: B, mut stream: h2::SendStream<Bytes>)
+/// control allows, until the body ends or the attempt is `abandoned`.
+async fn pump<B>(body: B, mut stream: h2::SendStream<Bytes>, mut abandoned: tokio::sync::oneshot::Receiver<()>)
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
 {
     let mut body = std::pin::pin!(body);
     loop {
-        let frame = match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let next = tokio::select! {
+            next = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)) => next.map(|r| r.map_err(drop)),
+            _ = &mut abandoned => {
+                stream.send_reset(Reason::CANCEL);
+                return;
+            }
+        };
+        let frame = match next {
             None => {
                 let _ = stream.send_data(Bytes::new(), true);
                 return;
@@ -243,7 +286,7 @@ where
 pub(crate) async fn connect(
     address: &Address,
     dial: &Dial,
-    latency: Arc<Latency>,
+    stats: Arc<Stats>,
 ) -> Result<(Arc<Connection>, tokio::task::JoinHandle<()>), String> {
     let attempt = async {
         let io: Box<dyn Io> = match address {
@@ -284,7 +327,7 @@ pub(crate) async fn connect(
         Ok(result) => result?,
         Err(_) => return Err(timed_out()),
     };
-    let conn = Arc::new(Connection { send, latency, in_flight: AtomicUsize::new(0), closed: AtomicBool::new(false) });
+    let conn = Arc::new(Connection { send, stats, in_flight: AtomicUsize::new(0), closed: AtomicBool::new(false) });
     let ping = connection.ping_pong();
     let keepalive = dial.keepalive;
     // The task holds the connection weakly: once the pool and the calls
@@ -361,6 +404,9 @@ impl ResponseBody {
     fn finish(&mut self, code: u8) {
         if let Some(end) = self.end.take() {
             end.finish(code);
+            if let Some(attempt) = &self._in_flight {
+                attempt.outcome(code);
+            }
         }
     }
 }

@@ -45,6 +45,12 @@
 //!   only until the response has begun. Calls that never reached a server
 //!   (a connection that closed first, a refused stream, GOAWAY) are sent
 //!   again for every method.
+//! - **Hedging** (gRFC A6) for idempotent methods with a `hedging` policy:
+//!   a copy of the call every `delay` (at once after a non-fatal code)
+//!   until one answers; the first that begins, succeeds or fails fatally
+//!   wins and the others are cancelled.
+//! - **Outlier detection** (gRFC A50) with `outlier_detection`: endpoints
+//!   whose calls fail far more than the others' are ejected for a while.
 //! - **Metrics**: `grpc_client_*` in [`crate::metrics::clients`].
 
 use std::marker::PhantomData;
@@ -72,7 +78,9 @@ pub use target::{Address, Target};
 pub use tls::ClientTls;
 
 use crate::Error;
-use crate::codegen::{LoadBalancing, MethodSpec, RetrySpec, RetryThrottlingSpec, ServiceSpec};
+use crate::codegen::{
+    HedgingSpec, LoadBalancing, MethodSpec, OutlierDetectionSpec, RetrySpec, RetryThrottlingSpec, ServiceSpec,
+};
 use crate::metrics::ClientSeries;
 use crate::table::PathMap;
 
@@ -98,7 +106,7 @@ pub(crate) struct Shared {
     token: Option<Token>,
     replay_budget: Arc<AtomicUsize>,
     timeout_override: Option<Duration>,
-    retry_override: Option<RetrySpec>,
+    repeat_override: Option<call::Repeat>,
     resolver: tokio::task::JoinHandle<()>,
 }
 
@@ -244,7 +252,8 @@ pub struct Builder<C> {
     pool_size: Option<usize>,
     policy: Result<Option<LoadBalancing>, String>,
     timeout: Option<Duration>,
-    retry: Option<RetrySpec>,
+    repeat: Option<call::Repeat>,
+    outlier_detection: Option<Option<OutlierDetectionSpec>>,
     throttling: Option<Option<RetryThrottlingSpec>>,
     connect_timeout: Option<Duration>,
     keepalive: Option<Option<(Duration, Duration)>>,
@@ -271,7 +280,8 @@ impl<C: FromChannel> Builder<C> {
             pool_size: None,
             policy: Ok(None),
             timeout: None,
-            retry: None,
+            repeat: None,
+            outlier_detection: None,
             throttling: None,
             connect_timeout: None,
             keepalive: None,
@@ -325,9 +335,25 @@ impl<C: FromChannel> Builder<C> {
         self
     }
 
-    /// The retry policy of every method (instead of each method's).
+    /// The retry policy of every method (instead of each method's retry
+    /// or hedging policy).
     pub fn retry(mut self, policy: RetrySpec) -> Self {
-        self.retry = Some(policy);
+        self.repeat = Some(call::Repeat::Retry(policy));
+        self
+    }
+
+    /// The hedging policy of every method (instead of each method's retry
+    /// or hedging policy): only for clients whose methods are all safe to
+    /// run more than once.
+    pub fn hedging(mut self, policy: HedgingSpec) -> Self {
+        self.repeat = Some(call::Repeat::Hedge(policy));
+        self
+    }
+
+    /// Outlier detection (gRFC A50) instead of the annotation's
+    /// `outlier_detection`; `None` turns it off.
+    pub fn outlier_detection(mut self, policy: Option<OutlierDetectionSpec>) -> Self {
+        self.outlier_detection = Some(policy);
         self
     }
 
@@ -461,7 +487,9 @@ impl<C: FromChannel> Builder<C> {
         let again = Arc::new(tokio::sync::Notify::new());
         let resolver = tokio::spawn(resolver.run(Updates::new(tx, again.clone())));
         let pool_size = self.pool_size.unwrap_or(c.pool_size.max(1) as usize);
-        let pool = pool::Pool::start(self.target.clone(), (policy, self.peak_ewma), pool_size, dial, again, rx);
+        let outliers = self.outlier_detection.unwrap_or(c.outlier_detection);
+        let balancing = (policy, self.peak_ewma, outliers);
+        let pool = pool::Pool::start(self.target.clone(), balancing, pool_size, dial, again, rx);
         let methods = spec.methods.iter().map(|m| (m.path, m)).collect();
         let shared = Shared {
             pool: pool.clone(),
@@ -478,7 +506,7 @@ impl<C: FromChannel> Builder<C> {
             }),
             replay_budget: Arc::new(AtomicUsize::new(0)),
             timeout_override: self.timeout,
-            retry_override: self.retry,
+            repeat_override: self.repeat,
             resolver,
         };
         if !self.lazy {

@@ -20,10 +20,10 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use super::backoff::ConnectBackoff;
-use super::connection::{Connection, Dial, Latency, connect};
+use super::connection::{Connection, Dial, Stats, connect};
 use super::resolve::Resolution;
 use super::target::Address;
-use crate::codegen::LoadBalancing;
+use crate::codegen::{LoadBalancing, OutlierDetectionSpec};
 
 /// Connections per endpoint at most, however busy.
 pub(crate) const MAX_CONNECTIONS_PER_ENDPOINT: usize = 64;
@@ -41,7 +41,18 @@ pub(crate) struct Endpoint {
     last_error: Mutex<String>,
     removed: AtomicBool,
     removed_now: Notify,
-    latency: Arc<Latency>,
+    stats: Arc<Stats>,
+    /// Outlier detection: when ejected (no calls placed while another
+    /// endpoint is ready), and how many times in a row.
+    ejection: Mutex<Ejection>,
+    ejected: AtomicBool,
+}
+
+#[derive(Default)]
+struct Ejection {
+    since: Option<Instant>,
+    /// Grows with each ejection, shrinks each interval without one.
+    multiplier: u32,
 }
 
 impl Endpoint {
@@ -55,8 +66,14 @@ impl Endpoint {
             last_error: Mutex::new(String::new()),
             removed: AtomicBool::new(false),
             removed_now: Notify::new(),
-            latency: Arc::default(),
+            stats: Arc::default(),
+            ejection: Mutex::default(),
+            ejected: AtomicBool::new(false),
         }
+    }
+
+    fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
     }
 
     /// The open connection with the fewest calls in flight.
@@ -111,7 +128,7 @@ impl Pool {
     /// A pool following `resolution`'s updates.
     pub(crate) fn start(
         target: String,
-        (policy, peak_ewma): (LoadBalancing, bool),
+        (policy, peak_ewma, outlier_detection): (LoadBalancing, bool, Option<OutlierDetectionSpec>),
         pool_size: usize,
         dial: Dial,
         resolve_again: Arc<Notify>,
@@ -130,6 +147,9 @@ impl Pool {
             target,
             opened: AtomicUsize::new(0),
         });
+        if let Some(spec) = outlier_detection {
+            tokio::spawn(detect_outliers(Arc::downgrade(&pool), spec));
+        }
         let weak = Arc::downgrade(&pool);
         tokio::spawn(async move {
             loop {
@@ -265,25 +285,36 @@ impl Pool {
         if parts.is_empty() { String::new() } else { format!(" ({})", parts.join("; ")) }
     }
 
-    /// The policy's choice among endpoints with an open connection.
+    /// The policy's choice among endpoints with an open connection, not
+    /// ejected by outlier detection unless every ready one is.
     fn choose(&self, endpoints: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
+        self.choose_among(endpoints, |e| e.is_ready() && !e.is_ejected())
+            .or_else(|| self.choose_among(endpoints, Endpoint::is_ready))
+    }
+
+    fn choose_among(&self, endpoints: &[Arc<Endpoint>], usable: impl Fn(&Endpoint) -> bool) -> Option<Arc<Endpoint>> {
         match self.policy {
-            LoadBalancing::PickFirst => endpoints.iter().find(|e| e.is_ready()).cloned(),
+            LoadBalancing::PickFirst => endpoints.iter().find(|e| usable(e)).cloned(),
             LoadBalancing::RoundRobin => {
-                let n = endpoints.len();
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..n).map(|i| &endpoints[(start + i) % n]).find(|e| e.is_ready()).cloned()
+                // In turn among the usable ones, so that one left out does
+                // not double its neighbour's share.
+                let n = endpoints.iter().filter(|e| usable(e)).count();
+                let turn = self.next.fetch_add(1, Ordering::Relaxed);
+                (n > 0).then(|| endpoints.iter().filter(|e| usable(e)).nth(turn % n).cloned()).flatten()
             }
             LoadBalancing::PowerOfTwoChoices => {
-                let ready: Vec<&Arc<Endpoint>> = endpoints.iter().filter(|e| e.is_ready()).collect();
-                match ready.len() {
+                // Two distinct random picks among the usable endpoints,
+                // counted and indexed without collecting them.
+                let n = endpoints.iter().filter(|e| usable(e)).count();
+                let nth = |i: usize| endpoints.iter().filter(|e| usable(e)).nth(i);
+                match n {
                     0 => None,
-                    1 => Some(ready[0].clone()),
+                    1 => nth(0).cloned(),
                     n => {
                         let r = crate::trace::random_u64();
                         let a = (r % n as u64) as usize;
                         let b = (a + 1 + ((r >> 32) % (n as u64 - 1)) as usize) % n;
-                        let (x, y) = (ready[a], ready[b]);
+                        let (x, y) = (nth(a)?, nth(b)?);
                         Some(if self.cost(y) < self.cost(x) { y.clone() } else { x.clone() })
                     }
                 }
@@ -295,7 +326,7 @@ impl Pool {
     /// with peak EWMA, the expected wait (response time × (calls + 1)).
     fn cost(&self, e: &Endpoint) -> (f64, f64) {
         let load = e.load() as f64;
-        let latency = e.latency.get();
+        let latency = e.stats.latency.get();
         if self.peak_ewma { (latency * (load + 1.0), 0.0) } else { (load, latency) }
     }
 
@@ -350,7 +381,7 @@ async fn slot(pool: Weak<Pool>, endpoint: Arc<Endpoint>, lasting: bool) {
         let dial = p.dial.clone();
         drop(p);
         let attempt = tokio::select! {
-            result = connect(&endpoint.address, &dial, endpoint.latency.clone()) => Some(result),
+            result = connect(&endpoint.address, &dial, endpoint.stats.clone()) => Some(result),
             () = endpoint.removed_now.notified() => None,
         };
         endpoint.dialling.fetch_sub(1, Ordering::Relaxed);
@@ -398,4 +429,198 @@ async fn slot(pool: Weak<Pool>, endpoint: Arc<Endpoint>, lasting: bool) {
         }
     }
     endpoint.slots.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// gRFC A50 outlier detection: every `interval`, takes each endpoint's
+/// successes and failures since the last look, ejects the outliers, and
+/// readmits endpoints whose ejection time is over.
+async fn detect_outliers(pool: Weak<Pool>, spec: OutlierDetectionSpec) {
+    let interval = spec.interval.max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let endpoints = pool.endpoints();
+        let counts: Vec<Counts> = endpoints
+            .iter()
+            .map(|e| Counts {
+                succeeded: e.stats.succeeded.swap(0, Ordering::Relaxed),
+                failed: e.stats.failed.swap(0, Ordering::Relaxed),
+                ejected: e.is_ejected(),
+            })
+            .collect();
+        let now = Instant::now();
+        for i in outliers(&spec, &counts, crate::trace::random_u64) {
+            let e = &endpoints[i];
+            let mut ejection = e.ejection.lock().unwrap_or_else(|p| p.into_inner());
+            ejection.since = Some(now);
+            ejection.multiplier += 1;
+            e.ejected.store(true, Ordering::Relaxed);
+        }
+        for e in endpoints.iter() {
+            let mut ejection = e.ejection.lock().unwrap_or_else(|p| p.into_inner());
+            match ejection.since {
+                None => ejection.multiplier = ejection.multiplier.saturating_sub(1),
+                Some(since) => {
+                    let longest = spec.max_ejection_time.max(spec.base_ejection_time);
+                    let time = spec.base_ejection_time.saturating_mul(ejection.multiplier).min(longest);
+                    if now >= since + time {
+                        ejection.since = None;
+                        e.ejected.store(false, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        pool.changed.notify_waiters();
+    }
+}
+
+/// One endpoint's interval, as outlier detection sees it.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    succeeded: u64,
+    failed: u64,
+    ejected: bool,
+}
+
+/// The endpoints (indexes into `counts`) to eject now by gRFC A50: success
+/// rate far below the mean, then failure share above the threshold, never
+/// past `max_ejection_percent` of the endpoints (though at least one).
+fn outliers(spec: &OutlierDetectionSpec, counts: &[Counts], random: impl Fn() -> u64) -> Vec<usize> {
+    let total = counts.len();
+    let mut ejected = counts.iter().filter(|c| c.ejected).count();
+    let mut out: Vec<usize> = Vec::new();
+    let room = |ejected: usize| (ejected as f64) * 100.0 / (total.max(1) as f64) < f64::from(spec.max_ejection_percent);
+    let enforced = |percent: u32| random() % 100 < u64::from(percent);
+    if let Some(sr) = spec.success_rate {
+        let eligible: Vec<(usize, f64)> = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.succeeded + c.failed >= u64::from(sr.request_volume.max(1)))
+            .map(|(i, c)| (i, c.succeeded as f64 / (c.succeeded + c.failed) as f64))
+            .collect();
+        if eligible.len() >= sr.minimum_hosts.max(1) as usize {
+            let n = eligible.len() as f64;
+            let mean = eligible.iter().map(|(_, r)| r).sum::<f64>() / n;
+            let stdev = (eligible.iter().map(|(_, r)| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let bar = mean - stdev * f64::from(sr.stdev_factor) / 1000.0;
+            for (i, rate) in eligible {
+                if !counts[i].ejected && rate < bar && room(ejected) && enforced(sr.enforcement_percentage) {
+                    out.push(i);
+                    ejected += 1;
+                }
+            }
+        }
+    }
+    if let Some(fp) = spec.failure_percentage {
+        let eligible: Vec<(usize, f64)> = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.succeeded + c.failed >= u64::from(fp.request_volume.max(1)))
+            .map(|(i, c)| (i, c.failed as f64 * 100.0 / (c.succeeded + c.failed) as f64))
+            .collect();
+        if eligible.len() >= fp.minimum_hosts.max(1) as usize {
+            for (i, failed) in eligible {
+                if out.contains(&i) || counts[i].ejected {
+                    continue;
+                }
+                if failed > f64::from(fp.threshold) && room(ejected) && enforced(fp.enforcement_percentage) {
+                    out.push(i);
+                    ejected += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codegen::{FailurePercentageEjectionSpec, SuccessRateEjectionSpec};
+
+    fn spec() -> OutlierDetectionSpec {
+        OutlierDetectionSpec {
+            interval: Duration::from_secs(10),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 10,
+            success_rate: None,
+            failure_percentage: None,
+        }
+    }
+
+    fn counts(pairs: &[(u64, u64)]) -> Vec<Counts> {
+        pairs.iter().map(|&(succeeded, failed)| Counts { succeeded, failed, ejected: false }).collect()
+    }
+
+    const ALWAYS: fn() -> u64 = || 0;
+
+    #[test]
+    fn failure_percentage_ejects_above_the_threshold_with_enough_calls_and_hosts() {
+        let fp = FailurePercentageEjectionSpec {
+            threshold: 85,
+            enforcement_percentage: 100,
+            minimum_hosts: 5,
+            request_volume: 50,
+        };
+        let spec = OutlierDetectionSpec { failure_percentage: Some(fp), max_ejection_percent: 100, ..spec() };
+        let healthy = (100, 0);
+        let five = counts(&[healthy, healthy, healthy, healthy, (10, 90)]);
+        assert_eq!(outliers(&spec, &five, ALWAYS), [4]);
+        let at_threshold = counts(&[healthy, healthy, healthy, healthy, (15, 85)]);
+        assert!(outliers(&spec, &at_threshold, ALWAYS).is_empty(), "85 % is not above 85 %");
+        let four = counts(&[healthy, healthy, healthy, (0, 100)]);
+        assert!(outliers(&spec, &four, ALWAYS).is_empty(), "below minimum_hosts");
+        let quiet = counts(&[healthy, healthy, healthy, healthy, (0, 49)]);
+        assert!(outliers(&spec, &quiet, ALWAYS).is_empty(), "below request_volume");
+        let never: fn() -> u64 = || 99;
+        let enforced_half = OutlierDetectionSpec {
+            failure_percentage: Some(FailurePercentageEjectionSpec { enforcement_percentage: 50, ..fp }),
+            ..spec
+        };
+        assert!(outliers(&enforced_half, &five, never).is_empty(), "not enforced this time");
+    }
+
+    #[test]
+    fn success_rate_ejects_far_below_the_mean() {
+        let sr = SuccessRateEjectionSpec {
+            stdev_factor: 1900,
+            enforcement_percentage: 100,
+            minimum_hosts: 5,
+            request_volume: 100,
+        };
+        let spec = OutlierDetectionSpec { success_rate: Some(sr), max_ejection_percent: 100, ..spec() };
+        // Mean 0.82, stdev 0.36: the bar is 0.82 − 1.9 × 0.36 < 0.1.
+        let rates = counts(&[
+            (100, 0),
+            (100, 0),
+            (100, 0),
+            (100, 0),
+            (100, 0),
+            (100, 0),
+            (100, 0),
+            (100, 0),
+            (100, 0),
+            (0, 100),
+        ]);
+        assert_eq!(outliers(&spec, &rates, ALWAYS), [9]);
+        let close = counts(&[(100, 0), (99, 1), (98, 2), (97, 3), (96, 4)]);
+        assert!(outliers(&spec, &close, ALWAYS).is_empty(), "within the spread");
+    }
+
+    #[test]
+    fn ejections_stop_at_the_maximum_share_but_allow_one() {
+        let fp = FailurePercentageEjectionSpec {
+            threshold: 50,
+            enforcement_percentage: 100,
+            minimum_hosts: 1,
+            request_volume: 1,
+        };
+        let spec = OutlierDetectionSpec { failure_percentage: Some(fp), ..spec() };
+        let all_bad = counts(&[(0, 10), (0, 10), (0, 10)]);
+        assert_eq!(outliers(&spec, &all_bad, ALWAYS).len(), 1, "10 % of 3 still ejects one");
+        let mut one_out = all_bad.clone();
+        one_out[0].ejected = true;
+        assert!(outliers(&spec, &one_out, ALWAYS).is_empty(), "one of three is past 10 %");
+    }
 }

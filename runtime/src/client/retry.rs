@@ -72,6 +72,17 @@ struct Recording {
     bytes: usize,
     ended: bool,
     overflowed: bool,
+    /// Attempts waiting for the source's next frame besides the one
+    /// polling it (hedges read the same request concurrently).
+    waiting: Vec<std::task::Waker>,
+}
+
+impl Recording {
+    fn wake_waiting(&mut self) {
+        for waker in self.waiting.drain(..) {
+            waker.wake();
+        }
+    }
 }
 
 /// A call's request body, recorded as it is sent so that a retry can send
@@ -84,7 +95,15 @@ pub(crate) struct Replay {
 
 impl Replay {
     pub(crate) fn new(source: Body, budget: Arc<AtomicUsize>) -> Replay {
-        let recording = Recording { source, frames: Vec::new(), dropped: 0, bytes: 0, ended: false, overflowed: false };
+        let recording = Recording {
+            source,
+            frames: Vec::new(),
+            dropped: 0,
+            bytes: 0,
+            ended: false,
+            overflowed: false,
+            waiting: Vec::new(),
+        };
         Replay { recording: Arc::new(Mutex::new(recording)), budget }
     }
 
@@ -138,14 +157,25 @@ impl http_body::Body for ReplayBody {
             return Poll::Ready(None);
         }
         let frame = match Pin::new(&mut r.source).poll_frame(cx) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                // The source keeps one waker: remember the others.
+                if !r.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    r.waiting.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
             Poll::Ready(None) => {
                 r.ended = true;
+                r.wake_waiting();
                 return Poll::Ready(None);
             }
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+            Poll::Ready(Some(Err(e))) => {
+                r.wake_waiting();
+                return Poll::Ready(Some(Err(e)));
+            }
             Poll::Ready(Some(Ok(frame))) => frame,
         };
+        r.wake_waiting();
         this.next += 1;
         if !r.overflowed {
             let size = frame.data_ref().map_or(0, Bytes::len);

@@ -569,6 +569,7 @@ mod tests {
             keepalive: None,
             compression: "",
             retry_throttling: None,
+            outlier_detection: None,
         },
         methods: &[],
         descriptors: &crate::codegen::FileDescriptors { files: &[], imports: &[] },

@@ -391,6 +391,7 @@ pub mod legacy_service_svc {
             keepalive: ::core::option::Option::None,
             compression: "",
             retry_throttling: ::core::option::Option::None,
+            outlier_detection: ::core::option::Option::None,
         },
         methods: &[
             ::svc_runtime::codegen::MethodSpec {
@@ -400,6 +401,7 @@ pub mod legacy_service_svc {
                 idempotent: false,
                 timeout: ::core::option::Option::None,
                 retry: ::core::option::Option::None,
+                hedging: ::core::option::Option::None,
                 requires_auth: false,
                 roles: &[],
                 rate_limit: ::core::option::Option::None,
