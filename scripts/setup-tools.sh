@@ -183,6 +183,18 @@ else
     (sudo apt-get install -y -qq dnsmasq-base >/dev/null 2>&1) || { sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq dnsmasq-base >/dev/null; }
   fi
 fi
+# etcd from Debian (etcd-server): the registry the client's discovery tests
+# register servers in and watch.
+if command -v etcd >/dev/null 2>&1; then
+  log "etcd present"
+else
+  log "installing etcd-server from Debian"
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -qq etcd-server >/dev/null 2>&1) || { apt-get update -qq >/dev/null && apt-get install -y -qq etcd-server >/dev/null; }
+  else
+    (sudo apt-get install -y -qq etcd-server >/dev/null 2>&1) || { sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq etcd-server >/dev/null; }
+  fi
+fi
 # A current protoc (editions) from Maven Central, where protobuf publishes
 # its protoc executables; the embedded compiler hands edition files to it.
 protoc_version=33.5

@@ -301,8 +301,11 @@ impl ClientRegistry {
         let mut out = crate::table::PathMap::default();
         for m in spec.methods {
             let series = *all.entry(m.path).or_insert_with(|| {
+                // The service as the path names it (one spec may hold
+                // several services' methods, as etcd's does).
+                let service = m.path.trim_start_matches('/').split('/').next().unwrap_or(spec.name);
                 crate::table::forever(ClientSeries {
-                    key: (spec.name.to_owned(), m.name.to_owned(), kind_name(Some(m.kind))),
+                    key: (service.to_owned(), m.name.to_owned(), kind_name(Some(m.kind))),
                     calls: Series::default(),
                     attempts: Default::default(),
                 })

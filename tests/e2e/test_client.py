@@ -236,3 +236,117 @@ def test_unreachable_targets_fail_fast_and_name_the_address(binaries):
     assert "accepted forms" in r.stderr, r.stderr
     r = client(binaries, "--target", addr, "--policy", "random")
     assert "is not a policy" in r.stderr, r.stderr
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Etcd:
+    """A one-member etcd (Debian's etcd-server) on 127.0.0.1, read through
+    its own JSON gateway so the test sees the registry as etcd holds it."""
+
+    def __init__(self, data_dir):
+        self.port, peer = free_tcp_port(), free_tcp_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            ["etcd", "--name", "test", "--data-dir", str(data_dir),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-cluster", f"test=http://127.0.0.1:{peer}", "--log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        assert wait_for(self.healthy, 20), "etcd did not start"
+
+    def healthy(self):
+        try:
+            return json.loads(urllib.request.urlopen(f"{self.url}/health", timeout=2).read())["health"] == "true"
+        except OSError:
+            return False
+
+    def registered(self, prefix):
+        """{key: value} of every key under `prefix`."""
+        import base64
+
+        def b64(b):
+            return base64.b64encode(b).decode()
+
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        body = json.dumps({"key": b64(prefix.encode()), "range_end": b64(end.encode())}).encode()
+        request = urllib.request.Request(f"{self.url}/v3/kv/range", data=body, method="POST")
+        reply = json.loads(urllib.request.urlopen(request, timeout=5).read())
+        return {
+            base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
+            for kv in reply.get("kvs", [])
+        }
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def test_servers_register_in_etcd_and_clients_follow_them(binaries, tmp_path):
+    etcd = Etcd(tmp_path / "etcd")
+    prefix = "greeter.v1.Greeter/"
+    env = {"SVC_LOG": "info", "SVC_ETCD_ENDPOINTS": etcd.url, "SVC_ETCD_LEASE_TTL": "3"}
+    servers = [start_greeter(binaries["greeter"], env) for _ in range(3)]
+    try:
+        keys = lambda: set(etcd.registered(prefix))  # noqa: E731
+        expected = {prefix + s.grpc for s in servers}
+        assert wait_for(lambda: keys() == expected, 10), (keys(), expected)
+        # etcd's naming format, which grpc-go's etcd resolver reads too.
+        assert etcd.registered(prefix)[prefix + servers[0].grpc] == json.dumps({"Addr": servers[0].grpc}).replace(" ", "")
+
+        run = subprocess.Popen(
+            [str(binaries["greeter_client"]), "--target", "etcd:///greeter.v1.Greeter", "--policy", "round_robin",
+             "--rate", "100", "--seconds", "10"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, SVC_ETCD_ENDPOINTS=etcd.url),
+        )
+        assert wait_for(lambda: all(handled(s.metrics) > 20 for s in servers), 10), "calls reached every server"
+
+        # A server started now is found through the watch.
+        late = start_greeter(binaries["greeter"], env)
+        servers.append(late)
+        assert wait_for(lambda: handled(late.metrics) > 20, 10), "the late server got no calls"
+
+        # SIGTERM: deregistered before draining.
+        termed = servers[0]
+        termed.proc.send_signal(signal.SIGTERM)
+        termed.proc.wait(timeout=10)
+        assert prefix + termed.grpc not in keys()
+        messages = [r.get("msg") for r in termed.logs()]
+        assert "deregistered from etcd" in messages and "draining" in messages, messages[-5:]
+        assert messages.index("deregistered from etcd") < messages.index("draining"), messages[-5:]
+
+        # SIGKILL: registered until its lease (3 s) expires.
+        killed = servers[1]
+        killed.proc.send_signal(signal.SIGKILL)
+        killed.proc.wait(timeout=5)
+        killed_at = time.monotonic()
+        assert prefix + killed.grpc in keys(), "gone before its lease expired"
+        assert wait_for(lambda: prefix + killed.grpc not in keys(), 10), "the killed server never dropped out"
+        dropped_after = time.monotonic() - killed_at
+        print(f"etcd: SIGKILLed server dropped out after {dropped_after:.1f} s (lease TTL 3 s)")
+        assert dropped_after <= 6
+
+        out, err = run.communicate(timeout=60)
+        stats = json.loads(out.strip().splitlines()[-1])
+        print(f"etcd discovery run with one server SIGTERMed and one SIGKILLed: {stats}")
+        assert stats["ok"] / stats["calls"] >= 0.999, (stats, err)
+        assert keys() == {prefix + servers[2].grpc, prefix + late.grpc}
+    finally:
+        for s in servers:
+            s.stop()
+        etcd.stop()
+
+
+def test_etcd_targets_without_endpoints_are_refused_clearly(binaries):
+    env = {k: v for k, v in os.environ.items() if k != "SVC_ETCD_ENDPOINTS"}
+    r = subprocess.run([str(binaries["greeter_client"]), "--target", "etcd:///greeter.v1.Greeter"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode != 0
+    assert "etcd:///greeter.v1.Greeter needs SVC_ETCD_ENDPOINTS" in r.stderr, r.stderr

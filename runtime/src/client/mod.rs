@@ -66,6 +66,7 @@ mod backoff;
 mod call;
 mod connection;
 mod dns;
+pub(crate) mod etcd;
 mod pool;
 mod resolve;
 mod retry;

@@ -234,7 +234,7 @@ impl Pool {
                 }
                 continue;
             }
-            if let Some(status) = self.unavailable(&endpoints) {
+            if let Some(status) = self.unavailable() {
                 return Err(status);
             }
             match deadline {
@@ -254,8 +254,12 @@ impl Pool {
 
     /// Why calls cannot be placed now, if they cannot: nothing resolved,
     /// or every endpoint failed its last attempt.
-    fn unavailable(&self, endpoints: &[Arc<Endpoint>]) -> Option<Status> {
+    fn unavailable(&self) -> Option<Status> {
         let resolution = self.resolution.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // Read after the resolution: `apply` stores the endpoints first, so
+        // these are at least as new as it is (an older list read before a
+        // resolution landed would look like "no addresses").
+        let endpoints = &self.endpoints()[..];
         match resolution {
             None => None,
             Some(Err(problem)) if endpoints.is_empty() => {

@@ -168,10 +168,111 @@ pub(crate) fn for_target(target: &Target, refresh: Duration) -> Result<Box<dyn R
             Box::new(Dns { server: *server, host: host.clone(), port: *port, refresh })
         }
         Target::Etcd { service } => {
-            return Err(format!(
-                "etcd:///{service}: etcd discovery is not part of this version of svc-runtime; resolve the service \
-                 through DNS (a headless Service) or a Resolver of your own"
-            ));
+            let endpoints = std::env::var(super::etcd::ENDPOINTS_VARIABLE).unwrap_or_default();
+            if endpoints.trim().is_empty() {
+                return Err(format!(
+                    "etcd:///{service} needs {} (comma-separated http://host:port URLs of the etcd cluster)",
+                    super::etcd::ENDPOINTS_VARIABLE
+                ));
+            }
+            super::etcd::target_of(&endpoints).map_err(|p| format!("{}: {p}", super::etcd::ENDPOINTS_VARIABLE))?;
+            Box::new(Etcd { endpoints, service: service.clone() })
         }
     })
+}
+
+/// etcd: the servers registered under `<service>/` (etcd's naming
+/// format), listed once and then watched, listed again whenever the watch
+/// breaks.
+pub(crate) struct Etcd {
+    pub(crate) endpoints: String,
+    pub(crate) service: String,
+}
+
+impl Etcd {
+    /// Lists, then follows the watch until it breaks; `Ok` when the client
+    /// is gone.
+    async fn follow(&self, etcd: &super::etcd::Etcd, prefix: &str, updates: &Updates) -> Result<(), String> {
+        let failed = |s: tonic::Status| format!("etcd at {}: {}", self.endpoints, s.message());
+        let (kvs, revision) = etcd.list(prefix).await.map_err(failed)?;
+        let mut registered: std::collections::BTreeMap<Vec<u8>, String> = kvs
+            .iter()
+            .filter_map(|kv| super::etcd::registered_address(prefix, kv).map(|a| (kv.key.clone(), a)))
+            .collect();
+        let mut watch = etcd.watch(prefix, revision + 1).await.map_err(failed)?;
+        loop {
+            if !updates.publish(addresses(&self.service, &registered).await) {
+                return Ok(());
+            }
+            let Some(response) = watch.message().await.map_err(failed)? else {
+                return Err(format!("etcd at {} ended the watch", self.endpoints));
+            };
+            if response.canceled || response.compact_revision > 0 {
+                return Err(format!("etcd at {} cancelled the watch: {}", self.endpoints, response.cancel_reason));
+            }
+            for event in response.events {
+                let Some(kv) = event.kv else { continue };
+                if event.kind == 1 {
+                    registered.remove(&kv.key);
+                } else if let Some(address) = super::etcd::registered_address(prefix, &kv) {
+                    registered.insert(kv.key.clone(), address);
+                }
+            }
+        }
+    }
+}
+
+/// The registered addresses as endpoints (host names looked up).
+async fn addresses(
+    service: &str,
+    registered: &std::collections::BTreeMap<Vec<u8>, String>,
+) -> Result<Vec<Address>, String> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for text in registered.values() {
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) => out.push(Address::Tcp(addr)),
+            Err(_) => match tokio::net::lookup_host(text.as_str()).await {
+                Ok(found) => out.extend(found.map(Address::Tcp)),
+                Err(e) => problems.push(format!("{text}: {e}")),
+            },
+        }
+    }
+    match (out.is_empty(), problems.is_empty()) {
+        (false, _) => Ok(out),
+        (true, true) => Err(format!("no server of {service} is registered in etcd")),
+        (true, false) => {
+            Err(format!("the servers {service} registered in etcd cannot be resolved: {}", problems.join("; ")))
+        }
+    }
+}
+
+impl Resolver for Etcd {
+    fn run(self: Box<Self>, updates: Updates) -> BoxFuture<()> {
+        Box::pin(async move {
+            let etcd = match super::etcd::Etcd::connect(&self.endpoints).await {
+                Ok(etcd) => etcd,
+                Err(problem) => {
+                    updates.publish(Err(problem));
+                    return updates.tx.closed().await;
+                }
+            };
+            let prefix = format!("{}/", self.service);
+            let mut backoff = super::backoff::ConnectBackoff::new();
+            loop {
+                match self.follow(&etcd, &prefix, &updates).await {
+                    Ok(()) => return,
+                    Err(problem) => {
+                        if !updates.publish(Err(problem)) {
+                            return;
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_wait().min(Duration::from_secs(10))) => {}
+                    () = updates.tx.closed() => return,
+                }
+            }
+        })
+    }
 }

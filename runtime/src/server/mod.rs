@@ -30,6 +30,7 @@ use crate::tls::TlsFiles;
 
 mod probes;
 mod reflection;
+mod registry;
 mod shutdown;
 mod stack;
 #[cfg(feature = "tls")]
@@ -149,6 +150,7 @@ struct Settings {
     tls: Option<TlsFiles>,
     otlp: Option<(crate::trace::Endpoint, String)>,
     sampler: crate::trace::Sampler,
+    registration: Option<registry::Registration>,
 }
 
 impl Settings {
@@ -214,8 +216,9 @@ impl Server {
             level_pinned: env("SVC_LOG").is_some(),
         });
         let sampler = crate::trace::Sampler::from_lookup(env)?;
+        let registration = registry::Registration::from_lookup(env)?;
         let services = vec![(spec, verifier)];
-        Ok(Server { settings: Settings { services, config, logger, reload, tls, otlp, sampler } })
+        Ok(Server { settings: Settings { services, config, logger, reload, tls, otlp, sampler, registration } })
     }
 
     /// A server with explicit settings. A service that requires
@@ -231,8 +234,19 @@ impl Server {
                 tls: None,
                 otlp: None,
                 sampler: crate::trace::Sampler::default(),
+                registration: None,
             },
         }
+    }
+
+    /// Registers the server's services in the etcd cluster at `endpoints`
+    /// (comma-separated `http://host:port`, as `SVC_ETCD_ENDPOINTS`),
+    /// advertising `advertise` (default: the bound gRPC address), with
+    /// leases of `ttl` (see the contract's registration rules).
+    pub fn etcd(mut self, endpoints: &str, advertise: Option<&str>, ttl: Duration) -> Result<Server, Error> {
+        let registration = registry::Registration::new(endpoints.to_owned(), advertise.map(str::to_owned), ttl)?;
+        self.settings.registration = Some(registration);
+        Ok(self)
     }
 
     /// Serves another service from the same process, on the same ports;
@@ -362,6 +376,7 @@ impl Bound {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), Error> {
         let Bound { settings, grpc, metrics } = self;
+        let grpc_addr = grpc.local_addr().unwrap_or(settings.config.grpc_addr);
         let specs = settings.specs();
         let spec = specs[0];
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -444,6 +459,18 @@ impl Bound {
                 return Err(Error::Config { variable: "SVC_TLS_CERT_FILE", problem });
             }
         };
+        let registered = match settings.registration {
+            Some(registration) => {
+                match registration.start(specs.iter().map(|s| s.name).collect(), grpc_addr, logger).await {
+                    Ok(registered) => Some(registered),
+                    Err(e) => {
+                        probes.abort();
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
         let mut server = server;
         tokio::select! {
             result = &mut server => {
@@ -452,7 +479,16 @@ impl Bound {
             }
             () = shutdown => {}
         }
-        // Draining: tell load balancers first, then stop accepting.
+        // Draining: leave etcd and tell load balancers first, then stop
+        // accepting.
+        if let Some(registered) = registered {
+            registered.withdraw().await;
+        }
+        logger.log(
+            crate::log::Level::Info,
+            "draining",
+            &[("grace_seconds", crate::log::Value::Num(settings.config.shutdown_grace.as_secs_f64()))],
+        );
         ready.store(false, Ordering::SeqCst);
         health.set_service_status("", ServingStatus::NotServing).await;
         for s in &specs {
