@@ -55,9 +55,9 @@ EXPECTED = [
 ]
 
 
-def python_server(stubs, credentials=None, compression=None):
+def python_server(stubs, credentials=None, compression=None, servicer=PyGreeter):
     pb2, grpc_pb2 = stubs
-    impl = PyGreeter(pb2)
+    impl = servicer(pb2)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), compression=compression)
     grpc_pb2.add_GreeterServicer_to_server(impl, server)
     if credentials is None:
@@ -94,6 +94,33 @@ def test_generated_client_calls_a_grpcio_server(binaries, stubs, gzip):
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines() == EXPECTED
         assert impl.calls == 1
+    finally:
+        server.stop(0)
+
+
+def test_a_failed_call_leaves_one_structured_record(binaries, stubs):
+    class Refusing(PyGreeter):
+        def SayHello(self, request, context):
+            self.calls += 1
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no greeter for {request.name} (é)")
+
+    server, impl, addr = python_server(stubs, servicer=Refusing)
+    try:
+        r = client(binaries, "--target", addr)
+        assert r.returncode == 1, r.stderr
+        records = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+        failed = [rec for rec in records if rec["msg"] == "call failed"]
+        assert len(failed) == 1, r.stderr
+        rec = failed[0]
+        assert rec["level"] == "warn"
+        assert rec["target"] == addr and rec["peer"] == addr
+        assert rec["method"] == "/greeter.v1.Greeter/SayHello"
+        assert rec["code"] == "NotFound" and rec["message"] == "no greeter for world (é)"
+        assert rec["attempts"] == 1 and rec["duration_ms"] >= 0
+        # Below warn, nothing is written.
+        quiet = subprocess.run([str(binaries["greeter_client"]), "--target", addr], capture_output=True, text=True,
+                               timeout=60, env={**os.environ, "SVC_LOG": "error"})
+        assert quiet.returncode == 1 and "call failed" not in quiet.stderr, quiet.stderr
     finally:
         server.stop(0)
 

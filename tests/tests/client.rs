@@ -1084,3 +1084,82 @@ async fn a_static_token_is_sent_with_every_attempt() {
     assert_eq!(seen.len(), 2);
     assert!(seen.iter().all(|s| s.authorization.as_deref() == Some("Bearer abc.def")), "{seen:?}");
 }
+
+/// A TCP relay to `to` on 127.0.0.1:0, counting the connections open
+/// through it (a connection counts until both sides have closed it).
+async fn relay(to: &str) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let to = to.to_owned();
+    let live = Arc::new(AtomicUsize::new(0));
+    let counted = live.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let live = counted.clone();
+            let to = to.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await else { return };
+                live.fetch_add(1, Ordering::SeqCst);
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                live.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, live)
+}
+
+async fn until(what: &str, check: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < give_up, "{what} within 5 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Idle mode: quiet for the idle timeout, the client closes its
+/// connections (the relay sees them end); the next call opens one again
+/// and succeeds; calls in flight keep the client from going idle.
+#[tokio::test]
+async fn an_idle_client_closes_its_connections_and_the_next_call_reopens_them() {
+    let faulty = Arc::new(Faulty::default());
+    let running = serve(&greeter_svc::SERVICE, faulty.clone()).await;
+    let (addr, live) = relay(&running.addr).await;
+    let idle = Duration::from_millis(300);
+    let channel: Channel = Builder::new(&greeter_svc::SERVICE, &addr)
+        .pool_size(2)
+        .idle_timeout(Some(idle))
+        .build()
+        .await
+        .expect("connect");
+    let mut client = GreeterClient::new(channel.clone());
+    client.say_hello(hello()).await.expect("first call");
+    until("both connections open", || live.load(Ordering::SeqCst) == 2).await;
+    assert_eq!((channel.connections_open(), channel.connections_opened()), (2, 2));
+
+    // Calls more often than the timeout: never idle.
+    for _ in 0..8 {
+        tokio::time::sleep(idle / 3).await;
+        client.say_hello(hello()).await.expect("busy call");
+    }
+    assert!(!channel.is_idle());
+    assert_eq!(channel.connections_opened(), 2, "no reconnect while busy");
+
+    // A call in flight for longer than the timeout keeps it busy too.
+    client.say_hello(with_behavior("sleep-700")).await.expect("slow call");
+    assert!(!channel.is_idle(), "a call in flight is activity");
+    assert_eq!(channel.connections_opened(), 2);
+
+    // Quiet: the connections really close, on the wire.
+    until("idle mode", || channel.is_idle()).await;
+    until("the relay's connections closed", || live.load(Ordering::SeqCst) == 0).await;
+    assert_eq!(channel.connections_open(), 0);
+
+    // The next call wakes it, with no error.
+    let woke = Instant::now();
+    client.say_hello(hello()).await.expect("call after idle");
+    println!("first call after idle mode took {:?}", woke.elapsed());
+    assert!(!channel.is_idle());
+    until("reconnected", || live.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(channel.connections_opened(), 4);
+    assert_eq!(faulty.calls.load(Ordering::Relaxed), 11);
+}

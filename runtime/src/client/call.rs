@@ -1,7 +1,8 @@
 //! One call through the client: its deadline, its attempts (gRFC A6
 //! retries and transparent retries), its metadata and its metrics.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,7 +12,9 @@ use super::Shared;
 use super::backoff::retry_wait;
 use super::connection::{ResponseBody, SendError};
 use super::retry::{MAX_ATTEMPTS, Replay};
+use super::target::Address;
 use crate::codegen::{HedgingSpec, MethodSpec, RetrySpec};
+use crate::log::{Level, Logger, Value};
 use crate::metrics::ClientSeries;
 
 /// Sends of a call that never reached a server, beyond its attempts.
@@ -21,15 +24,47 @@ static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-time
 static PREVIOUS_ATTEMPTS: http::HeaderName = http::HeaderName::from_static("grpc-previous-rpc-attempts");
 static PUSHBACK: http::HeaderName = http::HeaderName::from_static("grpc-retry-pushback-ms");
 
-/// Records a call's end in its series.
+/// Records a call's end in its series and, when it failed, as a
+/// structured record (level `warn`; `debug` for calls the caller
+/// cancelled).
 pub(crate) struct Finish {
     series: &'static ClientSeries,
     started: std::time::Instant,
+    log: Logger,
+    path: String,
+    target: Arc<str>,
+    /// Attempts sent (retries and hedges included) and the endpoint of the
+    /// last one, once the attempts are over.
+    attempts: u32,
+    peer: Option<Address>,
 }
 
 impl Finish {
-    pub(crate) fn finish(self, code: u8) {
-        self.series.calls.finish(code, self.started.elapsed());
+    pub(crate) fn finish(self, code: u8, message: &str) {
+        let elapsed = self.started.elapsed();
+        self.series.calls.finish(code, elapsed);
+        if code == 0 {
+            return;
+        }
+        let log = self.log;
+        let level = if code == Code::Cancelled as u8 { Level::Debug } else { Level::Warn };
+        if level < log.level() || log.level() == Level::Off {
+            return;
+        }
+        let peer = self.peer.as_ref().map(Address::to_string);
+        log.log(
+            level,
+            "call failed",
+            &[
+                ("target", Value::Str(&self.target)),
+                ("method", Value::Str(&self.path)),
+                ("code", Value::Str(crate::metrics::code_name(code))),
+                ("message", Value::Str(message)),
+                ("attempts", Value::Num(f64::from(self.attempts))),
+                ("peer", peer.as_deref().map_or(Value::None, Value::Str)),
+                ("duration_ms", Value::Millis(elapsed)),
+            ],
+        );
     }
 }
 
@@ -75,21 +110,45 @@ pub(crate) async fn run(
     let method: Option<&'static MethodSpec> = shared.methods.get(path.as_str()).copied();
     let series = shared.series.get(path.as_str()).copied().unwrap_or_else(|| crate::metrics::clients().unknown());
     series.calls.start();
-    let finish = Finish { series, started: std::time::Instant::now() };
-    match attempts(&shared, method, series, request).await {
+    let started = std::time::Instant::now();
+    let sent = Sent::default();
+    let outcome = attempts(&shared, method, series, request, &sent).await;
+    let finish = Finish {
+        series,
+        started,
+        log: shared.log,
+        path,
+        target: shared.target.clone(),
+        attempts: sent.count.load(Ordering::Relaxed),
+        peer: sent.peer.into_inner().unwrap_or_else(|e| e.into_inner()),
+    };
+    match outcome {
         Ok((response, Some((recv, in_flight)))) => {
             Ok(response.map(|()| ResponseBody::streaming(recv, finish, in_flight)))
         }
         Ok((response, None)) => {
             let code = crate::completion::status_of(response.headers()).unwrap_or(2);
-            finish.finish(code);
+            if code == 0 {
+                finish.finish(code, "");
+            } else {
+                let status = Status::from_header_map(response.headers());
+                finish.finish(code, status.as_ref().map_or("", |s| s.message()));
+            }
             Ok(response.map(|()| ResponseBody::empty()))
         }
         Err(status) => {
-            finish.finish(status.code() as u8);
+            finish.finish(status.code() as u8, status.message());
             Err(Box::new(status))
         }
     }
+}
+
+/// What a call's attempts leave for its record: how many were sent, and
+/// to which endpoint the last one went.
+#[derive(Default)]
+struct Sent {
+    count: AtomicU32,
+    peer: Mutex<Option<Address>>,
 }
 
 type Attempted = (http::Response<()>, Option<(h2::RecvStream, super::connection::InFlight)>);
@@ -105,6 +164,7 @@ pub(crate) enum Repeat {
 struct Call<'a> {
     shared: &'a Arc<Shared>,
     series: &'static ClientSeries,
+    sent: &'a Sent,
     parts: http::request::Parts,
     replay: Replay,
     deadline: Option<Instant>,
@@ -148,6 +208,8 @@ impl Call<'_> {
         *req.uri_mut() = self.parts.uri.clone();
         *req.headers_mut() = headers;
         self.series.attempt();
+        self.sent.count.fetch_add(1, Ordering::Relaxed);
+        *self.sent.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.address.clone());
         let sent = conn.send(&self.shared.pool.dial, req);
         let sent = match self.deadline {
             Some(at) => match tokio::time::timeout_at(at, sent).await {
@@ -195,6 +257,7 @@ async fn attempts(
     method: Option<&'static MethodSpec>,
     series: &'static ClientSeries,
     request: http::Request<tonic::body::Body>,
+    sent: &Sent,
 ) -> Result<Attempted, Status> {
     let (mut parts, body) = request.into_parts();
     // The caller's deadline (tonic's `Request::set_timeout`), the
@@ -225,7 +288,7 @@ async fn attempts(
         m.hedging.map(Repeat::Hedge).or(m.retry.map(Repeat::Retry))
     });
     let replay = Replay::new(body, shared.replay_budget.clone());
-    let call = Call { shared, series, parts, replay, deadline };
+    let call = Call { shared, series, sent, parts, replay, deadline };
     match repeat {
         Some(Repeat::Hedge(policy)) => hedge(&call, &policy).await,
         Some(Repeat::Retry(policy)) => retry(&call, Some(&policy)).await,

@@ -88,6 +88,8 @@ impl Stats {
 /// An open connection.
 pub(crate) struct Connection {
     send: h2::client::SendRequest<Bytes>,
+    /// The endpoint this connection goes to.
+    pub(crate) address: Address,
     pub(crate) stats: Arc<Stats>,
     in_flight: AtomicUsize,
     /// No new streams: the connection ended, failed a ping, or the server
@@ -327,7 +329,13 @@ pub(crate) async fn connect(
         Ok(result) => result?,
         Err(_) => return Err(timed_out()),
     };
-    let conn = Arc::new(Connection { send, stats, in_flight: AtomicUsize::new(0), closed: AtomicBool::new(false) });
+    let conn = Arc::new(Connection {
+        send,
+        address: address.clone(),
+        stats,
+        in_flight: AtomicUsize::new(0),
+        closed: AtomicBool::new(false),
+    });
     let ping = connection.ping_pong();
     let keepalive = dial.keepalive;
     // The task holds the connection weakly: once the pool and the calls
@@ -401,9 +409,9 @@ impl ResponseBody {
         ResponseBody { recv: None, data_done: true, end: None, _in_flight: None }
     }
 
-    fn finish(&mut self, code: u8) {
+    fn finish(&mut self, code: u8, message: &str) {
         if let Some(end) = self.end.take() {
-            end.finish(code);
+            end.finish(code, message);
             if let Some(attempt) = &self._in_flight {
                 attempt.outcome(code);
             }
@@ -414,7 +422,7 @@ impl ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         // Dropped before its trailers: the caller gave up on the call.
-        self.finish(1);
+        self.finish(1, "the caller dropped the response before it ended");
     }
 }
 
@@ -437,7 +445,7 @@ impl http_body::Body for ResponseBody {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let status = status_of(&e);
-                    this.finish(status.code() as u8);
+                    this.finish(status.code() as u8, status.message());
                     return Poll::Ready(Some(Err(status)));
                 }
                 Poll::Ready(None) => this.data_done = true,
@@ -447,19 +455,24 @@ impl http_body::Body for ResponseBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(Some(trailers))) => {
                 let code = crate::completion::status_of(&trailers).unwrap_or(2);
-                this.finish(code);
+                if code == 0 {
+                    this.finish(code, "");
+                } else {
+                    let status = Status::from_header_map(&trailers);
+                    this.finish(code, status.as_ref().map_or("", |s| s.message()));
+                }
                 this.recv = None;
                 Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
             }
             Poll::Ready(Ok(None)) => {
                 // A response without trailers is missing its status.
-                this.finish(13);
+                this.finish(13, "the response ended without trailers (no grpc-status)");
                 this.recv = None;
                 Poll::Ready(None)
             }
             Poll::Ready(Err(e)) => {
                 let status = status_of(&e);
-                this.finish(status.code() as u8);
+                this.finish(status.code() as u8, status.message());
                 this.recv = None;
                 Poll::Ready(Some(Err(status)))
             }

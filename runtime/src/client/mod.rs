@@ -92,6 +92,9 @@ const KEEPALIVE: (Duration, Duration) = (Duration::from_secs(300), Duration::fro
 /// How often DNS names are resolved again.
 const DNS_REFRESH: Duration = Duration::from_secs(30);
 
+/// How long a client waits without calls before closing its connections.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// A client's connections and call policy, shared by its clones.
 #[derive(Clone)]
 pub struct Channel {
@@ -109,6 +112,9 @@ pub(crate) struct Shared {
     timeout_override: Option<Duration>,
     repeat_override: Option<call::Repeat>,
     resolver: tokio::task::JoinHandle<()>,
+    /// Where failed calls are recorded.
+    log: crate::log::Logger,
+    target: Arc<str>,
 }
 
 impl Drop for Shared {
@@ -117,10 +123,24 @@ impl Drop for Shared {
         for endpoint in self.pool.endpoints().iter() {
             endpoint.remove();
         }
+        // Records of failed calls are buffered: a short-lived program that
+        // drops its client before exiting still gets them.
+        crate::log::flush();
     }
 }
 
 impl Channel {
+    /// Connections open now (none while idle).
+    pub fn connections_open(&self) -> usize {
+        self.shared.pool.open_connections()
+    }
+
+    /// Whether the client is in idle mode: its connections closed after
+    /// [`Builder::idle_timeout`] without calls, to be opened by the next.
+    pub fn is_idle(&self) -> bool {
+        self.shared.pool.is_idle()
+    }
+
     /// Connections opened so far (more than `pool_size` per endpoint once
     /// calls reached the servers' stream limits).
     pub fn connections_opened(&self) -> usize {
@@ -244,6 +264,19 @@ impl FromChannel for Channel {
     }
 }
 
+/// The logger of clients built without one, from `SVC_LOG` and
+/// `SVC_LOG_FORMAT` as they were at the first build; shared by all of them.
+fn environment_logger() -> Result<crate::log::Logger, Error> {
+    static LOGGER: std::sync::OnceLock<Result<crate::log::Logger, (&'static str, String)>> = std::sync::OnceLock::new();
+    let made = LOGGER.get_or_init(|| {
+        crate::log::Logger::from_lookup(|name| std::env::var(name).ok()).map_err(|e| match e {
+            Error::Config { variable, problem } => (variable, problem),
+            other => ("SVC_LOG", other.to_string()),
+        })
+    });
+    made.clone().map_err(|(variable, problem)| Error::Config { variable, problem })
+}
+
 /// Overrides of a service's client defaults; [`Builder::build`] connects.
 pub struct Builder<C> {
     spec: &'static ServiceSpec,
@@ -266,6 +299,8 @@ pub struct Builder<C> {
     dns_refresh: Duration,
     lazy: bool,
     peak_ewma: bool,
+    idle_timeout: Option<Duration>,
+    log: Option<crate::log::Logger>,
     client: PhantomData<fn() -> C>,
 }
 
@@ -294,6 +329,8 @@ impl<C: FromChannel> Builder<C> {
             dns_refresh: DNS_REFRESH,
             lazy: false,
             peak_ewma: false,
+            idle_timeout: Some(IDLE_TIMEOUT),
+            log: None,
             client: PhantomData,
         }
     }
@@ -433,6 +470,25 @@ impl<C: FromChannel> Builder<C> {
         self
     }
 
+    /// Idle mode: after this long without calls the client closes its
+    /// connections, and the next call opens them again (waiting for the
+    /// first one, within its deadline). Default 30 minutes, as in grpc-go
+    /// and grpc-java; `None` keeps connections open for the client's life.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Where failed calls are recorded: one structured record per call that
+    /// ends with a status other than OK (`warn`; `debug` when the caller
+    /// cancelled it), with the target, method, code, message, attempts,
+    /// last peer and duration. By default a logger from `SVC_LOG` and
+    /// `SVC_LOG_FORMAT`; a generated server passes its own.
+    pub fn log(mut self, log: crate::log::Logger) -> Self {
+        self.log = Some(log);
+        self
+    }
+
     /// Returns without waiting for a first connection (calls wait for one,
     /// within their deadline).
     pub fn lazy(mut self) -> Self {
@@ -454,6 +510,10 @@ impl<C: FromChannel> Builder<C> {
             problem: p.split_once(": ").map_or(p.clone(), |(_, rest)| rest.to_owned()),
         })?;
         let policy = self.policy.map_err(fail)?.unwrap_or(c.load_balancing);
+        let log = match self.log {
+            Some(log) => log,
+            None => environment_logger()?,
+        };
         let compression = match self.compression.map_err(fail)? {
             Some(choice) => choice,
             None => match c.compression {
@@ -490,7 +550,8 @@ impl<C: FromChannel> Builder<C> {
         let pool_size = self.pool_size.unwrap_or(c.pool_size.max(1) as usize);
         let outliers = self.outlier_detection.unwrap_or(c.outlier_detection);
         let balancing = (policy, self.peak_ewma, outliers);
-        let pool = pool::Pool::start(self.target.clone(), balancing, pool_size, dial, again, rx);
+        let sizes = (pool_size, self.idle_timeout);
+        let pool = pool::Pool::start(self.target.clone(), balancing, sizes, dial, again, rx);
         let methods = spec.methods.iter().map(|m| (m.path, m)).collect();
         let shared = Shared {
             pool: pool.clone(),
@@ -509,6 +570,8 @@ impl<C: FromChannel> Builder<C> {
             timeout_override: self.timeout,
             repeat_override: self.repeat,
             resolver,
+            log,
+            target: Arc::from(self.target.as_str()),
         };
         if !self.lazy {
             pool.wait_connected(connect_timeout).await.map_err(|s| fail(s.message().to_owned()))?;

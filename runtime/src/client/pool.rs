@@ -11,7 +11,7 @@
 //! naming the addresses and what went wrong.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -87,6 +87,10 @@ impl Endpoint {
         self.conns.read().unwrap_or_else(|e| e.into_inner()).iter().map(|c| c.load()).sum()
     }
 
+    fn open_connections(&self) -> usize {
+        self.conns.read().unwrap_or_else(|e| e.into_inner()).iter().filter(|c| c.is_open()).count()
+    }
+
     fn is_ready(&self) -> bool {
         self.conns.read().unwrap_or_else(|e| e.into_inner()).iter().any(|c| c.is_open())
     }
@@ -122,6 +126,14 @@ pub(crate) struct Pool {
     target: String,
     /// Connections opened over the pool's life (for tests and logs).
     pub(crate) opened: AtomicUsize,
+    /// Idle mode: after `idle_timeout` without calls, the connections are
+    /// closed; the next call opens them again.
+    idle_timeout: Option<Duration>,
+    idle: AtomicBool,
+    /// When a call last asked for a connection, in milliseconds since
+    /// `born`.
+    last_active: AtomicU64,
+    born: Instant,
 }
 
 impl Pool {
@@ -129,7 +141,7 @@ impl Pool {
     pub(crate) fn start(
         target: String,
         (policy, peak_ewma, outlier_detection): (LoadBalancing, bool, Option<OutlierDetectionSpec>),
-        pool_size: usize,
+        (pool_size, idle_timeout): (usize, Option<Duration>),
         dial: Dial,
         resolve_again: Arc<Notify>,
         mut resolution: watch::Receiver<Resolution>,
@@ -146,9 +158,16 @@ impl Pool {
             next: AtomicUsize::new(0),
             target,
             opened: AtomicUsize::new(0),
+            idle_timeout: idle_timeout.filter(|t| !t.is_zero()),
+            idle: AtomicBool::new(false),
+            last_active: AtomicU64::new(0),
+            born: Instant::now(),
         });
         if let Some(spec) = outlier_detection {
             tokio::spawn(detect_outliers(Arc::downgrade(&pool), spec));
+        }
+        if let Some(timeout) = pool.idle_timeout {
+            tokio::spawn(enter_idle(Arc::downgrade(&pool), timeout));
         }
         let weak = Arc::downgrade(&pool);
         tokio::spawn(async move {
@@ -168,7 +187,17 @@ impl Pool {
     /// Takes a resolution: new addresses get endpoints, removed ones are
     /// drained (their calls finish; no new ones go there).
     fn apply(self: &Arc<Self>, latest: Resolution) {
-        if let Some(Ok(addresses)) = &latest {
+        // While idle only the answer is kept; leaving idle applies it.
+        if !self.idle.load(Ordering::Acquire) {
+            self.place(&latest);
+        }
+        *self.resolution.lock().unwrap_or_else(|e| e.into_inner()) = latest;
+        self.changed.notify_waiters();
+    }
+
+    /// Makes the endpoints follow `latest`.
+    fn place(self: &Arc<Self>, latest: &Resolution) {
+        if let Some(Ok(addresses)) = latest {
             let current = self.endpoints.read().unwrap_or_else(|e| e.into_inner()).clone();
             let mut known: BTreeMap<&Address, &Arc<Endpoint>> = current.iter().map(|e| (&e.address, e)).collect();
             let mut next = Vec::with_capacity(addresses.len());
@@ -193,8 +222,65 @@ impl Pool {
                 }
             }
         }
-        *self.resolution.lock().unwrap_or_else(|e| e.into_inner()) = latest;
+    }
+
+    /// Milliseconds since the pool began.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A call is asking for a connection: the pool is active, and leaves
+    /// idle mode if it was in it.
+    fn touch(self: &Arc<Self>) {
+        if self.idle_timeout.is_none() {
+            return;
+        }
+        let now = self.now_ms();
+        // Written only when it changed, so that busy cores do not contend
+        // for the line on every call.
+        if self.last_active.load(Ordering::Relaxed) != now {
+            self.last_active.store(now, Ordering::Relaxed);
+        }
+        if self.idle.load(Ordering::Acquire) {
+            // The resolution lock orders this with `apply` and `go_idle`.
+            let latest = self.resolution.lock().unwrap_or_else(|e| e.into_inner());
+            if self.idle.swap(false, Ordering::AcqRel) {
+                self.place(&latest);
+                drop(latest);
+                // The addresses may have changed meanwhile.
+                self.resolve_again.notify_one();
+                self.changed.notify_waiters();
+            }
+        }
+    }
+
+    /// Closes every connection if no call is in flight and none asked for
+    /// a connection since `quiet_since` (milliseconds since `born`); true
+    /// when it did.
+    fn go_idle(&self, quiet_since: u64) -> bool {
+        let latest = self.resolution.lock().unwrap_or_else(|e| e.into_inner());
+        let endpoints = self.endpoints();
+        if self.last_active.load(Ordering::Relaxed) > quiet_since || endpoints.iter().any(|e| e.load() > 0) {
+            return false;
+        }
+        self.idle.store(true, Ordering::Release);
+        *self.endpoints.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Vec::new());
+        drop(latest);
+        for endpoint in endpoints.iter() {
+            endpoint.remove();
+        }
         self.changed.notify_waiters();
+        true
+    }
+
+    /// Whether the pool is in idle mode (no connections until a call).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Acquire)
+    }
+
+    /// Connections open now.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.endpoints().iter().map(|e| e.open_connections()).sum()
     }
 
     fn spawn_slot(self: &Arc<Self>, endpoint: &Arc<Endpoint>, lasting: bool) {
@@ -214,6 +300,7 @@ impl Pool {
     /// endpoints; waits for one until `deadline`.
     pub(crate) async fn pick(self: &Arc<Self>, deadline: Option<Instant>) -> Result<Arc<Connection>, Status> {
         loop {
+            self.touch();
             let changed = self.changed.notified();
             let mut changed = std::pin::pin!(changed);
             changed.as_mut().enable();
@@ -255,6 +342,10 @@ impl Pool {
     /// Why calls cannot be placed now, if they cannot: nothing resolved,
     /// or every endpoint failed its last attempt.
     fn unavailable(&self) -> Option<Status> {
+        if self.is_idle() {
+            // Went idle while this call looked: it wakes the pool next turn.
+            return None;
+        }
         let resolution = self.resolution.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // Read after the resolution: `apply` stores the endpoints first, so
         // these are at least as new as it is (an older list read before a
@@ -433,6 +524,35 @@ async fn slot(pool: Weak<Pool>, endpoint: Arc<Endpoint>, lasting: bool) {
         }
     }
     endpoint.slots.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Idle mode: once no call has been in flight or asked for a connection
+/// for `timeout`, the pool closes its connections (a server's idle
+/// connections cost it memory and keepalive pings); the next call opens
+/// them again from the latest resolution.
+async fn enter_idle(pool: Weak<Pool>, timeout: Duration) {
+    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    let mut wait = timeout;
+    loop {
+        tokio::time::sleep(wait).await;
+        let Some(pool) = pool.upgrade() else { return };
+        if pool.is_idle() {
+            wait = timeout;
+            continue;
+        }
+        let now = pool.now_ms();
+        let last = pool.last_active.load(Ordering::Relaxed);
+        let quiet_for = now.saturating_sub(last);
+        wait = if quiet_for >= timeout_ms {
+            if !pool.go_idle(last) {
+                // Calls in flight: look again a timeout from now.
+                pool.last_active.store(now, Ordering::Relaxed);
+            }
+            timeout
+        } else {
+            Duration::from_millis(timeout_ms - quiet_for)
+        };
+    }
 }
 
 /// gRFC A50 outlier detection: every `interval`, takes each endpoint's
