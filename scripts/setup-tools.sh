@@ -138,6 +138,23 @@ else
   rm -rf "$probe_mod"
 fi
 
+# The protovalidate conformance harness (tools v1.2.2), built from a
+# throwaway module: `go install ...@v1.2.2` is refused by the proxy here.
+if [ -x "$tools/go/bin/protovalidate-conformance" ]; then
+  log "protovalidate-conformance present"
+else
+  log "building protovalidate-conformance v1.2.2"
+  pv_mod="$(mktemp -d)"
+  (
+    cd "$pv_mod"
+    go mod init conformance.build >/dev/null 2>&1
+    go get github.com/bufbuild/protovalidate/tools/protovalidate-conformance@v1.2.2 >/dev/null 2>&1
+    go build -o "$tools/go/bin/protovalidate-conformance" \
+      github.com/bufbuild/protovalidate/tools/protovalidate-conformance
+  )
+  rm -rf "$pv_mod"
+fi
+
 # kubectl-validate (Kubernetes' own schema validation, offline for the
 # versions built into it: 1.23-1.30 in v0.0.4, its newest release), same
 # place. kube-linter is not installed: the module proxy refuses

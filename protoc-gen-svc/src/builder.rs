@@ -167,6 +167,32 @@ impl Builder {
     }
 }
 
+impl Builder {
+    /// Generates from an encoded `google.protobuf.FileDescriptorSet` (from
+    /// `buf build -o`, `protoc --descriptor_set_out --include_imports`, or
+    /// another tool) instead of .proto files: code for the files named in
+    /// `files` (all of them when empty), which must come after their
+    /// imports in the set. Writes the generated files; returns their paths.
+    pub fn compile_descriptor_set(&self, descriptor_set: &[u8], files: &[&str]) -> Result<Vec<PathBuf>> {
+        let out_dir = match &self.out_dir {
+            Some(d) => d.clone(),
+            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or_else(|| {
+                Error::one(Diagnostic::new(
+                    "Builder",
+                    "OUT_DIR is not set",
+                    "call it from build.rs, or set an output directory with .out_dir(...)",
+                ))
+            })?,
+        };
+        let names = crate::source::set_file_names(descriptor_set)?;
+        let files_to_generate = if files.is_empty() { names } else { files.iter().map(|f| (*f).to_owned()).collect() };
+        let descriptor_set = crate::source::lower_editions(descriptor_set)?;
+        let input = crate::Input { descriptor_set, files_to_generate, source_paths: Vec::new() };
+        let files = crate::generate(&input, &self.options)?;
+        write_files(&out_dir, &files)
+    }
+}
+
 /// Writes generated files under `dir`, creating directories; files whose
 /// content is unchanged are not rewritten (keeps mtimes stable for cargo).
 pub fn write_files(dir: &Path, files: &[crate::GeneratedFile]) -> Result<Vec<PathBuf>> {

@@ -190,15 +190,16 @@ fn rust_code(input: &Input, options: &Options) -> Result<(Vec<ir::Package>, Vec<
         let front = descriptor_pool(input).and_then(|pool| {
             let packages = annotations::read_packages(&pool, input)?;
             let plan = emit::rust::descriptor_plan(&pool, &files, &packages, options);
-            Ok((packages, plan))
+            let validators = emit::rust::validators(&pool, &packages, options)?;
+            Ok((packages, plan, validators))
         });
         (front, prost.join())
     });
     // The descriptors' and annotations' errors come first: they say what is
     // wrong with the input, which prost-build's may only echo.
-    let (packages, plan) = front?;
+    let (packages, plan, validators) = front?;
     let prost = prost.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-    let code = emit::rust::assemble(prost, plan, &packages, options, threads)?;
+    let code = emit::rust::assemble(prost, plan, validators, &packages, options, threads)?;
     Ok((packages, code))
 }
 

@@ -212,6 +212,54 @@ pub(crate) fn set_files(set: &[u8]) -> std::result::Result<Vec<&[u8]>, String> {
     Ok(files)
 }
 
+/// The names of the files in an encoded `FileDescriptorSet`, in order.
+pub fn set_file_names(set: &[u8]) -> Result<Vec<String>> {
+    let bad = |why: String| {
+        crate::Error::one(Diagnostic::new(
+            "descriptor set",
+            format!("the bytes are not a FileDescriptorSet: {why}"),
+            "pass the output of `buf build -o` or `protoc --descriptor_set_out --include_imports`",
+        ))
+    };
+    let files = set_files(set).map_err(bad)?;
+    files
+        .iter()
+        .map(|f| {
+            FileHeader::decode(*f)
+                .map_err(|e| bad(e.to_string()))?
+                .name
+                .ok_or_else(|| bad("a file has no name".to_owned()))
+        })
+        .collect()
+}
+
+/// A descriptor set with its editions files lowered to the proto2/proto3
+/// forms the generator reads (as the plugin does with its request).
+pub fn lower_editions(set: &[u8]) -> Result<Vec<u8>> {
+    let files = set_files(set).map_err(|why| {
+        crate::Error::one(Diagnostic::new(
+            "descriptor set",
+            format!("the bytes are not a FileDescriptorSet: {why}"),
+            "pass the output of `buf build -o` or `protoc --descriptor_set_out --include_imports`",
+        ))
+    })?;
+    let mut out: Vec<std::borrow::Cow<'_, [u8]>> = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for bytes in files {
+        let header = FileHeader::decode(bytes).unwrap_or_default();
+        let name = header.name.as_deref().unwrap_or_default();
+        match crate::editions::lower(bytes, header.syntax.as_deref(), name) {
+            Ok(Some(lowered)) => out.push(std::borrow::Cow::Owned(lowered)),
+            Ok(None) => out.push(std::borrow::Cow::Borrowed(bytes)),
+            Err(e) => errors.extend(e.diagnostics),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(crate::Error { diagnostics: errors });
+    }
+    Ok(encode_set(out.iter().map(|f| f.as_ref())))
+}
+
 /// Removes every occurrence of field `number` from an encoded message,
 /// leaving all other bytes (unknown fields and extensions included) intact.
 /// Input that does not parse is returned unchanged.

@@ -32,6 +32,7 @@ pub mod metrics;
 mod table;
 pub mod tls;
 pub mod trace;
+pub mod validate;
 
 pub use error::Error;
 pub use errors::{TypedError, TypedErrors};

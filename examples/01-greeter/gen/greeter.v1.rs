@@ -881,6 +881,98 @@ pub mod greeter_svc {
         }
     }
 }
+impl ::svc_runtime::validate::Validate for HelloRequest {
+    #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
+    fn validate_into(&self, v: &mut ::svc_runtime::validate::Validator) {
+        {
+            let field = &::svc_runtime::validate::Field {
+                number: 1,
+                name: "name",
+                kind: 9,
+                map: None,
+            };
+            {
+                let val = &self.name;
+                v.enter(field, None);
+                if ::svc_runtime::validate::chars(val.as_str()) < 1 {
+                    v.violation(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[(14, "string", 11), (2, "min_len", 4)],
+                            index: None,
+                        },
+                        "string.min_len",
+                        "must be at least 1 characters",
+                    );
+                }
+                if ::svc_runtime::validate::chars(val.as_str()) > 100 {
+                    v.violation(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[(14, "string", 11), (3, "max_len", 4)],
+                            index: None,
+                        },
+                        "string.max_len",
+                        "must be at most 100 characters",
+                    );
+                }
+                v.leave();
+            }
+        }
+    }
+}
+impl ::svc_runtime::validate::Validate for HelloReply {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for HelloStreamRequest {
+    #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
+    fn validate_into(&self, v: &mut ::svc_runtime::validate::Validator) {
+        {
+            let field = &::svc_runtime::validate::Field {
+                number: 1,
+                name: "name",
+                kind: 9,
+                map: None,
+            };
+            {
+                let val = &self.name;
+                v.enter(field, None);
+                if ::svc_runtime::validate::chars(val.as_str()) < 1 {
+                    v.violation(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[(14, "string", 11), (2, "min_len", 4)],
+                            index: None,
+                        },
+                        "string.min_len",
+                        "must be at least 1 characters",
+                    );
+                }
+                v.leave();
+            }
+        }
+        {
+            let field = &::svc_runtime::validate::Field {
+                number: 2,
+                name: "count",
+                kind: 13,
+                map: None,
+            };
+            {
+                let val = &self.count;
+                v.enter(field, None);
+                if (*val) > 100u32 || (*val) < 1u32 {
+                    v.violation(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[(5, "uint32", 11), (5, "gte", 13)],
+                            index: None,
+                        },
+                        "uint32.gte_lte",
+                        "must be greater than or equal to 1 and less than or equal to 100",
+                    );
+                }
+                v.leave();
+            }
+        }
+    }
+}
 /// Encoded descriptors of the files of package `greeter.v1`, for gRPC reflection; with the statics they link to, they describe the package completely (`encode_set()` gives a `FileDescriptorSet`).
 pub static FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
     files: &[

@@ -12,6 +12,7 @@ pub mod rust;
 pub mod spec;
 #[cfg(feature = "manifests")]
 pub mod templates;
+pub mod validate;
 
 /// One output file, with a path relative to the output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -107,7 +107,27 @@ pub fn package_code(
     let wanted: Vec<String> = packages.iter().flat_map(|p| p.files.iter().cloned()).collect();
     let prost = prost_code(&files, &wanted, options)?;
     let plan = descriptor_plan(pool, &files, packages, options);
-    assemble(prost, plan, packages, options, threads)
+    let validators = validators(pool, packages, options)?;
+    assemble(prost, plan, validators, packages, options, threads)
+}
+
+/// Each package's validators (`validate=true` with the messages), by
+/// package name.
+pub fn validators(
+    pool: &DescriptorPool,
+    packages: &[ir::Package],
+    options: &Options,
+) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    if !(options.messages && options.validate) {
+        return Ok(out);
+    }
+    let generated: HashSet<&str> = packages.iter().flat_map(|p| p.files.iter().map(String::as_str)).collect();
+    for package in packages {
+        let code = super::validate::package(pool, &package.name, &package.files, &generated, &options.runtime_crate)?;
+        out.insert(package.name.clone(), code);
+    }
+    Ok(out)
 }
 
 /// Runs prost-build (messages, and tonic-build for services) on `wanted`
@@ -186,6 +206,7 @@ pub fn descriptor_plan(
 pub fn assemble(
     prost: ProstCode,
     plan: Option<descriptors::Plan>,
+    mut validators: HashMap<String, String>,
     packages: &[ir::Package],
     options: &Options,
     threads: usize,
@@ -229,6 +250,9 @@ pub fn assemble(
             }
         }
         body.push_str(&extra.to_string());
+        if let Some(code) = validators.remove(&package.name) {
+            body.push_str(&code);
+        }
         bodies.push((messages, body));
     }
     drop((modules, services));

@@ -464,6 +464,15 @@ pub mod legacy_service_svc {
         }
     }
 }
+impl ::svc_runtime::validate::Validate for Legacy {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for legacy::Result {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for legacy::Entry {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
 /// Encoded descriptors of the files of package `adversarial.legacy`, for gRPC reflection; with the statics they link to, they describe the package completely (`encode_set()` gives a `FileDescriptorSet`).
 pub static FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
     files: &[

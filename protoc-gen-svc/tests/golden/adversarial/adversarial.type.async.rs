@@ -902,6 +902,33 @@ pub mod async_svc {
         }
     }
 }
+impl ::svc_runtime::validate::Validate for Self_ {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for Result {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for Option {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for Box {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for Recursive {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for Outer {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for outer::Inner {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for outer::inner::Inner {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for OuterInner {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
 /// Encoded descriptors of the files of package `adversarial.type.async`, for gRPC reflection; with the statics they link to, they describe the package completely (`encode_set()` gives a `FileDescriptorSet`).
 pub static FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
     files: &[

@@ -892,6 +892,18 @@ pub mod shop_svc {
         }
     }
 }
+impl ::svc_runtime::validate::Validate for GetItemRequest {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for Item {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for PlaceOrderRequest {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for Order {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
 /// Encoded descriptors of the files of package `shop.v1`, for gRPC reflection; with the statics they link to, they describe the package completely (`encode_set()` gives a `FileDescriptorSet`).
 pub static FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
     files: &[

@@ -115,3 +115,15 @@ impl ::svc_runtime::codegen::TypedErrors for ShopError {
         Self::from_str_name(reason)
     }
 }
+impl ::svc_runtime::validate::Validate for GetItemRequest {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for Item {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for PlaceOrderRequest {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}
+impl ::svc_runtime::validate::Validate for Order {
+    fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
+}

@@ -1,0 +1,1196 @@
+//! Validators: each message's `buf.validate` rules compiled to Rust.
+//!
+//! For every message of a generated package this writes an
+//! `impl Validate` whose body checks the rules with their values as
+//! constants and messages formatted at generation time, the way
+//! protovalidate's CEL definitions of the standard rules say. Rule paths
+//! come from the rules' own descriptors (`buf.validate.FieldRules` and the
+//! `*Rules` messages in the request), so they are what protovalidate
+//! reports.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
+    Value,
+};
+
+use crate::error::{Diagnostic, Result};
+use crate::ident;
+
+const FIELD_EXT: &str = "buf.validate.field";
+const MESSAGE_EXT: &str = "buf.validate.message";
+const ONEOF_EXT: &str = "buf.validate.oneof";
+
+/// `buf.validate.Ignore` values.
+const IGNORE_IF_ZERO_VALUE: i32 = 1;
+const IGNORE_ALWAYS: i32 = 3;
+
+/// The validators of the messages declared in `files` (of package
+/// `package`), as Rust items; `generated` names every file whose messages
+/// get validators in this run (so nested messages from them can be
+/// walked).
+pub fn package(
+    pool: &DescriptorPool,
+    package: &str,
+    files: &[String],
+    generated: &HashSet<&str>,
+    rt: &str,
+) -> Result<String> {
+    let Some(field_ext) = pool.get_extension_by_name(FIELD_EXT) else {
+        // No file imports buf/validate: every message is valid as it is.
+        let mut out = String::new();
+        for file in files.iter().filter_map(|f| pool.get_file_by_name(f)) {
+            for m in all_messages(file.messages()) {
+                let path = ident::type_path(package, m.full_name());
+                let _ = writeln!(
+                    out,
+                    "impl {rt}::validate::Validate for {path} {{ fn validate_into(&self, _: &mut {rt}::validate::Validator) {{}} }}"
+                );
+            }
+        }
+        return Ok(out);
+    };
+    let cx = Cx {
+        rt,
+        package,
+        generated,
+        field_ext,
+        message_ext: pool.get_extension_by_name(MESSAGE_EXT),
+        oneof_ext: pool.get_extension_by_name(ONEOF_EXT),
+        field_rules: pool.get_message_by_name("buf.validate.FieldRules"),
+    };
+    let mut out = String::new();
+    for file in files.iter().filter_map(|f| pool.get_file_by_name(f)) {
+        for m in all_messages(file.messages()) {
+            out.push_str(&cx.message(&m, file.name())?);
+        }
+    }
+    Ok(out)
+}
+
+fn all_messages(top: impl Iterator<Item = MessageDescriptor>) -> Vec<MessageDescriptor> {
+    let mut out = Vec::new();
+    let mut stack: Vec<MessageDescriptor> = top.collect();
+    stack.reverse();
+    while let Some(m) = stack.pop() {
+        if m.is_map_entry() {
+            continue;
+        }
+        let mut children: Vec<MessageDescriptor> = m.child_messages().collect();
+        children.reverse();
+        stack.extend(children);
+        out.push(m);
+    }
+    out
+}
+
+struct Cx<'a> {
+    rt: &'a str,
+    package: &'a str,
+    generated: &'a HashSet<&'a str>,
+    field_ext: ExtensionDescriptor,
+    message_ext: Option<ExtensionDescriptor>,
+    oneof_ext: Option<ExtensionDescriptor>,
+    field_rules: Option<MessageDescriptor>,
+}
+
+fn extension(options: &DynamicMessage, ext: &ExtensionDescriptor) -> Option<DynamicMessage> {
+    if !options.has_extension(ext) {
+        return None;
+    }
+    options.get_extension(ext).as_message().cloned()
+}
+
+/// How a value is held in the prost struct.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// Plain `T` (proto3 implicit presence, proto2 required).
+    Plain,
+    /// `Option<T>` (explicit presence, messages).
+    Optional,
+}
+
+fn type_number(f: &FieldDescriptor) -> i32 {
+    f.field_descriptor_proto().r#type.unwrap_or(0)
+}
+
+fn kind_number(k: &Kind) -> i32 {
+    match k {
+        Kind::Double => 1,
+        Kind::Float => 2,
+        Kind::Int64 => 3,
+        Kind::Uint64 => 4,
+        Kind::Int32 => 5,
+        Kind::Fixed64 => 6,
+        Kind::Fixed32 => 7,
+        Kind::Bool => 8,
+        Kind::String => 9,
+        Kind::Message(_) => 11,
+        Kind::Bytes => 12,
+        Kind::Uint32 => 13,
+        Kind::Enum(_) => 14,
+        Kind::Sfixed32 => 15,
+        Kind::Sfixed64 => 16,
+        Kind::Sint32 => 17,
+        Kind::Sint64 => 18,
+    }
+}
+
+/// A rule path under construction: `(number, name, type)` steps.
+#[derive(Clone, Default)]
+struct Steps(Vec<(u32, String, i32)>);
+
+impl Steps {
+    fn with(&self, f: &FieldDescriptor) -> Steps {
+        let mut s = self.clone();
+        s.0.push((f.number(), f.name().to_owned(), type_number(f)));
+        s
+    }
+
+    fn text(&self, rt: &str, index: Option<usize>) -> String {
+        let steps: Vec<String> = self.0.iter().map(|(n, name, t)| format!("({n}, {name:?}, {t})")).collect();
+        let index = index.map_or("None".to_owned(), |i| format!("Some({i})"));
+        format!("&{rt}::validate::Rule {{ steps: &[{}], index: {index} }}", steps.join(", "))
+    }
+}
+
+impl Cx<'_> {
+    fn message(&self, m: &MessageDescriptor, file: &str) -> Result<String> {
+        let rt = self.rt;
+        let path = ident::type_path(self.package, m.full_name());
+        let mut body = String::new();
+        let mut uses_self = false;
+        // Message rules: `oneof` (at most one of the fields set, or exactly
+        // one when required).
+        if let Some(rules) = self.message_ext.as_ref().and_then(|e| extension(&m.options(), e))
+            && let Some(Value::List(oneofs)) = rules.get_field_by_name("oneof").map(|v| v.into_owned())
+        {
+            for (i, rule) in oneofs.iter().enumerate() {
+                let Some(rule) = rule.as_message() else { continue };
+                let names: Vec<String> = match rule.get_field_by_name("fields").map(|v| v.into_owned()) {
+                    Some(Value::List(l)) => l.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                    _ => Vec::new(),
+                };
+                let required = rule.get_field_by_name("required").and_then(|v| v.as_bool()).unwrap_or(false);
+                let mut set = Vec::new();
+                for name in &names {
+                    let Some(f) = m.get_field_by_name(name) else {
+                        return Err(Diagnostic::new(
+                            format!("message {}", m.full_name()),
+                            format!(
+                                "(buf.validate.message).oneof names field {name:?}, which {} does not have",
+                                m.name()
+                            ),
+                            "list fields of this message",
+                        )
+                        .in_file(file)
+                        .into());
+                    };
+                    set.push(self.is_set(m, &f));
+                }
+                uses_self = true;
+                let count = set.iter().map(|s| format!("usize::from({s})")).collect::<Vec<_>>().join(" + ");
+                let count = if count.is_empty() { "0usize".to_owned() } else { count };
+                let rule_path = format!("&{rt}::validate::Rule {{ steps: &[(4, \"oneof\", 11)], index: Some({i}) }}");
+                let list = names.join(", ");
+                let _ = writeln!(body, "{{ let set = {count};");
+                let _ = writeln!(
+                    body,
+                    "if set > 1 {{ v.violation({rule_path}, \"message.oneof\", {:?}); }}",
+                    format!("only one of {list} can be set")
+                );
+                if required {
+                    let _ = writeln!(
+                        body,
+                        "if set == 0 {{ v.violation({rule_path}, \"message.oneof\", {:?}); }}",
+                        format!("one of {list} must be set")
+                    );
+                }
+                body.push_str("}\n");
+            }
+        }
+        // Oneof rules: `required`.
+        for oneof in m.oneofs().filter(|o| !o.is_synthetic()) {
+            let Some(rules) = self.oneof_ext.as_ref().and_then(|e| extension(&oneof.options(), e)) else { continue };
+            if rules.get_field_by_name("required").and_then(|v| v.as_bool()) == Some(true) {
+                uses_self = true;
+                let name = ident::to_snake(oneof.name());
+                let _ = writeln!(
+                    body,
+                    "if self.{name}.is_none() {{ v.enter(&{rt}::validate::Field {{ number: 0, name: {:?}, kind: 0, map: None }}, None); v.violation(&{rt}::validate::Rule {{ steps: &[(1, \"required\", 8)], index: None }}, \"required\", \"exactly one field is required in oneof\"); v.leave(); }}",
+                    oneof.name()
+                );
+            }
+        }
+        for f in m.fields() {
+            let code = self.field(m, &f, file)?;
+            if !code.is_empty() {
+                uses_self = true;
+                body.push_str(&code);
+            }
+        }
+        if !uses_self {
+            return Ok(format!(
+                "impl {rt}::validate::Validate for {path} {{ fn validate_into(&self, _: &mut {rt}::validate::Validator) {{}} }}\n"
+            ));
+        }
+        // Rule values are constants: a bound at a type's extreme makes a
+        // comparison that is always false, which is fine here.
+        Ok(format!(
+            "impl {rt}::validate::Validate for {path} {{\n#[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]\nfn validate_into(&self, v: &mut {rt}::validate::Validator) {{\n{body}}}\n}}\n"
+        ))
+    }
+
+    /// A boolean expression: whether field `f` of `m` is set (for oneof
+    /// message rules).
+    fn is_set(&self, m: &MessageDescriptor, f: &FieldDescriptor) -> String {
+        let name = ident::to_snake(f.name());
+        if let Some(o) = f.containing_oneof().filter(|o| !o.is_synthetic()) {
+            let module = self.module_of(m);
+            return format!(
+                "matches!(self.{}, Some({module}::{}::{}(_)))",
+                ident::to_snake(o.name()),
+                ident::to_upper_camel(o.name()),
+                ident::to_upper_camel(f.name())
+            );
+        }
+        if f.is_list() || f.is_map() {
+            return format!("!self.{name}.is_empty()");
+        }
+        match self.holder(f) {
+            Holder::Optional => format!("self.{name}.is_some()"),
+            Holder::Plain => format!("({})", zero_test(f, &format!("self.{name}"), false)),
+        }
+    }
+
+    /// The module holding `m`'s nested types (`outer::inner`).
+    fn module_of(&self, m: &MessageDescriptor) -> String {
+        let path = ident::type_path(self.package, m.full_name());
+        let mut parts: Vec<String> = path.split("::").map(str::to_owned).collect();
+        if let Some(last) = parts.pop() {
+            parts.push(ident::to_snake(m.name()));
+            let _ = last;
+        }
+        parts.join("::")
+    }
+
+    fn holder(&self, f: &FieldDescriptor) -> Holder {
+        // prost holds proto2 `required` fields, messages included, plainly.
+        let required = f.field_descriptor_proto().label == Some(2);
+        if required {
+            Holder::Plain
+        } else if matches!(f.kind(), Kind::Message(_)) || f.supports_presence() {
+            Holder::Optional
+        } else {
+            Holder::Plain
+        }
+    }
+
+    fn field(&self, m: &MessageDescriptor, f: &FieldDescriptor, file: &str) -> Result<String> {
+        let rt = self.rt;
+        let rules = extension(&f.options(), &self.field_ext);
+        let ignore =
+            rules.as_ref().and_then(|r| r.get_field_by_name("ignore")).and_then(|v| v.as_enum_number()).unwrap_or(0);
+        if ignore == IGNORE_ALWAYS {
+            return Ok(String::new());
+        }
+        let required =
+            rules.as_ref().and_then(|r| r.get_field_by_name("required")).and_then(|v| v.as_bool()).unwrap_or(false);
+        let nested = self.walks(f);
+        if rules.is_none() && !nested {
+            return Ok(String::new());
+        }
+        let field_desc = format!(
+            "&{rt}::validate::Field {{ number: {}, name: {:?}, kind: {}, map: {} }}",
+            f.number(),
+            f.name(),
+            type_number(f),
+            match (f.is_map(), f.kind()) {
+                (true, Kind::Message(entry)) => {
+                    let k = entry.map_entry_key_field();
+                    let v = entry.map_entry_value_field();
+                    format!("Some(({}, {}))", kind_number(&k.kind()), kind_number(&v.kind()))
+                }
+                _ => "None".to_owned(),
+            }
+        );
+        let name = ident::to_snake(f.name());
+        let root = Steps::default();
+        let mut out = String::new();
+        let required_rule = || {
+            let steps = self
+                .field_rules
+                .as_ref()
+                .and_then(|d| d.get_field_by_name("required"))
+                .map(|r| root.with(&r))
+                .unwrap_or_default();
+            format!("v.violation({}, \"required\", \"value is required\");", steps.text(rt, None))
+        };
+        let type_rules = rules.as_ref().and_then(|r| self.type_rules(r));
+
+        // Where the value is, and whether it is there.
+        let oneof = f.containing_oneof().filter(|o| !o.is_synthetic());
+        if f.is_list() || f.is_map() {
+            let mut inner = String::new();
+            if let Some((rf, r)) = &type_rules {
+                inner.push_str(&self.collection_rules(f, rf, r, file, &root)?);
+            } else if nested {
+                inner.push_str(&self.collection_rules_plain(f)?);
+            }
+            if inner.is_empty() && !required {
+                return Ok(String::new());
+            }
+            let _ = writeln!(out, "{{ let field = {field_desc}; let val = &self.{name};");
+            if required {
+                let _ = writeln!(out, "if val.is_empty() {{ v.enter(field, None); {} v.leave(); }}", required_rule());
+            }
+            if ignore == IGNORE_IF_ZERO_VALUE {
+                let _ = writeln!(out, "if !val.is_empty() {{ {inner} }}");
+            } else {
+                out.push_str(&inner);
+            }
+            out.push_str("}\n");
+            return Ok(out);
+        }
+
+        let (open, close) = if let Some(o) = &oneof {
+            let module = self.module_of(m);
+            (
+                format!(
+                    "if let Some({module}::{}::{}(val)) = &self.{} {{",
+                    ident::to_upper_camel(o.name()),
+                    ident::to_upper_camel(f.name()),
+                    ident::to_snake(o.name())
+                ),
+                "}".to_owned(),
+            )
+        } else {
+            match self.holder(f) {
+                Holder::Optional => (format!("if let Some(val) = &self.{name} {{"), "}".to_owned()),
+                Holder::Plain => (format!("{{ let val = &self.{name};"), "}".to_owned()),
+            }
+        };
+        let presence = oneof.is_some() || self.holder(f) == Holder::Optional;
+        let mut inner = String::new();
+        if let Some((rf, r)) = &type_rules {
+            inner.push_str(&self.value_rules(f, &f.kind(), rf, r, "val", file, &root)?);
+        }
+        if nested {
+            let _ = write!(inner, "{rt}::validate::Validate::validate_into(val, v);");
+        }
+        if inner.is_empty() && !required {
+            return Ok(String::new());
+        }
+        let _ = writeln!(out, "{{ let field = {field_desc};");
+        if required {
+            if presence {
+                let unset = if let Some(o) = &oneof {
+                    let module = self.module_of(m);
+                    format!(
+                        "!matches!(self.{}, Some({module}::{}::{}(_)))",
+                        ident::to_snake(o.name()),
+                        ident::to_upper_camel(o.name()),
+                        ident::to_upper_camel(f.name())
+                    )
+                } else {
+                    format!("self.{name}.is_none()")
+                };
+                let _ = writeln!(out, "if {unset} {{ v.enter(field, None); {} v.leave(); }}", required_rule());
+            } else {
+                let zero = zero_test(f, &format!("self.{name}"), false);
+                let _ = writeln!(out, "if {zero} {{ v.enter(field, None); {} v.leave(); }}", required_rule());
+            }
+        }
+        if !inner.is_empty() {
+            out.push_str(&open);
+            let body = format!("v.enter(field, None); {inner} v.leave();");
+            let skip_zero = ignore == IGNORE_IF_ZERO_VALUE || (required && !presence);
+            if skip_zero && !matches!(f.kind(), Kind::Message(_)) {
+                let zero = zero_test(f, "(*val)", true);
+                let _ = write!(out, "if !({zero}) {{ {body} }}");
+            } else {
+                out.push_str(&body);
+            }
+            out.push_str(&close);
+        }
+        out.push_str("}\n");
+        Ok(out)
+    }
+
+    /// Whether the field holds messages of a generated file (walked for
+    /// their own rules).
+    fn walks(&self, f: &FieldDescriptor) -> bool {
+        let message = match f.kind() {
+            Kind::Message(m) if f.is_map() => match m.map_entry_value_field().kind() {
+                Kind::Message(v) => v,
+                _ => return false,
+            },
+            Kind::Message(m) => m,
+            _ => return false,
+        };
+        self.generated.contains(message.parent_file().name())
+    }
+
+    /// The `*Rules` message set in `FieldRules.type`, with its field.
+    fn type_rules(&self, rules: &DynamicMessage) -> Option<(FieldDescriptor, DynamicMessage)> {
+        let desc = rules.descriptor();
+        let oneof = desc.oneofs().find(|o| o.name() == "type")?;
+        for f in oneof.fields() {
+            if rules.has_field(&f) {
+                return rules.get_field(&f).as_message().cloned().map(|m| (f, m));
+            }
+        }
+        None
+    }
+
+    /// Rules on a repeated or map field: sizes, uniqueness, items, keys
+    /// and values.
+    fn collection_rules(
+        &self,
+        f: &FieldDescriptor,
+        rf: &FieldDescriptor,
+        r: &DynamicMessage,
+        file: &str,
+        root: &Steps,
+    ) -> Result<String> {
+        let rt = self.rt;
+        let base = root.with(rf);
+        let mut out = String::new();
+        let get_u64 = |name: &str| -> Option<(u64, FieldDescriptor)> {
+            let d = r.descriptor().get_field_by_name(name)?;
+            r.has_field(&d).then(|| (r.get_field(&d).as_u64().unwrap_or(0), d))
+        };
+        let wrong = |what: &str| {
+            Err(Diagnostic::new(
+                format!("field {}", f.full_name()),
+                format!(
+                    "{what} rules on a field that is {}",
+                    if f.is_map() {
+                        "a map"
+                    } else if f.is_list() {
+                        "repeated"
+                    } else {
+                        "singular"
+                    }
+                ),
+                "use the rules of the field's type (repeated for lists, map for maps)",
+            )
+            .in_file(file)
+            .into())
+        };
+        match rf.name() {
+            "repeated" if f.is_list() => {
+                let mut sizes = String::new();
+                if let Some((n, d)) = get_u64("min_items") {
+                    let _ = write!(
+                        sizes,
+                        "if (val.len() as u64) < {n} {{ v.violation({}, \"repeated.min_items\", {:?}); }}",
+                        base.with(&d).text(rt, None),
+                        format!("must contain at least {n} item(s)")
+                    );
+                }
+                if let Some((n, d)) = get_u64("max_items") {
+                    let _ = write!(
+                        sizes,
+                        "if (val.len() as u64) > {n} {{ v.violation({}, \"repeated.max_items\", {:?}); }}",
+                        base.with(&d).text(rt, None),
+                        format!("must contain no more than {n} item(s)")
+                    );
+                }
+                if let Some(d) = r.descriptor().get_field_by_name("unique")
+                    && r.has_field(&d)
+                    && r.get_field(&d).as_bool() == Some(true)
+                {
+                    let _ = write!(
+                        sizes,
+                        "if !{rt}::validate::unique(val) {{ v.violation({}, \"repeated.unique\", \"repeated value must contain unique items\"); }}",
+                        base.with(&d).text(rt, None)
+                    );
+                }
+                if !sizes.is_empty() {
+                    let _ = write!(out, "v.enter(field, None); {sizes} v.leave();");
+                }
+                let items = r
+                    .descriptor()
+                    .get_field_by_name("items")
+                    .and_then(|d| r.has_field(&d).then(|| (d.clone(), r.get_field(&d).as_message().cloned())));
+                let nested = self.walks(f);
+                let mut each = String::new();
+                if let Some((d, Some(item_rules))) = &items {
+                    each.push_str(&self.element_rules(f, &f.kind(), item_rules, &base.with(d), file, false)?);
+                }
+                if nested {
+                    let _ = write!(each, "{rt}::validate::Validate::validate_into(val, v);");
+                }
+                if !each.is_empty() {
+                    let _ = write!(
+                        out,
+                        "for (i, val) in val.iter().enumerate() {{ v.enter(field, Some({rt}::validate::Subscript::Index(i as u64))); {each} v.leave(); }}"
+                    );
+                }
+            }
+            "map" if f.is_map() => {
+                let mut sizes = String::new();
+                if let Some((n, d)) = get_u64("min_pairs") {
+                    let _ = write!(
+                        sizes,
+                        "if (val.len() as u64) < {n} {{ v.violation({}, \"map.min_pairs\", {:?}); }}",
+                        base.with(&d).text(rt, None),
+                        format!("map must be at least {n} entries")
+                    );
+                }
+                if let Some((n, d)) = get_u64("max_pairs") {
+                    let _ = write!(
+                        sizes,
+                        "if (val.len() as u64) > {n} {{ v.violation({}, \"map.max_pairs\", {:?}); }}",
+                        base.with(&d).text(rt, None),
+                        format!("map must be at most {n} entries")
+                    );
+                }
+                if !sizes.is_empty() {
+                    let _ = write!(out, "v.enter(field, None); {sizes} v.leave();");
+                }
+                let Kind::Message(entry) = f.kind() else { return Ok(out) };
+                let key_field = entry.map_entry_key_field();
+                let value_field = entry.map_entry_value_field();
+                let sub = |d: &str| -> Option<(FieldDescriptor, DynamicMessage)> {
+                    let d = r.descriptor().get_field_by_name(d)?;
+                    if !r.has_field(&d) {
+                        return None;
+                    }
+                    r.get_field(&d).as_message().cloned().map(|m| (d, m))
+                };
+                let keys = sub("keys");
+                let values = sub("values");
+                let nested = self.walks(f);
+                let mut key_code = String::new();
+                if let Some((d, key_rules)) = &keys {
+                    key_code =
+                        self.element_rules(&key_field, &key_field.kind(), key_rules, &base.with(d), file, true)?;
+                }
+                let mut value_code = String::new();
+                if let Some((d, value_rules)) = &values {
+                    value_code =
+                        self.element_rules(&value_field, &value_field.kind(), value_rules, &base.with(d), file, false)?;
+                }
+                if nested {
+                    let _ = write!(value_code, "{rt}::validate::Validate::validate_into(val, v);");
+                }
+                if !key_code.is_empty() || !value_code.is_empty() {
+                    let subscript = key_subscript(rt, &key_field.kind());
+                    let value = if value_code.is_empty() { "_" } else { "val" };
+                    let _ = write!(out, "for (key, {value}) in val.iter() {{ v.enter(field, Some({subscript}));");
+                    if !key_code.is_empty() {
+                        let _ = write!(out, "{{ let val = key; {key_code} }}");
+                    }
+                    out.push_str(&value_code);
+                    out.push_str("v.leave(); }");
+                }
+            }
+            "repeated" => return wrong("repeated"),
+            "map" => return wrong("map"),
+            other => return wrong(other),
+        }
+        Ok(out)
+    }
+
+    /// A repeated or map field of messages without rules of its own: each
+    /// element walked.
+    fn collection_rules_plain(&self, f: &FieldDescriptor) -> Result<String> {
+        let rt = self.rt;
+        if f.is_map() {
+            let Kind::Message(entry) = f.kind() else { return Ok(String::new()) };
+            let subscript = key_subscript(rt, &entry.map_entry_key_field().kind());
+            return Ok(format!(
+                "for (key, val) in val.iter() {{ v.enter(field, Some({subscript})); {rt}::validate::Validate::validate_into(val, v); v.leave(); }}"
+            ));
+        }
+        Ok(format!(
+            "for (i, val) in val.iter().enumerate() {{ v.enter(field, Some({rt}::validate::Subscript::Index(i as u64))); {rt}::validate::Validate::validate_into(val, v); v.leave(); }}"
+        ))
+    }
+
+    /// The rules of one element (an item, key or value: `FieldRules`
+    /// nested in `items`, `keys`, `values`), `val` a reference to it.
+    fn element_rules(
+        &self,
+        f: &FieldDescriptor,
+        kind: &Kind,
+        rules: &DynamicMessage,
+        base: &Steps,
+        file: &str,
+        for_key: bool,
+    ) -> Result<String> {
+        let ignore = rules.get_field_by_name("ignore").and_then(|v| v.as_enum_number()).unwrap_or(0);
+        if ignore == IGNORE_ALWAYS {
+            return Ok(String::new());
+        }
+        let Some((rf, r)) = self.type_rules(rules) else { return Ok(String::new()) };
+        let mut code = self.value_rules(f, kind, &rf, &r, "val", file, base)?;
+        if for_key {
+            code = code.replace("v.violation(", "v.key_violation(");
+        }
+        if ignore == IGNORE_IF_ZERO_VALUE && !matches!(kind, Kind::Message(_)) {
+            let zero = zero_test_kind(kind, "(*val)", true);
+            code = format!("if !({zero}) {{ {code} }}");
+        }
+        Ok(code)
+    }
+
+    /// Rules on one value (`val`, a reference) of `kind`: the checks of its
+    /// `*Rules` message `r` (the field `rf` of `FieldRules`).
+    #[allow(clippy::too_many_arguments)]
+    fn value_rules(
+        &self,
+        f: &FieldDescriptor,
+        kind: &Kind,
+        rf: &FieldDescriptor,
+        r: &DynamicMessage,
+        val: &str,
+        file: &str,
+        root: &Steps,
+    ) -> Result<String> {
+        let base = root.with(rf);
+        let expected = match kind {
+            Kind::Float => "float",
+            Kind::Double => "double",
+            Kind::Int32 => "int32",
+            Kind::Int64 => "int64",
+            Kind::Uint32 => "uint32",
+            Kind::Uint64 => "uint64",
+            Kind::Sint32 => "sint32",
+            Kind::Sint64 => "sint64",
+            Kind::Fixed32 => "fixed32",
+            Kind::Fixed64 => "fixed64",
+            Kind::Sfixed32 => "sfixed32",
+            Kind::Sfixed64 => "sfixed64",
+            Kind::Bool => "bool",
+            Kind::String => "string",
+            Kind::Bytes => "bytes",
+            Kind::Enum(_) => "enum",
+            Kind::Message(m) => match m.full_name() {
+                "google.protobuf.Duration" => "duration",
+                "google.protobuf.Timestamp" => "timestamp",
+                "google.protobuf.Any" => "any",
+                "google.protobuf.FieldMask" => "field_mask",
+                "google.protobuf.FloatValue" => "float",
+                "google.protobuf.DoubleValue" => "double",
+                "google.protobuf.Int32Value" => "int32",
+                "google.protobuf.Int64Value" => "int64",
+                "google.protobuf.UInt32Value" => "uint32",
+                "google.protobuf.UInt64Value" => "uint64",
+                "google.protobuf.BoolValue" => "bool",
+                "google.protobuf.StringValue" => "string",
+                "google.protobuf.BytesValue" => "bytes",
+                _ => "message",
+            },
+        };
+        if rf.name() != expected {
+            return Err(Diagnostic::new(
+                format!("field {}", f.full_name()),
+                format!("(buf.validate.field).{} rules on a field of type {expected}", rf.name()),
+                format!("use (buf.validate.field).{expected} rules, or change the field's type"),
+            )
+            .in_file(file)
+            .into());
+        }
+        // Wrappers hold their value in `value`.
+        // prost holds the wrapper types as `Option` of their value.
+        let val_expr = val.to_owned();
+        let mut out = String::new();
+        let numeric =
+            |ty: &str, float: bool| -> Result<String> { Ok(numeric_rules(self.rt, ty, float, r, &base, &val_expr)) };
+        match rf.name() {
+            "float" => out.push_str(&numeric("f32", true)?),
+            "double" => out.push_str(&numeric("f64", true)?),
+            "int32" | "sint32" | "sfixed32" => out.push_str(&numeric("i32", false)?),
+            "int64" | "sint64" | "sfixed64" => out.push_str(&numeric("i64", false)?),
+            "uint32" | "fixed32" => out.push_str(&numeric("u32", false)?),
+            "uint64" | "fixed64" => out.push_str(&numeric("u64", false)?),
+            "enum" => {
+                out.push_str(&numeric("i32", false)?);
+                if r.get_field_by_name("defined_only").and_then(|v| v.as_bool()) == Some(true)
+                    && let Kind::Enum(e) = kind
+                {
+                    let mut numbers: Vec<i32> = e.values().map(|v| v.number()).collect();
+                    numbers.sort_unstable();
+                    numbers.dedup();
+                    let list: Vec<String> = numbers.iter().map(i32::to_string).collect();
+                    let d = r.descriptor().get_field_by_name("defined_only").expect("defined_only");
+                    let _ = write!(
+                        out,
+                        "if ![{}].contains({val_expr}) {{ v.violation({}, \"enum.defined_only\", \"must be one of the defined enum values\"); }}",
+                        list.join(", "),
+                        base.with(&d).text(self.rt, None)
+                    );
+                }
+            }
+            "bool" => {
+                if let Some(d) = r.descriptor().get_field_by_name("const")
+                    && r.has_field(&d)
+                {
+                    let c = r.get_field(&d).as_bool().unwrap_or(false);
+                    let _ = write!(
+                        out,
+                        "if *{val_expr} != {c} {{ v.violation({}, \"bool.const\", \"must equal {c}\"); }}",
+                        base.with(&d).text(self.rt, None)
+                    );
+                }
+            }
+            "string" => out.push_str(&string_rules(self.rt, r, &base, &val_expr, f, file)?),
+            "bytes" => out.push_str(&bytes_rules(self.rt, r, &base, &val_expr, f, file)?),
+            _ => {}
+        }
+        Ok(out)
+    }
+}
+
+/// The subscript of the map entry whose key is `key`.
+fn key_subscript(rt: &str, kind: &Kind) -> String {
+    match kind {
+        Kind::Bool => format!("{rt}::validate::Subscript::Bool(*key)"),
+        Kind::String => format!("{rt}::validate::Subscript::String(key.clone())"),
+        Kind::Uint32 | Kind::Fixed32 => format!("{rt}::validate::Subscript::Uint(u64::from(*key))"),
+        Kind::Uint64 | Kind::Fixed64 => format!("{rt}::validate::Subscript::Uint(*key)"),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => format!("{rt}::validate::Subscript::Int(*key)"),
+        _ => format!("{rt}::validate::Subscript::Int(i64::from(*key))"),
+    }
+}
+
+/// Whether the value at `expr` is its type's zero (`deref`: `expr` is a
+/// value, not a place).
+fn zero_test(f: &FieldDescriptor, expr: &str, deref: bool) -> String {
+    zero_test_kind(&f.kind(), expr, deref)
+}
+
+fn zero_test_kind(kind: &Kind, expr: &str, _deref: bool) -> String {
+    match kind {
+        Kind::String | Kind::Bytes => format!("{expr}.is_empty()"),
+        Kind::Bool => format!("!{expr}"),
+        Kind::Float | Kind::Double => format!("{expr} == 0.0"),
+        Kind::Message(_) => "false".to_owned(),
+        _ => format!("{expr} == 0"),
+    }
+}
+
+fn get(r: &DynamicMessage, name: &str) -> Option<(FieldDescriptor, Value)> {
+    let d = r.descriptor().get_field_by_name(name)?;
+    if d.is_list() {
+        let v = r.get_field(&d).into_owned();
+        return match &v {
+            Value::List(l) if !l.is_empty() => Some((d, v)),
+            _ => None,
+        };
+    }
+    r.has_field(&d).then(|| (d.clone(), r.get_field(&d).into_owned()))
+}
+
+/// A rule value as a Rust literal of type `ty`.
+fn literal(v: &Value, ty: &str) -> String {
+    match v {
+        Value::F32(x) => float_literal(f64::from(*x), "f32"),
+        Value::F64(x) => float_literal(*x, ty),
+        Value::I32(x) => format!("{x}{ty}"),
+        Value::I64(x) => format!("{x}{ty}"),
+        Value::U32(x) => format!("{x}{ty}"),
+        Value::U64(x) => format!("{x}{ty}"),
+        Value::EnumNumber(x) => format!("{x}{ty}"),
+        Value::Bool(b) => b.to_string(),
+        _ => "0".to_owned(),
+    }
+}
+
+fn float_literal(x: f64, ty: &str) -> String {
+    if x.is_nan() {
+        format!("{ty}::NAN")
+    } else if x.is_infinite() {
+        format!("{}{ty}::INFINITY", if x < 0.0 { "-" } else { "" })
+    } else if ty == "f32" {
+        format!("{:?}f32", x as f32)
+    } else {
+        format!("{x:?}f64")
+    }
+}
+
+/// A rule value as CEL's `%s` formats it in protovalidate's messages.
+fn cel_text(v: &Value) -> String {
+    match v {
+        Value::F32(x) => cel_double(f64::from(*x)),
+        Value::F64(x) => cel_double(*x),
+        Value::I32(x) => x.to_string(),
+        Value::I64(x) => x.to_string(),
+        Value::U32(x) => x.to_string(),
+        Value::U64(x) => x.to_string(),
+        Value::EnumNumber(x) => x.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::List(items) => format!("[{}]", items.iter().map(cel_text).collect::<Vec<_>>().join(", ")),
+        _ => String::new(),
+    }
+}
+
+/// A double as CEL's `%s` prints it: the shortest digits that read
+/// back, never with an exponent (`10`, `0.5`, `100000000000000000000`),
+/// `NaN`, `Infinity`, `-Infinity`. A float is widened first, so `0.1f`
+/// prints `0.10000000149011612`, as protovalidate-go does.
+fn cel_double(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".to_owned()
+    } else if x.is_infinite() {
+        if x > 0.0 { "Infinity".to_owned() } else { "-Infinity".to_owned() }
+    } else {
+        format!("{x}")
+    }
+}
+
+/// const, ranges, in, not_in (and finite for floats) on `val`.
+fn numeric_rules(rt: &str, ty: &str, float: bool, r: &DynamicMessage, base: &Steps, val: &str) -> String {
+    let family = r.descriptor().name().trim_end_matches("Rules").to_ascii_lowercase();
+    let family = match family.as_str() {
+        "uint32" | "uint64" | "int32" | "int64" | "sint32" | "sint64" | "fixed32" | "fixed64" | "sfixed32"
+        | "sfixed64" | "float" | "double" | "enum" => family,
+        other => other.to_owned(),
+    };
+    let mut out = String::new();
+    let x = format!("(*{val})");
+    let nan = |cond: String| if float { format!("{x}.is_nan() || {cond}") } else { cond };
+    if let Some((d, c)) = get(r, "const") {
+        let _ = write!(
+            out,
+            "if {x} != {} {{ v.violation({}, \"{family}.const\", {:?}); }}",
+            literal(&c, ty),
+            base.with(&d).text(rt, None),
+            format!("must equal {}", cel_text(&c))
+        );
+    }
+    let lt = get(r, "lt");
+    let lte = get(r, "lte");
+    let gt = get(r, "gt");
+    let gte = get(r, "gte");
+    let upper = lt.as_ref().map(|(d, v)| (d, v, true)).or(lte.as_ref().map(|(d, v)| (d, v, false)));
+    let lower = gt.as_ref().map(|(d, v)| (d, v, true)).or(gte.as_ref().map(|(d, v)| (d, v, false)));
+    let num = |v: &Value| -> f64 {
+        match v {
+            Value::F32(x) => f64::from(*x),
+            Value::F64(x) => *x,
+            Value::I32(x) => f64::from(*x),
+            Value::I64(x) => *x as f64,
+            Value::U32(x) => f64::from(*x),
+            Value::U64(x) => *x as f64,
+            _ => 0.0,
+        }
+    };
+    match (lower, upper) {
+        (None, Some((d, u, strict))) => {
+            let (op, id, words) =
+                if strict { (">=", "lt", "less than") } else { (">", "lte", "less than or equal to") };
+            let _ = write!(
+                out,
+                "if {} {{ v.violation({}, \"{family}.{id}\", {:?}); }}",
+                nan(format!("{x} {op} {}", literal(u, ty))),
+                base.with(d).text(rt, None),
+                format!("must be {words} {}", cel_text(u))
+            );
+        }
+        (Some((d, l, strict)), None) => {
+            let (op, id, words) =
+                if strict { ("<=", "gt", "greater than") } else { ("<", "gte", "greater than or equal to") };
+            let _ = write!(
+                out,
+                "if {} {{ v.violation({}, \"{family}.{id}\", {:?}); }}",
+                nan(format!("{x} {op} {}", literal(l, ty))),
+                base.with(d).text(rt, None),
+                format!("must be {words} {}", cel_text(l))
+            );
+        }
+        (Some((d, l, lstrict)), Some((_, u, ustrict))) => {
+            let lname = if lstrict { "gt" } else { "gte" };
+            let uname = if ustrict { "lt" } else { "lte" };
+            let lwords = if lstrict { "greater than" } else { "greater than or equal to" };
+            let uwords = if ustrict { "less than" } else { "less than or equal to" };
+            let (lo, hi) = (literal(l, ty), literal(u, ty));
+            // Outside [lower, upper] (or inside the gap, when upper < lower).
+            let below = if lstrict { format!("{x} <= {lo}") } else { format!("{x} < {lo}") };
+            let above = if ustrict { format!("{x} >= {hi}") } else { format!("{x} > {hi}") };
+            let exclusive = num(u) < num(l);
+            let (cond, id, words) = if !exclusive {
+                (format!("{above} || {below}"), format!("{family}.{lname}_{uname}"), "and")
+            } else {
+                let in_gap_low = if ustrict { format!("{hi} <= {x}") } else { format!("{hi} < {x}") };
+                let in_gap_high = if lstrict { format!("{x} <= {lo}") } else { format!("{x} < {lo}") };
+                (format!("({in_gap_low} && {in_gap_high})"), format!("{family}.{lname}_{uname}_exclusive"), "or")
+            };
+            let _ = write!(
+                out,
+                "if {} {{ v.violation({}, {id:?}, {:?}); }}",
+                nan(cond),
+                base.with(d).text(rt, None),
+                format!("must be {lwords} {} {words} {uwords} {}", cel_text(l), cel_text(u))
+            );
+        }
+        (None, None) => {}
+    }
+    for (name, negate, words) in [("in", true, "must be in list"), ("not_in", false, "must not be in list")] {
+        if let Some((d, Value::List(items))) = get(r, name) {
+            let lits: Vec<String> = items.iter().map(|i| literal(i, ty)).collect();
+            let contains = format!("[{}].contains(&{x})", lits.join(", "));
+            let cond = if negate { format!("!{contains}") } else { contains };
+            let _ = write!(
+                out,
+                "if {cond} {{ v.violation({}, \"{family}.{name}\", {:?}); }}",
+                base.with(&d).text(rt, None),
+                format!("{words} {}", cel_text(&Value::List(items.clone())))
+            );
+        }
+    }
+    if float && let Some((d, Value::Bool(true))) = get(r, "finite") {
+        let _ = write!(
+            out,
+            "if !{x}.is_finite() {{ v.violation({}, \"{family}.finite\", \"must be finite\"); }}",
+            base.with(&d).text(rt, None)
+        );
+    }
+    out
+}
+
+fn string_rules(
+    rt: &str,
+    r: &DynamicMessage,
+    base: &Steps,
+    val: &str,
+    f: &FieldDescriptor,
+    file: &str,
+) -> Result<String> {
+    let mut out = String::new();
+    let s = format!("{val}.as_str()");
+    let at = |d: &FieldDescriptor| base.with(d).text(rt, None);
+    if let Some((d, c)) = get(r, "const") {
+        let c = c.as_str().unwrap_or_default().to_owned();
+        let _ = write!(
+            out,
+            "if {s} != {c:?} {{ v.violation({}, \"string.const\", {:?}); }}",
+            at(&d),
+            format!("must equal `{c}`")
+        );
+    }
+    let sizes = [
+        ("len", "!=", "must be {} characters", true),
+        ("min_len", "<", "must be at least {} characters", true),
+        ("max_len", ">", "must be at most {} characters", true),
+        ("len_bytes", "!=", "must be {} bytes", false),
+        ("min_bytes", "<", "must be at least {} bytes", false),
+        ("max_bytes", ">", "must be at most {} bytes", false),
+    ];
+    for (name, op, words, chars) in sizes {
+        if let Some((d, n)) = get(r, name) {
+            let n = n.as_u64().unwrap_or(0);
+            let size = if chars { format!("{rt}::validate::chars({s})") } else { format!("({s}.len() as u64)") };
+            let _ = write!(
+                out,
+                "if {size} {op} {n} {{ v.violation({}, \"string.{name}\", {:?}); }}",
+                at(&d),
+                words.replace("{}", &n.to_string())
+            );
+        }
+    }
+    if let Some((d, p)) = get(r, "pattern") {
+        let p = p.as_str().unwrap_or_default().to_owned();
+        if let Err(e) = regex::Regex::new(&p) {
+            return Err(Diagnostic::new(
+                format!("field {}", f.full_name()),
+                format!("string.pattern {p:?} does not compile: {e}"),
+                "write the pattern in RE2 syntax",
+            )
+            .in_file(file)
+            .into());
+        }
+        let _ = write!(
+            out,
+            "{{ static RE: std::sync::LazyLock<{rt}::validate::Regex> = std::sync::LazyLock::new(|| {rt}::validate::Regex::new({p:?}).expect(\"checked at generation\")); if !RE.is_match({s}) {{ v.violation({}, \"string.pattern\", {:?}); }} }}",
+            at(&d),
+            format!("does not match regex pattern `{p}`")
+        );
+    }
+    for (name, test, words) in [
+        ("prefix", "starts_with", "does not have prefix"),
+        ("suffix", "ends_with", "does not have suffix"),
+        ("contains", "contains", "does not contain substring"),
+    ] {
+        if let Some((d, c)) = get(r, name) {
+            let c = c.as_str().unwrap_or_default().to_owned();
+            let _ = write!(
+                out,
+                "if !{s}.{test}({c:?}) {{ v.violation({}, \"string.{name}\", {:?}); }}",
+                at(&d),
+                format!("{words} `{c}`")
+            );
+        }
+    }
+    if let Some((d, c)) = get(r, "not_contains") {
+        let c = c.as_str().unwrap_or_default().to_owned();
+        let _ = write!(
+            out,
+            "if {s}.contains({c:?}) {{ v.violation({}, \"string.not_contains\", {:?}); }}",
+            at(&d),
+            format!("contains substring `{c}`")
+        );
+    }
+    for (name, negate, words) in [("in", true, "must be in list"), ("not_in", false, "must not be in list")] {
+        if let Some((d, Value::List(items))) = get(r, name) {
+            let lits: Vec<String> = items.iter().map(|i| format!("{:?}", i.as_str().unwrap_or_default())).collect();
+            let contains = format!("[{}].contains(&{s})", lits.join(", "));
+            let cond = if negate { format!("!{contains}") } else { contains };
+            let _ = write!(
+                out,
+                "if {cond} {{ v.violation({}, \"string.{name}\", {:?}); }}",
+                at(&d),
+                format!("{words} {}", cel_text(&Value::List(items.clone())))
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn bytes_literal(b: &[u8]) -> String {
+    let parts: Vec<String> = b.iter().map(|x| format!("{x}u8")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn bytes_rules(
+    rt: &str,
+    r: &DynamicMessage,
+    base: &Steps,
+    val: &str,
+    f: &FieldDescriptor,
+    file: &str,
+) -> Result<String> {
+    let mut out = String::new();
+    let b = format!("(&{val}[..])");
+    let at = |d: &FieldDescriptor| base.with(d).text(rt, None);
+    let bytes_of = |v: &Value| -> Vec<u8> {
+        match v {
+            Value::Bytes(b) => b.to_vec(),
+            _ => Vec::new(),
+        }
+    };
+    if let Some((d, c)) = get(r, "const") {
+        let c = bytes_of(&c);
+        let _ = write!(
+            out,
+            "if {b} != &{}[..] {{ v.violation({}, \"bytes.const\", {:?}); }}",
+            bytes_literal(&c),
+            at(&d),
+            format!("must be {}", hex(&c))
+        );
+    }
+    for (name, op, words) in [
+        ("len", "!=", "must be {} bytes"),
+        ("min_len", "<", "must be at least {} bytes"),
+        ("max_len", ">", "must be at most {} bytes"),
+    ] {
+        if let Some((d, n)) = get(r, name) {
+            let n = n.as_u64().unwrap_or(0);
+            let _ = write!(
+                out,
+                "if ({b}.len() as u64) {op} {n} {{ v.violation({}, \"bytes.{name}\", {:?}); }}",
+                at(&d),
+                words.replace("{}", &n.to_string())
+            );
+        }
+    }
+    if let Some((d, p)) = get(r, "pattern") {
+        let p = p.as_str().unwrap_or_default().to_owned();
+        if let Err(e) = regex::Regex::new(&p) {
+            return Err(Diagnostic::new(
+                format!("field {}", f.full_name()),
+                format!("bytes.pattern {p:?} does not compile: {e}"),
+                "write the pattern in RE2 syntax",
+            )
+            .in_file(file)
+            .into());
+        }
+        let _ = write!(
+            out,
+            "{{ static RE: std::sync::LazyLock<{rt}::validate::Regex> = std::sync::LazyLock::new(|| {rt}::validate::Regex::new({p:?}).expect(\"checked at generation\")); match std::str::from_utf8({b}) {{ Ok(s) if RE.is_match(s) => {{}} Ok(_) => v.violation({}, \"bytes.pattern\", {:?}), Err(_) => v.violation({}, \"bytes.pattern\", \"must be valid UTF-8 to apply regexp\") }} }}",
+            at(&d),
+            format!("must match regex pattern `{p}`"),
+            at(&d),
+        );
+    }
+    for (name, test, words) in
+        [("prefix", "starts_with", "does not have prefix"), ("suffix", "ends_with", "does not have suffix")]
+    {
+        if let Some((d, c)) = get(r, name) {
+            let c = bytes_of(&c);
+            let _ = write!(
+                out,
+                "if !{b}.{test}(&{}) {{ v.violation({}, \"bytes.{name}\", {:?}); }}",
+                bytes_literal(&c),
+                at(&d),
+                format!("{words} {}", hex(&c))
+            );
+        }
+    }
+    if let Some((d, c)) = get(r, "contains") {
+        let c = bytes_of(&c);
+        let _ = write!(
+            out,
+            "if !{rt}::validate::contains_bytes({b}, &{}) {{ v.violation({}, \"bytes.contains\", {:?}); }}",
+            bytes_literal(&c),
+            at(&d),
+            format!("does not contain {}", hex(&c))
+        );
+    }
+    for (name, negate, words) in [("in", true, "must be in list"), ("not_in", false, "must not be in list")] {
+        if let Some((d, Value::List(items))) = get(r, name) {
+            let lits: Vec<String> = items.iter().map(|i| format!("&{}[..]", bytes_literal(&bytes_of(i)))).collect();
+            let contains = format!("[{}].contains(&{b})", lits.join(", "));
+            let cond = if negate { format!("!{contains}") } else { contains };
+            let _ = write!(
+                out,
+                "if {cond} {{ v.violation({}, \"bytes.{name}\", {:?}); }}",
+                at(&d),
+                format!("{words} {}", cel_text(&Value::List(items.clone())))
+            );
+        }
+    }
+    for (name, sizes, what) in [
+        ("ip", "4 | 16", "IP address"),
+        ("ipv4", "4", "IPv4 address"),
+        ("ipv6", "16", "IPv6 address"),
+        ("uuid", "16", "UUID"),
+    ] {
+        if let Some((d, Value::Bool(true))) = get(r, name) {
+            let _ = write!(
+                out,
+                "if {b}.is_empty() {{ v.violation({}, \"bytes.{name}_empty\", \"value is empty, which is not a valid {what}\"); }} else if !matches!({b}.len(), {sizes}) {{ v.violation({}, \"bytes.{name}\", \"must be a valid {what}\"); }}",
+                at(&d),
+                at(&d)
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_read_as_cel_prints_them() {
+        assert_eq!(cel_double(1.5), "1.5");
+        assert_eq!(cel_double(10.0), "10");
+        assert_eq!(cel_double(-0.5), "-0.5");
+        assert_eq!(cel_double(1e20), "100000000000000000000");
+        assert_eq!(cel_double(f64::from(0.1f32)), "0.10000000149011612");
+        assert_eq!(cel_double(-0.0), "-0");
+        assert_eq!(cel_double(f64::NAN), "NaN");
+    }
+}
