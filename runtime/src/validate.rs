@@ -269,6 +269,184 @@ pub fn chars(s: &str) -> u64 {
     s.chars().count() as u64
 }
 
+/// The well-known string formats of protovalidate (`string.email`,
+/// `hostname`, `ip`, ... and the CEL functions `isEmail`, `isHostname`,
+/// `isIp`, `isIpPrefix`, `isHostAndPort`).
+pub mod format {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// A DNS name: at most 253 characters, an optional final dot, labels
+    /// of 1 to 63 letters, digits and inner hyphens, the last not all
+    /// digits.
+    pub fn is_hostname(s: &str) -> bool {
+        if s.len() > 253 {
+            return false;
+        }
+        let name = s.strip_suffix('.').unwrap_or(s);
+        let mut last_all_digits = false;
+        for label in name.split('.') {
+            if !label_ok(label) {
+                return false;
+            }
+            last_all_digits = label.bytes().all(|b| b.is_ascii_digit());
+        }
+        !last_all_digits
+    }
+
+    fn label_ok(label: &str) -> bool {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    }
+
+    /// An email address as the HTML standard defines a valid one: a local
+    /// part of letters, digits and ``.!#$%&'*+/=?^_`{|}~-``, `@`, and a
+    /// domain of DNS labels.
+    pub fn is_email(s: &str) -> bool {
+        let Some((local, domain)) = s.split_once('@') else { return false };
+        let local_ok = !local.is_empty()
+            && local.bytes().all(|b| b.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&b));
+        local_ok && !domain.is_empty() && domain.split('.').all(label_ok)
+    }
+
+    /// An IPv4 address in dotted decimal, without leading zeros.
+    pub fn is_ipv4(s: &str) -> bool {
+        s.parse::<Ipv4Addr>().is_ok()
+    }
+
+    /// An IPv6 address, optionally with a zone (`fe80::1%eth0`).
+    pub fn is_ipv6(s: &str) -> bool {
+        let (addr, zone) = match s.split_once('%') {
+            Some((a, z)) => (a, Some(z)),
+            None => (s, None),
+        };
+        zone.is_none_or(|z| !z.is_empty()) && addr.parse::<Ipv6Addr>().is_ok()
+    }
+
+    /// An IP address of `version` (4, 6, or 0 for either).
+    pub fn is_ip(s: &str, version: i64) -> bool {
+        match version {
+            0 => is_ipv4(s) || is_ipv6(s),
+            4 => is_ipv4(s),
+            6 => is_ipv6(s),
+            _ => false,
+        }
+    }
+
+    /// An address with a prefix length (`10.0.0.0/8`), of `version` (0 for
+    /// either); `strict`: the bits past the prefix are zero.
+    pub fn is_ip_prefix(s: &str, version: i64, strict: bool) -> bool {
+        let Some((addr, len)) = s.split_once('/') else { return false };
+        if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) || (len.len() > 1 && len.starts_with('0')) {
+            return false;
+        }
+        let Ok(len) = len.parse::<u32>() else { return false };
+        let v4 = || {
+            addr.parse::<Ipv4Addr>()
+                .is_ok_and(|a| len <= 32 && (!strict || len == 32 || u32::from(a) & (u32::MAX >> len) == 0))
+        };
+        let v6 = || {
+            addr.parse::<Ipv6Addr>()
+                .is_ok_and(|a| len <= 128 && (!strict || len == 128 || u128::from(a) & (u128::MAX >> len) == 0))
+        };
+        match version {
+            0 => v4() || v6(),
+            4 => v4(),
+            6 => v6(),
+            _ => false,
+        }
+    }
+
+    fn is_port(s: &str) -> bool {
+        !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && !(s.len() > 1 && s.starts_with('0'))
+            && s.parse::<u32>().is_ok_and(|p| p <= 65535)
+    }
+
+    /// `host:port` with a hostname, IPv4 address or bracketed IPv6 address;
+    /// the port may be left out unless `port_required`.
+    pub fn is_host_and_port(s: &str, port_required: bool) -> bool {
+        if let Some(rest) = s.strip_prefix('[') {
+            let Some(end) = rest.rfind(']') else { return false };
+            let (host, after) = (&rest[..end], &rest[end + 1..]);
+            return match after {
+                "" => !port_required && is_ipv6(host),
+                _ => after.strip_prefix(':').is_some_and(|p| is_port(p) && !p.contains(':')) && is_ipv6(host),
+            };
+        }
+        match s.rsplit_once(':') {
+            None => !port_required && (is_hostname(s) || is_ipv4(s)),
+            Some((host, port)) => (is_hostname(host) || is_ipv4(host)) && is_port(port),
+        }
+    }
+
+    fn hex(s: &str) -> bool {
+        s.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
+    /// A UUID in its 8-4-4-4-12 hexadecimal form.
+    pub fn is_uuid(s: &str) -> bool {
+        let parts: Vec<&str> = s.split('-').collect();
+        parts.len() == 5 && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && hex(p))
+    }
+
+    /// A UUID as 32 hexadecimal digits, without hyphens.
+    pub fn is_tuuid(s: &str) -> bool {
+        s.len() == 32 && hex(s)
+    }
+
+    /// A ULID: 26 characters of Crockford's base32, the first at most 7.
+    pub fn is_ulid(s: &str) -> bool {
+        let b = s.as_bytes();
+        b.len() == 26
+            && (b'0'..=b'7').contains(&b[0])
+            && b.iter().all(|c| c.is_ascii_alphanumeric() && !b"IiLlOoUu".contains(c))
+    }
+
+    /// A fully-qualified protobuf name (`a.b.C`), with a leading dot when
+    /// `dot`.
+    pub fn is_protobuf_name(s: &str, dot: bool) -> bool {
+        let name = if dot {
+            match s.strip_prefix('.') {
+                Some(n) => n,
+                None => return false,
+            }
+        } else {
+            s
+        };
+        !name.is_empty()
+            && name.split('.').all(|part| {
+                part.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                    && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+    }
+
+    /// An HTTP header name (`strict`: RFC 7230 token characters, with an
+    /// optional leading `:` for HTTP/2 pseudo-headers; else no NUL, CR or
+    /// LF).
+    pub fn is_header_name(s: &str, strict: bool) -> bool {
+        if strict {
+            let token = s.strip_prefix(':').unwrap_or(s);
+            !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_|~`".contains(&b))
+        } else {
+            !s.is_empty() && !s.bytes().any(|b| matches!(b, 0 | b'\n' | b'\r'))
+        }
+    }
+
+    /// An HTTP header value (`strict`: no control characters but tab; else
+    /// no NUL, CR or LF).
+    pub fn is_header_value(s: &str, strict: bool) -> bool {
+        if strict {
+            !s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        } else {
+            !s.bytes().any(|b| matches!(b, 0 | b'\n' | b'\r'))
+        }
+    }
+}
+
 /// Whether `needle` occurs in `haystack` (an empty needle always does).
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
@@ -416,6 +594,33 @@ pub mod wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn well_known_formats() {
+        use format::*;
+        assert!(is_hostname("example.com") && is_hostname("a-b.c.") && !is_hostname("-a.com") && !is_hostname("a.123"));
+        assert!(is_email("a.b+c@example.com") && !is_email("a@") && !is_email("a@-b.com") && !is_email("ab.com"));
+        assert!(is_ip("127.0.0.1", 4) && !is_ip("127.0.1.", 4) && !is_ip("0x0.0.0.0", 0) && is_ip("::1%foo", 6));
+        assert!(!is_ip("::1%", 6) && !is_ip("12345:2:3:4:5:6:7:8", 0) && is_ip("1:2:3::1", 6));
+        assert!(is_ip_prefix("10.0.0.0/8", 4, true) && !is_ip_prefix("10.0.0.1/8", 4, true));
+        assert!(is_ip_prefix("10.0.0.1/8", 4, false) && !is_ip_prefix("10.0.0.0/08", 0, false));
+        assert!(is_ip_prefix("2001:db8::/32", 6, true) && !is_ip_prefix("2001:db8::1/32", 0, true));
+        assert!(is_host_and_port("example.com:443", true) && is_host_and_port("[::1]:80", true));
+        assert!(
+            !is_host_and_port("example.com", true)
+                && !is_host_and_port("a:080", true)
+                && !is_host_and_port("a:65536", true)
+        );
+        assert!(is_uuid("123e4567-e89b-12d3-a456-426614174000") && !is_uuid("123e4567e89b12d3a456426614174000"));
+        assert!(
+            is_tuuid("123e4567e89b12d3a456426614174000")
+                && is_ulid("01ARZ3NDEKTSV4RRFFQ69G5FAV")
+                && !is_ulid("81ARZ3NDEKTSV4RRFFQ69G5FAV")
+        );
+        assert!(is_protobuf_name("a.b.C", false) && is_protobuf_name(".a.B", true) && !is_protobuf_name("a..b", false));
+        assert!(is_header_name(":authority", true) && !is_header_name("a b", true) && is_header_value("a\tb", true));
+        assert!(!is_header_value("a\rb", false) && !is_header_value("a\x01", true));
+    }
 
     #[test]
     fn paths_print_with_subscripts() {

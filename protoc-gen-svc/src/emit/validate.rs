@@ -1038,6 +1038,85 @@ fn string_rules(
             format!("contains substring `{c}`")
         );
     }
+    // Well-known formats: an empty value has an id of its own.
+    let formats: [(&str, String, &str); 17] = [
+        ("email", format!("{rt}::validate::format::is_email({s})"), "email address"),
+        ("hostname", format!("{rt}::validate::format::is_hostname({s})"), "hostname"),
+        ("ip", format!("{rt}::validate::format::is_ip({s}, 0)"), "IP address"),
+        ("ipv4", format!("{rt}::validate::format::is_ip({s}, 4)"), "IPv4 address"),
+        ("ipv6", format!("{rt}::validate::format::is_ip({s}, 6)"), "IPv6 address"),
+        (
+            "address",
+            format!("({rt}::validate::format::is_hostname({s}) || {rt}::validate::format::is_ip({s}, 0))"),
+            "hostname, or ip address",
+        ),
+        ("uuid", format!("{rt}::validate::format::is_uuid({s})"), "UUID"),
+        ("tuuid", format!("{rt}::validate::format::is_tuuid({s})"), "trimmed UUID"),
+        ("ip_with_prefixlen", format!("{rt}::validate::format::is_ip_prefix({s}, 0, false)"), "IP prefix"),
+        (
+            "ipv4_with_prefixlen",
+            format!("{rt}::validate::format::is_ip_prefix({s}, 4, false)"),
+            "IPv4 address with prefix length",
+        ),
+        (
+            "ipv6_with_prefixlen",
+            format!("{rt}::validate::format::is_ip_prefix({s}, 6, false)"),
+            "IPv6 address with prefix length",
+        ),
+        ("ip_prefix", format!("{rt}::validate::format::is_ip_prefix({s}, 0, true)"), "IP prefix"),
+        ("ipv4_prefix", format!("{rt}::validate::format::is_ip_prefix({s}, 4, true)"), "IPv4 prefix"),
+        ("ipv6_prefix", format!("{rt}::validate::format::is_ip_prefix({s}, 6, true)"), "IPv6 prefix"),
+        ("ulid", format!("{rt}::validate::format::is_ulid({s})"), "ULID"),
+        (
+            "protobuf_fqn",
+            format!("{rt}::validate::format::is_protobuf_name({s}, false)"),
+            "fully-qualified Protobuf name",
+        ),
+        (
+            "protobuf_dot_fqn",
+            format!("{rt}::validate::format::is_protobuf_name({s}, true)"),
+            "fully-qualified Protobuf name with a leading dot",
+        ),
+    ];
+    for (name, test, what) in &formats {
+        if let Some((d, Value::Bool(true))) = get(r, name) {
+            let _ = write!(
+                out,
+                "if {s}.is_empty() {{ v.violation({}, \"string.{name}_empty\", \"value is empty, which is not a valid {what}\"); }} else if !{test} {{ v.violation({}, \"string.{name}\", \"must be a valid {what}\"); }}",
+                at(&d),
+                at(&d)
+            );
+        }
+    }
+    if let Some((d, Value::Bool(true))) = get(r, "host_and_port") {
+        let _ = write!(
+            out,
+            "if {s}.is_empty() {{ v.violation({}, \"string.host_and_port_empty\", \"value is empty, which is not a valid host and port pair\"); }} else if !{rt}::validate::format::is_host_and_port({s}, true) {{ v.violation({}, \"string.host_and_port\", \"must be a valid host (hostname or IP address) and port pair\"); }}",
+            at(&d),
+            at(&d)
+        );
+    }
+    if let Some((d, Value::EnumNumber(known))) = get(r, "well_known_regex") {
+        let strict = get(r, "strict").and_then(|(_, v)| v.as_bool()).unwrap_or(true);
+        match known {
+            1 => {
+                let _ = write!(
+                    out,
+                    "if {s}.is_empty() {{ v.violation({}, \"string.well_known_regex.header_name_empty\", \"value is empty, which is not a valid HTTP header name\"); }} else if !{rt}::validate::format::is_header_name({s}, {strict}) {{ v.violation({}, \"string.well_known_regex.header_name\", \"must be a valid HTTP header name\"); }}",
+                    at(&d),
+                    at(&d)
+                );
+            }
+            2 => {
+                let _ = write!(
+                    out,
+                    "if !{rt}::validate::format::is_header_value({s}, {strict}) {{ v.violation({}, \"string.well_known_regex.header_value\", \"must be a valid HTTP header value\"); }}",
+                    at(&d)
+                );
+            }
+            _ => {}
+        }
+    }
     for (name, negate, words) in [("in", true, "must be in list"), ("not_in", false, "must not be in list")] {
         if let Some((d, Value::List(items))) = get(r, name) {
             let lits: Vec<String> = items.iter().map(|i| format!("{:?}", i.as_str().unwrap_or_default())).collect();
