@@ -141,16 +141,7 @@ impl Builder {
 
     /// Compiles `protos` and writes the generated files; returns their paths.
     pub fn compile(&self, protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>> {
-        let out_dir = match &self.out_dir {
-            Some(d) => d.clone(),
-            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or_else(|| {
-                Error::one(Diagnostic::new(
-                    "Builder",
-                    "OUT_DIR is not set",
-                    "call it from build.rs, or set an output directory with .out_dir(...)",
-                ))
-            })?,
-        };
+        let out_dir = self.output_dir()?;
         let input = crate::source::compile(protos, includes)?;
         if self.emit_rerun.unwrap_or_else(|| {
             std::env::var_os("CARGO_MANIFEST_DIR").is_some() && std::env::var_os("OUT_DIR").is_some()
@@ -168,22 +159,27 @@ impl Builder {
 }
 
 impl Builder {
-    /// Generates from an encoded `google.protobuf.FileDescriptorSet` (from
-    /// `buf build -o`, `protoc --descriptor_set_out --include_imports`, or
-    /// another tool) instead of .proto files: code for the files named in
-    /// `files` (all of them when empty), which must come after their
-    /// imports in the set. Writes the generated files; returns their paths.
-    pub fn compile_descriptor_set(&self, descriptor_set: &[u8], files: &[&str]) -> Result<Vec<PathBuf>> {
-        let out_dir = match &self.out_dir {
-            Some(d) => d.clone(),
+    /// Where files are written: `.out_dir(...)`, else cargo's `OUT_DIR`.
+    fn output_dir(&self) -> Result<PathBuf> {
+        match &self.out_dir {
+            Some(d) => Ok(d.clone()),
             None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or_else(|| {
                 Error::one(Diagnostic::new(
                     "Builder",
                     "OUT_DIR is not set",
                     "call it from build.rs, or set an output directory with .out_dir(...)",
                 ))
-            })?,
-        };
+            }),
+        }
+    }
+
+    /// Generates from an encoded `google.protobuf.FileDescriptorSet` (from
+    /// `buf build -o`, `protoc --descriptor_set_out --include_imports`, or
+    /// another tool) instead of .proto files: code for the files named in
+    /// `files` (all of them when empty), which must come after their
+    /// imports in the set. Writes the generated files; returns their paths.
+    pub fn compile_descriptor_set(&self, descriptor_set: &[u8], files: &[&str]) -> Result<Vec<PathBuf>> {
+        let out_dir = self.output_dir()?;
         let names = crate::source::set_file_names(descriptor_set)?;
         let files_to_generate = if files.is_empty() { names } else { files.iter().map(|f| (*f).to_owned()).collect() };
         let descriptor_set = crate::source::lower_editions(descriptor_set)?;

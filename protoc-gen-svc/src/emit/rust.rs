@@ -123,8 +123,16 @@ pub fn validators(
         return Ok(out);
     }
     let generated: HashSet<&str> = packages.iter().flat_map(|p| p.files.iter().map(String::as_str)).collect();
+    let external: Vec<String> = options.extern_paths.iter().map(|(proto, _)| proto.clone()).collect();
     for package in packages {
-        let code = super::validate::package(pool, &package.name, &package.files, &generated, &options.runtime_crate)?;
+        let code = super::validate::package(
+            pool,
+            &package.name,
+            &package.files,
+            &generated,
+            &external,
+            &options.runtime_crate,
+        )?;
         out.insert(package.name.clone(), code);
     }
     Ok(out)

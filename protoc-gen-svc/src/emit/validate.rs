@@ -36,13 +36,22 @@ pub fn package(
     package: &str,
     files: &[String],
     generated: &HashSet<&str>,
+    external: &[String],
     rt: &str,
 ) -> Result<String> {
+    // Types prost maps elsewhere (the well-known types to prost-types,
+    // `extern_path`s) are not ours to implement a trait for.
+    if is_external(package, external) {
+        return Ok(String::new());
+    }
+    // Files in name order, so that every front end writes the same code.
+    let mut files: Vec<&String> = files.iter().collect();
+    files.sort();
     let Some(field_ext) = pool.get_extension_by_name(FIELD_EXT) else {
         // No file imports buf/validate: every message is valid as it is.
         let mut out = String::new();
         for file in files.iter().filter_map(|f| pool.get_file_by_name(f)) {
-            for m in all_messages(file.messages()) {
+            for m in all_messages(file.messages()).into_iter().filter(|m| !is_external(m.full_name(), external)) {
                 let path = ident::type_path(package, m.full_name());
                 let _ = writeln!(
                     out,
@@ -60,14 +69,22 @@ pub fn package(
         message_ext: pool.get_extension_by_name(MESSAGE_EXT),
         oneof_ext: pool.get_extension_by_name(ONEOF_EXT),
         field_rules: pool.get_message_by_name("buf.validate.FieldRules"),
+        external,
     };
     let mut out = String::new();
     for file in files.iter().filter_map(|f| pool.get_file_by_name(f)) {
-        for m in all_messages(file.messages()) {
+        for m in all_messages(file.messages()).into_iter().filter(|m| !is_external(m.full_name(), external)) {
             out.push_str(&cx.message(&m, file.name())?);
         }
     }
     Ok(out)
+}
+
+/// Whether prost maps `name` (a package or a type) to another crate: the
+/// well-known types, or an `extern_path` prefix.
+fn is_external(name: &str, external: &[String]) -> bool {
+    let within = |prefix: &str| name == prefix || name.starts_with(&format!("{prefix}."));
+    within("google.protobuf") || external.iter().any(|p| within(p.trim_start_matches('.')))
 }
 
 fn all_messages(top: impl Iterator<Item = MessageDescriptor>) -> Vec<MessageDescriptor> {
@@ -94,6 +111,7 @@ struct Cx<'a> {
     message_ext: Option<ExtensionDescriptor>,
     oneof_ext: Option<ExtensionDescriptor>,
     field_rules: Option<MessageDescriptor>,
+    external: &'a [String],
 }
 
 fn extension(options: &DynamicMessage, ext: &ExtensionDescriptor) -> Option<DynamicMessage> {
@@ -430,7 +448,7 @@ impl Cx<'_> {
             Kind::Message(m) => m,
             _ => return false,
         };
-        self.generated.contains(message.parent_file().name())
+        self.generated.contains(message.parent_file().name()) && !is_external(message.full_name(), self.external)
     }
 
     /// The `*Rules` message set in `FieldRules.type`, with its field.
