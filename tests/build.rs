@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         protos.join("adversarial/legacy.proto"),
         protos.join("auth/vault.proto"),
         protos.join("limits/meter.proto"),
+        protos.join("validation/rules.proto"),
     ];
     let includes = [
         example.clone(),
@@ -24,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         protos.join("adversarial"),
         protos.join("auth"),
         protos.join("limits"),
+        protos.join("validation"),
     ];
     let run = |name: &str, builder: protoc_gen_svc::Builder, files: &[PathBuf], includes: &[PathBuf]| {
         builder

@@ -190,7 +190,7 @@ fn rust_code(input: &Input, options: &Options) -> Result<(Vec<ir::Package>, Vec<
         let front = descriptor_pool(input).and_then(|pool| {
             let packages = annotations::read_packages(&pool, input)?;
             let plan = emit::rust::descriptor_plan(&pool, &files, &packages, options);
-            let validators = emit::rust::validators(&pool, &packages, options)?;
+            let validators = emit::rust::validators(&pool, &input.descriptor_set, &packages, options)?;
             Ok((packages, plan, validators))
         });
         (front, prost.join())

@@ -260,6 +260,23 @@ pub fn lower_editions(set: &[u8]) -> Result<Vec<u8>> {
     Ok(encode_set(out.iter().map(|f| f.as_ref())))
 }
 
+/// The 1-based line and column of the element at `path` (a source-info
+/// path) in file `name` of `set`, or of its nearest enclosing element with
+/// a location. Decodes the file: meant for diagnostics.
+pub(crate) fn locate(set: &[u8], name: &str, path: &[i32]) -> (Option<u32>, Option<u32>) {
+    let info = set_files(set)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|bytes| prost_types::FileDescriptorProto::decode(bytes).ok())
+        .find(|f| f.name() == name)
+        .and_then(|f| f.source_code_info);
+    let locations: Vec<prost_types::source_code_info::Location> = info.map(|i| i.location).unwrap_or_default();
+    (0..=path.len())
+        .rev()
+        .find_map(|n| locations.iter().find(|l| l.path == path[..n] && l.span.len() >= 2))
+        .map_or((None, None), |l| (Some((l.span[0] + 1) as u32), Some((l.span[1] + 1) as u32)))
+}
+
 /// Removes every occurrence of field `number` from an encoded message,
 /// leaving all other bytes (unknown fields and extensions included) intact.
 /// Input that does not parse is returned unchanged.

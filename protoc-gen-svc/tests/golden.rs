@@ -20,6 +20,13 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        name: "validation",
+        dir: None,
+        files: &["tests/protos/validation/rules.proto"],
+        includes: &["tests/protos/validation"],
+        params: "",
+    },
+    Case {
         name: "maximal",
         dir: None,
         files: &["tests/protos/maximal/shop.proto"],

@@ -96,6 +96,23 @@ fn split_package_explains_the_strategy() {
 }
 
 #[test]
+fn validation_rules_that_cannot_hold_are_errors_with_a_line() {
+    let dir = repo().join("tests/protos/bad");
+    let error = run(&request_for(&[dir.join("bad_rules.proto")], &[dir], "")).error.expect("error");
+    let expected = [
+        "bad_rules.proto:10:19: field badrules.v1.WrongType.count: (buf.validate.field).string rules on a field of type int32",
+        "bad_rules.proto:14:19: field badrules.v1.NoPattern.name: string.pattern \"(unclosed\" does not compile",
+        "bad_rules.proto:18:19: field badrules.v1.Impossible.name: string.min_len (5) is greater than string.max_len (2), so no value can be valid",
+        "bad_rules.proto:22:3: message badrules.v1.BadOneof: (buf.validate.message).oneof names field \"missing\", which BadOneof does not have",
+    ];
+    for needle in expected {
+        assert!(error.contains(needle), "missing {needle:?} in:\n{error}");
+    }
+    assert_eq!(error.lines().count(), expected.len(), "one line per problem:\n{error}");
+    assert!(error.lines().all(|l| l.contains("(fix: ")), "every problem has a fix:\n{error}");
+}
+
+#[test]
 fn bad_annotations_report_every_problem_with_a_line() {
     let dir = repo().join("tests/protos/bad");
     let error = run(&request_for(&[dir.join("bad_annotations.proto")], &[dir], "")).error.expect("error");

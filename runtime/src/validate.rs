@@ -458,6 +458,148 @@ pub fn unique<T: PartialEq>(items: &[T]) -> bool {
     items.iter().enumerate().all(|(i, a)| items[..i].iter().all(|b| a != b))
 }
 
+/// Details of an `INVALID_ARGUMENT` status are kept under this many bytes
+/// (before base64), so that the `grpc-status-details-bin` trailer stays
+/// well under the 8 KiB header limits of common proxies.
+pub const MAX_DETAILS_BYTES: usize = 4096;
+
+/// The `INVALID_ARGUMENT` status for `violations`: a message naming each
+/// (field path, text and rule id), and details carrying
+/// `buf.validate.Violations` and `google.rpc.BadRequest` (one
+/// `FieldViolation` each). Past [`MAX_DETAILS_BYTES`] the last violations
+/// are left out and the message says how many.
+pub fn invalid_argument(violations: &Violations) -> tonic::Status {
+    use prost::Message as _;
+    let all = &violations.0;
+    let mut kept = all.len();
+    loop {
+        let shown = Violations(all[..kept].to_vec());
+        let left = all.len() - kept;
+        let mut message = shown.to_string();
+        if left > 0 {
+            message.push_str(&format!(
+                "\n ({left} more violation{} left out to keep the status small)",
+                if left == 1 { "" } else { "s" }
+            ));
+        }
+        let bad_request = wire::BadRequest {
+            field_violations: shown
+                .0
+                .iter()
+                .map(|v| wire::FieldViolation {
+                    field: v.field_path(),
+                    description: v.message.to_string(),
+                    reason: v.rule_id.to_string(),
+                })
+                .collect(),
+        };
+        let status = wire::RpcStatus {
+            code: tonic::Code::InvalidArgument as i32,
+            message: message.clone(),
+            details: vec![
+                prost_types::Any {
+                    type_url: "type.googleapis.com/buf.validate.Violations".to_owned(),
+                    value: wire::Violations::from(&shown).encode_to_vec(),
+                },
+                prost_types::Any {
+                    type_url: "type.googleapis.com/google.rpc.BadRequest".to_owned(),
+                    value: bad_request.encode_to_vec(),
+                },
+            ],
+        };
+        let details = status.encode_to_vec();
+        if details.len() <= MAX_DETAILS_BYTES || kept == 0 {
+            return tonic::Status::with_details(tonic::Code::InvalidArgument, message, details.into());
+        }
+        kept = kept * 3 / 4;
+    }
+}
+
+/// The codec generated servers use for methods that validate: prost's,
+/// with every decoded request (each message of a stream) checked before
+/// the handler sees it; a message that breaks its rules ends the call with
+/// [`invalid_argument`].
+#[derive(Debug, Clone)]
+pub struct ValidatingCodec<T, U>(tonic_prost::ProstCodec<T, U>);
+
+impl<T, U> Default for ValidatingCodec<T, U> {
+    fn default() -> Self {
+        ValidatingCodec(tonic_prost::ProstCodec::default())
+    }
+}
+
+impl<T, U> tonic::codec::Codec for ValidatingCodec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Validate + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = tonic_prost::ProstEncoder<T>;
+    type Decoder = ValidatingDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        self.0.encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ValidatingDecoder(self.0.decoder())
+    }
+}
+
+/// The decoder of [`ValidatingCodec`].
+#[derive(Debug, Clone)]
+pub struct ValidatingDecoder<U>(tonic_prost::ProstDecoder<U>);
+
+impl<U: prost::Message + Default + Validate> tonic::codec::Decoder for ValidatingDecoder<U> {
+    type Item = U;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<U>, tonic::Status> {
+        let item = self.0.decode(buf)?;
+        if let Some(message) = &item
+            && let Err(violations) = message.validate()
+        {
+            return Err(invalid_argument(&violations));
+        }
+        Ok(item)
+    }
+
+    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
+        self.0.buffer_settings()
+    }
+}
+
+/// Messages the well-known types and `()` stand for carry no rules.
+macro_rules! no_rules {
+    ($($t:ty),* $(,)?) => {
+        $(impl Validate for $t {
+            fn validate_into(&self, _: &mut Validator) {}
+        })*
+    };
+}
+
+no_rules!(
+    (),
+    prost_types::Any,
+    prost_types::Duration,
+    prost_types::Timestamp,
+    prost_types::FieldMask,
+    prost_types::Struct,
+    prost_types::Value,
+    prost_types::ListValue,
+    prost_types::FileDescriptorSet,
+    bool,
+    i32,
+    i64,
+    u32,
+    u64,
+    f32,
+    f64,
+    String,
+    Vec<u8>,
+);
+
 /// The violations as the protobuf messages `buf.validate.Violations`
 /// carries, encoded (for a `Status`'s details).
 pub fn encode_violations(violations: &Violations) -> Vec<u8> {
@@ -570,6 +712,42 @@ pub mod wire {
                 })
                 .collect(),
         })
+    }
+
+    /// `google.rpc.Status`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RpcStatus {
+        /// Code.
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        /// Message.
+        #[prost(string, tag = "2")]
+        pub message: String,
+        /// Details.
+        #[prost(message, repeated, tag = "3")]
+        pub details: Vec<prost_types::Any>,
+    }
+
+    /// `google.rpc.BadRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct BadRequest {
+        /// One per violation.
+        #[prost(message, repeated, tag = "1")]
+        pub field_violations: Vec<FieldViolation>,
+    }
+
+    /// `google.rpc.BadRequest.FieldViolation`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct FieldViolation {
+        /// The field path (`items[2].name`).
+        #[prost(string, tag = "1")]
+        pub field: String,
+        /// What is wrong.
+        #[prost(string, tag = "2")]
+        pub description: String,
+        /// The rule id.
+        #[prost(string, tag = "3")]
+        pub reason: String,
     }
 
     impl From<&super::Violations> for Violations {

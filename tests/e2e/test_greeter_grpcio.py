@@ -57,7 +57,52 @@ def test_metadata_and_errors(stub):
     with pytest.raises(grpc.RpcError) as err:
         s.SayHello(pb2.HelloRequest(name=""), timeout=5, metadata=[("x-request-id", "abc")])
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "name must be 1 to 100 characters" in err.value.details()
+    assert "name: must be at least 1 characters [string.min_len]" in err.value.details()
+
+
+def details_of(err):
+    """The `Violations` and `BadRequest` an INVALID_ARGUMENT carries, decoded
+    from `grpc-status-details-bin` by Python's own protobuf."""
+    from google.rpc import error_details_pb2, status_pb2
+    import buf.validate.validate_pb2 as validate_pb2
+
+    raw = dict(err.trailing_metadata())["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(raw)
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    violations = validate_pb2.Violations()
+    bad_request = error_details_pb2.BadRequest()
+    assert [d.type_url for d in status.details] == [
+        "type.googleapis.com/buf.validate.Violations", "type.googleapis.com/google.rpc.BadRequest"]
+    assert status.details[0].Unpack(violations) and status.details[1].Unpack(bad_request)
+    return violations, bad_request
+
+
+def test_invalid_requests_are_refused_before_the_handler_with_violations(stub):
+    pb2, s = stub
+    # Unary: the proto's `string = {min_len: 1, max_len: 100}` rule.
+    with pytest.raises(grpc.RpcError) as err:
+        s.SayHello(pb2.HelloRequest(name="x" * 101), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations, bad_request = details_of(err.value)
+    (v,) = violations.violations
+    assert v.rule_id == "string.max_len" and v.message == "must be at most 100 characters"
+    assert [(e.field_number, e.field_name) for e in v.field.elements] == [(1, "name")]
+    assert [e.field_name for e in v.rule.elements] == ["string", "max_len"]
+    assert [(f.field, f.reason) for f in bad_request.field_violations] == [("name", "string.max_len")]
+    # Two bad fields of a server-streaming request: both named.
+    with pytest.raises(grpc.RpcError) as err:
+        list(s.SayHelloStream(pb2.HelloStreamRequest(name="", count=0), timeout=5))
+    violations, bad_request = details_of(err.value)
+    assert sorted(v.rule_id for v in violations.violations) == ["string.min_len", "uint32.gte_lte"]
+    assert sorted(f.field for f in bad_request.field_violations) == ["count", "name"]
+    # A client stream with one bad message among good ones fails on it.
+    names = ["a", "", "c"]
+    with pytest.raises(grpc.RpcError) as err:
+        s.CollectHellos(iter([pb2.HelloRequest(name=n) for n in names]), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.rule_id for v in details_of(err.value)[0].violations] == ["string.min_len"]
+    # And a valid one reaches the handler.
+    assert s.SayHello(pb2.HelloRequest(name="y" * 100), timeout=5).message == f"Hello, {'y' * 100}!"
 
 
 def test_deadline_exceeded(stub):

@@ -72,6 +72,13 @@ pub mod split {
             both_runs!("meter.v1.rs");
         }
     }
+    /// The rules package.
+    pub mod rules {
+        /// Version 1.
+        pub mod v1 {
+            both_runs!("rules.v1.rs");
+        }
+    }
     /// The shop package.
     pub mod shop {
         /// Version 1.

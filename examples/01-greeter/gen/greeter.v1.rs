@@ -463,7 +463,7 @@ pub mod greeter_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = SayHelloSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )
@@ -516,7 +516,7 @@ pub mod greeter_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = SayHelloStreamSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )
@@ -568,7 +568,7 @@ pub mod greeter_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CollectHellosSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )
@@ -623,7 +623,7 @@ pub mod greeter_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ChatSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )

@@ -107,7 +107,7 @@ pub fn package_code(
     let wanted: Vec<String> = packages.iter().flat_map(|p| p.files.iter().cloned()).collect();
     let prost = prost_code(&files, &wanted, options)?;
     let plan = descriptor_plan(pool, &files, packages, options);
-    let validators = validators(pool, packages, options)?;
+    let validators = validators(pool, descriptor_set, packages, options)?;
     assemble(prost, plan, validators, packages, options, threads)
 }
 
@@ -115,6 +115,7 @@ pub fn package_code(
 /// package name.
 pub fn validators(
     pool: &DescriptorPool,
+    descriptor_set: &[u8],
     packages: &[ir::Package],
     options: &Options,
 ) -> Result<HashMap<String, String>> {
@@ -131,6 +132,7 @@ pub fn validators(
             &package.files,
             &generated,
             &external,
+            descriptor_set,
             &options.runtime_crate,
         )?;
         out.insert(package.name.clone(), code);
@@ -264,6 +266,17 @@ pub fn assemble(
         bodies.push((messages, body));
     }
     drop((modules, services));
+    // Methods whose servers validate requests, by package.
+    let generated_packages: HashSet<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+    let external: Vec<String> = options.extern_paths.iter().map(|(proto, _)| proto.clone()).collect();
+    let validated: HashMap<String, HashSet<String>> = if options.messages && options.validate && options.server {
+        packages
+            .iter()
+            .map(|p| (p.name.clone(), super::validate::validated_methods(p, &generated_packages, &external)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
 
     let finish = |i: usize, (messages, body): (String, String)| -> Result<PackageCode> {
         let package = &packages[i];
@@ -276,6 +289,9 @@ pub fn assemble(
         })?;
         drop(body);
         paths::rewrite(&mut file, &rt_text);
+        if let Some(methods) = validated.get(&package.name) {
+            super::validate::use_validating_codecs(&mut file, methods, &rt_text);
+        }
         let mut sources = package.files.clone();
         sources.sort();
         let mut code = format!("// source: {}\n", sources.join(", "));

@@ -37,6 +37,7 @@ pub fn package(
     files: &[String],
     generated: &HashSet<&str>,
     external: &[String],
+    descriptor_set: &[u8],
     rt: &str,
 ) -> Result<String> {
     // Types prost maps elsewhere (the well-known types to prost-types,
@@ -71,13 +72,124 @@ pub fn package(
         field_rules: pool.get_message_by_name("buf.validate.FieldRules"),
         external,
     };
+    let located = |e: crate::Error| locate_all(e, descriptor_set, pool);
     let mut out = String::new();
+    // Every message's first problem is reported, not only the first one's.
+    let mut problems = Vec::new();
     for file in files.iter().filter_map(|f| pool.get_file_by_name(f)) {
         for m in all_messages(file.messages()).into_iter().filter(|m| !is_external(m.full_name(), external)) {
-            out.push_str(&cx.message(&m, file.name())?);
+            match cx.message(&m, file.name()) {
+                Ok(code) => out.push_str(&code),
+                Err(e) => problems.extend(located(e).diagnostics),
+            }
         }
     }
-    Ok(out)
+    if problems.is_empty() { Ok(out) } else { Err(crate::Error { diagnostics: problems }) }
+}
+
+/// The gRPC paths of `package`'s methods whose requests a generated
+/// server validates: `validate=true`, no `skip_validation`, and a request
+/// type with a validator (generated in this run, or a well-known type the
+/// runtime covers).
+pub fn validated_methods(
+    package: &crate::ir::Package,
+    generated_packages: &HashSet<&str>,
+    external: &[String],
+) -> HashSet<String> {
+    const COVERED: &[&str] = &[
+        "google.protobuf.Empty",
+        "google.protobuf.Any",
+        "google.protobuf.Duration",
+        "google.protobuf.Timestamp",
+        "google.protobuf.FieldMask",
+        "google.protobuf.Struct",
+        "google.protobuf.Value",
+        "google.protobuf.ListValue",
+        "google.protobuf.BoolValue",
+        "google.protobuf.Int32Value",
+        "google.protobuf.Int64Value",
+        "google.protobuf.UInt32Value",
+        "google.protobuf.UInt64Value",
+        "google.protobuf.FloatValue",
+        "google.protobuf.DoubleValue",
+        "google.protobuf.StringValue",
+        "google.protobuf.BytesValue",
+    ];
+    let input = |m: &crate::ir::Method| m.input.trim_start_matches('.').to_owned();
+    package
+        .services
+        .iter()
+        .flat_map(|s| s.methods.iter())
+        .filter(|m| m.policy.validate)
+        .filter(|m| {
+            let name = input(m);
+            COVERED.contains(&name.as_str())
+                || (generated_packages.contains(m.input_package.as_str()) && !is_external(&name, external))
+        })
+        .map(|m| m.path.clone())
+        .collect()
+}
+
+/// In a server's dispatch (`match req.uri().path() { "/pkg.S/M" => ... }`),
+/// the codec of every method in `paths` becomes the runtime's
+/// `ValidatingCodec`.
+pub fn use_validating_codecs(file: &mut syn::File, paths: &HashSet<String>, rt: &str) {
+    use syn::visit_mut::VisitMut;
+    struct Arms<'a> {
+        paths: &'a HashSet<String>,
+        codec: syn::Path,
+        inside: bool,
+    }
+    impl VisitMut for Arms<'_> {
+        fn visit_arm_mut(&mut self, arm: &mut syn::Arm) {
+            let was = self.inside;
+            if let syn::Pat::Lit(syn::PatLit { lit: syn::Lit::Str(s), .. }) = &arm.pat {
+                self.inside = self.paths.contains(&s.value());
+            }
+            syn::visit_mut::visit_arm_mut(self, arm);
+            self.inside = was;
+        }
+        fn visit_path_mut(&mut self, path: &mut syn::Path) {
+            // `…::tonic_prost::ProstCodec::default` → `…::ValidatingCodec::default`.
+            if self.inside
+                && let Some(at) = path.segments.iter().position(|s| s.ident == "ProstCodec")
+            {
+                let mut replaced = self.codec.clone();
+                replaced.segments.extend(path.segments.iter().skip(at + 1).cloned());
+                *path = replaced;
+                return;
+            }
+            syn::visit_mut::visit_path_mut(self, path);
+        }
+    }
+    if paths.is_empty() {
+        return;
+    }
+    let Ok(codec) = syn::parse_str::<syn::Path>(&format!("{rt}::validate::ValidatingCodec")) else { return };
+    Arms { paths, codec, inside: false }.visit_file_mut(file);
+}
+
+/// Gives each diagnostic about a field or message the line of the
+/// element's options in its file.
+fn locate_all(mut e: crate::Error, set: &[u8], pool: &DescriptorPool) -> crate::Error {
+    for d in &mut e.diagnostics {
+        let (Some(file), None) = (&d.file, d.line) else { continue };
+        let element = d.element.split_once(' ').map_or(d.element.as_str(), |(_, name)| name);
+        let path: Option<Vec<i32>> = if d.element.starts_with("field ") {
+            element
+                .rsplit_once('.')
+                .and_then(|(m, f)| pool.get_message_by_name(m)?.get_field_by_name(f))
+                .map(|f| [f.path(), &[8]].concat())
+        } else {
+            pool.get_message_by_name(element).map(|m| [m.path(), &[7]].concat())
+        };
+        if let Some(path) = path {
+            let (line, column) = crate::source::locate(set, file, &path);
+            d.line = line;
+            d.column = column;
+        }
+    }
+    e
 }
 
 /// Whether prost maps `name` (a package or a type) to another crate: the
@@ -498,6 +610,7 @@ impl Cx<'_> {
             .in_file(file)
             .into())
         };
+        check_bounds(r, &[("min_items", "max_items"), ("min_pairs", "max_pairs")], f, file)?;
         match rf.name() {
             "repeated" if f.is_list() => {
                 let mut sizes = String::new();
@@ -954,7 +1067,7 @@ fn numeric_rules(rt: &str, ty: &str, float: bool, r: &DynamicMessage, base: &Ste
     for (name, negate, words) in [("in", true, "must be in list"), ("not_in", false, "must not be in list")] {
         if let Some((d, Value::List(items))) = get(r, name) {
             let lits: Vec<String> = items.iter().map(|i| literal(i, ty)).collect();
-            let contains = format!("[{}].contains(&{x})", lits.join(", "));
+            let contains = format!("[{}].contains({val})", lits.join(", "));
             let cond = if negate { format!("!{contains}") } else { contains };
             let _ = write!(
                 out,
@@ -982,6 +1095,7 @@ fn string_rules(
     f: &FieldDescriptor,
     file: &str,
 ) -> Result<String> {
+    check_bounds(r, &[("min_len", "max_len"), ("min_bytes", "max_bytes")], f, file)?;
     let mut out = String::new();
     let s = format!("{val}.as_str()");
     let at = |d: &FieldDescriptor| base.with(d).text(rt, None);
@@ -1019,7 +1133,7 @@ fn string_rules(
         if let Err(e) = regex::Regex::new(&p) {
             return Err(Diagnostic::new(
                 format!("field {}", f.full_name()),
-                format!("string.pattern {p:?} does not compile: {e}"),
+                format!("string.pattern {p:?} does not compile: {}", regex_problem(&e)),
                 "write the pattern in RE2 syntax",
             )
             .in_file(file)
@@ -1151,6 +1265,32 @@ fn string_rules(
     Ok(out)
 }
 
+/// The regex crate's error on one line: its last line says what is wrong.
+fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines().last().unwrap_or(&text).trim_start_matches("error: ").to_owned()
+}
+
+/// A lower bound above the upper one can never hold: a generation error.
+fn check_bounds(r: &DynamicMessage, bounds: &[(&str, &str)], f: &FieldDescriptor, file: &str) -> Result<()> {
+    for (min, max) in bounds {
+        if let (Some((_, lo)), Some((_, hi))) = (get(r, min), get(r, max)) {
+            let (lo, hi) = (lo.as_u64().unwrap_or(0), hi.as_u64().unwrap_or(u64::MAX));
+            if lo > hi {
+                let family = r.descriptor().name().trim_end_matches("Rules").to_ascii_lowercase();
+                return Err(Diagnostic::new(
+                    format!("field {}", f.full_name()),
+                    format!("{family}.{min} ({lo}) is greater than {family}.{max} ({hi}), so no value can be valid"),
+                    format!("lower {min} or raise {max}"),
+                )
+                .in_file(file)
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn bytes_literal(b: &[u8]) -> String {
     let parts: Vec<String> = b.iter().map(|x| format!("{x}u8")).collect();
     format!("[{}]", parts.join(", "))
@@ -1168,8 +1308,9 @@ fn bytes_rules(
     f: &FieldDescriptor,
     file: &str,
 ) -> Result<String> {
+    check_bounds(r, &[("min_len", "max_len")], f, file)?;
     let mut out = String::new();
-    let b = format!("(&{val}[..])");
+    let b = "bytes".to_owned();
     let at = |d: &FieldDescriptor| base.with(d).text(rt, None);
     let bytes_of = |v: &Value| -> Vec<u8> {
         match v {
@@ -1207,7 +1348,7 @@ fn bytes_rules(
         if let Err(e) = regex::Regex::new(&p) {
             return Err(Diagnostic::new(
                 format!("field {}", f.full_name()),
-                format!("bytes.pattern {p:?} does not compile: {e}"),
+                format!("bytes.pattern {p:?} does not compile: {}", regex_problem(&e)),
                 "write the pattern in RE2 syntax",
             )
             .in_file(file)
@@ -1273,7 +1414,10 @@ fn bytes_rules(
             );
         }
     }
-    Ok(out)
+    if out.is_empty() {
+        return Ok(out);
+    }
+    Ok(format!("{{ let bytes: &[u8] = &{val}[..]; {out} }}"))
 }
 
 #[cfg(test)]

@@ -303,7 +303,7 @@ pub mod legacy_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )

@@ -550,7 +550,7 @@ pub mod async_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = AwaitSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )
@@ -603,7 +603,7 @@ pub mod async_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = TypeSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )
@@ -653,7 +653,7 @@ pub mod async_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = MoveSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )
@@ -706,7 +706,7 @@ pub mod async_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = LoopSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )

@@ -436,7 +436,7 @@ pub mod shop_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetItemSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )
@@ -486,7 +486,7 @@ pub mod shop_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = PlaceOrderSvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )
@@ -581,7 +581,7 @@ pub mod shop_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = WatchInventorySvc(inner);
-                        let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+                        let codec = ::svc_runtime::validate::ValidatingCodec::default();
                         let mut grpc = ::svc_runtime::codegen::tonic::server::Grpc::new(
                                 codec,
                             )
