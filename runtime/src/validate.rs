@@ -447,6 +447,25 @@ pub mod format {
     }
 }
 
+/// `(seconds, nanos)` since the Unix epoch of now plus `offset_nanos`, as
+/// Timestamp rules compare (`lt_now`, `gt_now`, `within`).
+pub fn now(offset_nanos: i128) -> (i64, i32) {
+    let now = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    };
+    let total = now + offset_nanos;
+    let seconds = total.div_euclid(1_000_000_000);
+    let nanos = total.rem_euclid(1_000_000_000);
+    (i64::try_from(seconds).unwrap_or(if seconds < 0 { i64::MIN } else { i64::MAX }), nanos as i32)
+}
+
+/// Whether a FieldMask path is `listed`, or lies under a listed path
+/// (`a.b` under `a`).
+pub fn path_covered(path: &str, listed: &[&str]) -> bool {
+    listed.iter().any(|l| path == *l || path.strip_prefix(l).is_some_and(|rest| rest.starts_with('.')))
+}
+
 /// Whether `needle` occurs in `haystack` (an empty needle always does).
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)

@@ -237,6 +237,23 @@ fn main() {
             );
         }
     }
+    // Well-known types sent as cases themselves: prost-types' (or Rust's)
+    // own, with the runtime's validators (they carry no rules).
+    for (name, rust) in [
+        ("google.protobuf.Any", "prost_types::Any"),
+        ("google.protobuf.Duration", "prost_types::Duration"),
+        ("google.protobuf.Timestamp", "prost_types::Timestamp"),
+        ("google.protobuf.FieldMask", "prost_types::FieldMask"),
+        ("google.protobuf.Struct", "prost_types::Struct"),
+        ("google.protobuf.Value", "prost_types::Value"),
+        ("google.protobuf.ListValue", "prost_types::ListValue"),
+        ("google.protobuf.Empty", "()"),
+    ] {
+        let _ = writeln!(
+            registry,
+            "{name:?} => Some(<{rust} as prost::Message>::decode(bytes).map(|m| svc_runtime::validate::Validate::validate(&m).map_err(crate::Failure::Invalid))),"
+        );
+    }
     registry.push_str("_ => None,\n}\n}\n");
     std::fs::write(out.join("registry.rs"), registry).expect("the registry writes");
 }

@@ -292,6 +292,8 @@ impl Cx<'_> {
         let path = ident::type_path(self.package, m.full_name());
         let mut body = String::new();
         let mut uses_self = false;
+        // Fields named by message oneof rules are checked only when set.
+        let mut in_oneof_rule: HashSet<String> = HashSet::new();
         // Message rules: `oneof` (at most one of the fields set, or exactly
         // one when required).
         if let Some(rules) = self.message_ext.as_ref().and_then(|e| extension(&m.options(), e))
@@ -304,6 +306,7 @@ impl Cx<'_> {
                     _ => Vec::new(),
                 };
                 let required = rule.get_field_by_name("required").and_then(|v| v.as_bool()).unwrap_or(false);
+                in_oneof_rule.extend(names.iter().cloned());
                 let mut set = Vec::new();
                 for name in &names {
                     let Some(f) = m.get_field_by_name(name) else {
@@ -355,7 +358,7 @@ impl Cx<'_> {
             }
         }
         for f in m.fields() {
-            let code = self.field(m, &f, file)?;
+            let code = self.field(m, &f, file, in_oneof_rule.contains(f.name()))?;
             if !code.is_empty() {
                 uses_self = true;
                 body.push_str(&code);
@@ -391,7 +394,7 @@ impl Cx<'_> {
         }
         match self.holder(f) {
             Holder::Optional => format!("self.{name}.is_some()"),
-            Holder::Plain => format!("({})", zero_test(f, &format!("self.{name}"), false)),
+            Holder::Plain => format!("!({})", zero_test(f, &format!("self.{name}"), false)),
         }
     }
 
@@ -418,11 +421,12 @@ impl Cx<'_> {
         }
     }
 
-    fn field(&self, m: &MessageDescriptor, f: &FieldDescriptor, file: &str) -> Result<String> {
+    fn field(&self, m: &MessageDescriptor, f: &FieldDescriptor, file: &str, in_oneof_rule: bool) -> Result<String> {
         let rt = self.rt;
         let rules = extension(&f.options(), &self.field_ext);
         let ignore =
             rules.as_ref().and_then(|r| r.get_field_by_name("ignore")).and_then(|v| v.as_enum_number()).unwrap_or(0);
+        let ignore = if ignore == 0 && in_oneof_rule { IGNORE_IF_ZERO_VALUE } else { ignore };
         if ignore == IGNORE_ALWAYS {
             return Ok(String::new());
         }
@@ -647,7 +651,13 @@ impl Cx<'_> {
                     .descriptor()
                     .get_field_by_name("items")
                     .and_then(|d| r.has_field(&d).then(|| (d.clone(), r.get_field(&d).as_message().cloned())));
-                let nested = self.walks(f);
+                let items_ignored = items
+                    .as_ref()
+                    .and_then(|(_, r)| r.as_ref())
+                    .and_then(|r| r.get_field_by_name("ignore"))
+                    .and_then(|v| v.as_enum_number())
+                    == Some(IGNORE_ALWAYS);
+                let nested = self.walks(f) && !items_ignored;
                 let mut each = String::new();
                 if let Some((d, Some(item_rules))) = &items {
                     each.push_str(&self.element_rules(f, &f.kind(), item_rules, &base.with(d), file, false)?);
@@ -695,7 +705,10 @@ impl Cx<'_> {
                 };
                 let keys = sub("keys");
                 let values = sub("values");
-                let nested = self.walks(f);
+                let values_ignored =
+                    values.as_ref().and_then(|(_, r)| r.get_field_by_name("ignore")).and_then(|v| v.as_enum_number())
+                        == Some(IGNORE_ALWAYS);
+                let nested = self.walks(f) && !values_ignored;
                 let mut key_code = String::new();
                 if let Some((d, key_rules)) = &keys {
                     key_code =
@@ -852,7 +865,7 @@ impl Cx<'_> {
                     let d = r.descriptor().get_field_by_name("defined_only").expect("defined_only");
                     let _ = write!(
                         out,
-                        "if ![{}].contains({val_expr}) {{ v.violation({}, \"enum.defined_only\", \"must be one of the defined enum values\"); }}",
+                        "if ![{}].contains({val_expr}) {{ v.violation({}, \"enum.defined_only\", \"value must be one of the defined enum values\"); }}",
                         list.join(", "),
                         base.with(&d).text(self.rt, None)
                     );
@@ -870,6 +883,15 @@ impl Cx<'_> {
                     );
                 }
             }
+            "duration" => {
+                out.push_str(&range_rules(self.rt, &Repr::Time { timestamp: false }, false, r, &base, &val_expr))
+            }
+            "timestamp" => {
+                out.push_str(&range_rules(self.rt, &Repr::Time { timestamp: true }, false, r, &base, &val_expr));
+                out.push_str(&now_rules(self.rt, r, &base, &val_expr));
+            }
+            "any" => out.push_str(&any_rules(self.rt, r, &base, &val_expr)),
+            "field_mask" => out.push_str(&field_mask_rules(self.rt, r, &base, &val_expr)),
             "string" => out.push_str(&string_rules(self.rt, r, &base, &val_expr, f, file)?),
             "bytes" => out.push_str(&bytes_rules(self.rt, r, &base, &val_expr, f, file)?),
             _ => {}
@@ -979,20 +1001,99 @@ fn cel_double(x: f64) -> String {
 
 /// const, ranges, in, not_in (and finite for floats) on `val`.
 fn numeric_rules(rt: &str, ty: &str, float: bool, r: &DynamicMessage, base: &Steps, val: &str) -> String {
-    let family = r.descriptor().name().trim_end_matches("Rules").to_ascii_lowercase();
-    let family = match family.as_str() {
-        "uint32" | "uint64" | "int32" | "int64" | "sint32" | "sint64" | "fixed32" | "fixed64" | "sfixed32"
-        | "sfixed64" | "float" | "double" | "enum" => family,
-        other => other.to_owned(),
+    range_rules(rt, &Repr::Number(ty), float, r, base, val)
+}
+
+/// How the values a range rule compares are written.
+enum Repr<'a> {
+    /// A number of Rust type `ty`.
+    Number(&'a str),
+    /// A Duration or Timestamp, compared as `(seconds, nanos)`.
+    Time { timestamp: bool },
+}
+
+/// `(seconds, nanos)` of a Duration or Timestamp rule value.
+fn seconds_nanos(v: &Value) -> (i64, i32) {
+    match v {
+        Value::Message(m) => (
+            m.get_field_by_name("seconds").and_then(|v| v.as_i64()).unwrap_or(0),
+            m.get_field_by_name("nanos").and_then(|v| v.as_i32()).unwrap_or(0),
+        ),
+        _ => (0, 0),
+    }
+}
+
+/// A Duration as CEL's `%s` prints it: seconds with the shortest
+/// fraction, then `s` (`0s`, `1.5s`, `0.000001s`).
+fn duration_text(seconds: i64, nanos: i32) -> String {
+    let value = seconds as f64 + f64::from(nanos) / 1e9;
+    format!("{}s", cel_double(value))
+}
+
+/// A Timestamp as CEL's `%s` prints it: RFC 3339 in UTC, the fraction
+/// without trailing zeros.
+fn timestamp_text(seconds: i64, nanos: i32) -> String {
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut text = format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60);
+    if nanos > 0 {
+        let fraction = format!("{nanos:09}");
+        text.push('.');
+        text.push_str(fraction.trim_end_matches('0'));
+    }
+    text.push('Z');
+    text
+}
+
+/// const, ranges and in/not_in on `val` (a reference), written per `repr`.
+fn range_rules(rt: &str, repr: &Repr<'_>, float: bool, r: &DynamicMessage, base: &Steps, val: &str) -> String {
+    let literal = |v: &Value| match repr {
+        Repr::Number(ty) => literal(v, ty),
+        Repr::Time { .. } => {
+            let (s, n) = seconds_nanos(v);
+            format!("({s}i64, {n}i32)")
+        }
     };
+    let cel_text = |v: &Value| match (repr, v) {
+        (Repr::Number(_), v) => cel_text(v),
+        (Repr::Time { timestamp }, Value::List(items)) => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|i| {
+                    let (s, n) = seconds_nanos(i);
+                    if *timestamp { timestamp_text(s, n) } else { duration_text(s, n) }
+                })
+                .collect();
+            format!("[{}]", parts.join(", "))
+        }
+        (Repr::Time { timestamp }, v) => {
+            let (s, n) = seconds_nanos(v);
+            if *timestamp { timestamp_text(s, n) } else { duration_text(s, n) }
+        }
+    };
+    let family = r.descriptor().name().trim_end_matches("Rules").to_ascii_lowercase();
+    let family = if family == "fieldmask" { "field_mask".to_owned() } else { family };
     let mut out = String::new();
-    let x = format!("(*{val})");
+    let (x, contains_arg) = match repr {
+        Repr::Number(_) => (format!("(*{val})"), val.to_owned()),
+        Repr::Time { .. } => (format!("({val}.seconds, {val}.nanos)"), format!("&({val}.seconds, {val}.nanos)")),
+    };
     let nan = |cond: String| if float { format!("{x}.is_nan() || {cond}") } else { cond };
     if let Some((d, c)) = get(r, "const") {
         let _ = write!(
             out,
             "if {x} != {} {{ v.violation({}, \"{family}.const\", {:?}); }}",
-            literal(&c, ty),
+            literal(&c),
             base.with(&d).text(rt, None),
             format!("must equal {}", cel_text(&c))
         );
@@ -1005,6 +1106,10 @@ fn numeric_rules(rt: &str, ty: &str, float: bool, r: &DynamicMessage, base: &Ste
     let lower = gt.as_ref().map(|(d, v)| (d, v, true)).or(gte.as_ref().map(|(d, v)| (d, v, false)));
     let num = |v: &Value| -> f64 {
         match v {
+            Value::Message(_) => {
+                let (s, n) = seconds_nanos(v);
+                s as f64 + f64::from(n) / 1e9
+            }
             Value::F32(x) => f64::from(*x),
             Value::F64(x) => *x,
             Value::I32(x) => f64::from(*x),
@@ -1021,7 +1126,7 @@ fn numeric_rules(rt: &str, ty: &str, float: bool, r: &DynamicMessage, base: &Ste
             let _ = write!(
                 out,
                 "if {} {{ v.violation({}, \"{family}.{id}\", {:?}); }}",
-                nan(format!("{x} {op} {}", literal(u, ty))),
+                nan(format!("{x} {op} {}", literal(u))),
                 base.with(d).text(rt, None),
                 format!("must be {words} {}", cel_text(u))
             );
@@ -1032,7 +1137,7 @@ fn numeric_rules(rt: &str, ty: &str, float: bool, r: &DynamicMessage, base: &Ste
             let _ = write!(
                 out,
                 "if {} {{ v.violation({}, \"{family}.{id}\", {:?}); }}",
-                nan(format!("{x} {op} {}", literal(l, ty))),
+                nan(format!("{x} {op} {}", literal(l))),
                 base.with(d).text(rt, None),
                 format!("must be {words} {}", cel_text(l))
             );
@@ -1042,7 +1147,7 @@ fn numeric_rules(rt: &str, ty: &str, float: bool, r: &DynamicMessage, base: &Ste
             let uname = if ustrict { "lt" } else { "lte" };
             let lwords = if lstrict { "greater than" } else { "greater than or equal to" };
             let uwords = if ustrict { "less than" } else { "less than or equal to" };
-            let (lo, hi) = (literal(l, ty), literal(u, ty));
+            let (lo, hi) = (literal(l), literal(u));
             // Outside [lower, upper] (or inside the gap, when upper < lower).
             let below = if lstrict { format!("{x} <= {lo}") } else { format!("{x} < {lo}") };
             let above = if ustrict { format!("{x} >= {hi}") } else { format!("{x} > {hi}") };
@@ -1066,8 +1171,8 @@ fn numeric_rules(rt: &str, ty: &str, float: bool, r: &DynamicMessage, base: &Ste
     }
     for (name, negate, words) in [("in", true, "must be in list"), ("not_in", false, "must not be in list")] {
         if let Some((d, Value::List(items))) = get(r, name) {
-            let lits: Vec<String> = items.iter().map(|i| literal(i, ty)).collect();
-            let contains = format!("[{}].contains({val})", lits.join(", "));
+            let lits: Vec<String> = items.iter().map(&literal).collect();
+            let contains = format!("[{}].contains({contains_arg})", lits.join(", "));
             let cond = if negate { format!("!{contains}") } else { contains };
             let _ = write!(
                 out,
@@ -1082,6 +1187,110 @@ fn numeric_rules(rt: &str, ty: &str, float: bool, r: &DynamicMessage, base: &Ste
             out,
             "if !{x}.is_finite() {{ v.violation({}, \"{family}.finite\", \"must be finite\"); }}",
             base.with(&d).text(rt, None)
+        );
+    }
+    out
+}
+
+fn strings_of(v: &Value) -> Vec<String> {
+    match v {
+        Value::List(items) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn str_array(items: &[String]) -> String {
+    let parts: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// `in` / `not_in` on an Any's type URL (the Any is not unpacked).
+fn any_rules(rt: &str, r: &DynamicMessage, base: &Steps, val: &str) -> String {
+    let mut out = String::new();
+    let url = format!("{val}.type_url.as_str()");
+    if let Some((d, list)) = get(r, "in") {
+        let _ = write!(
+            out,
+            "if !{}.contains(&{url}) {{ v.violation({}, \"any.in\", \"type URL must be in the allow list\"); }}",
+            str_array(&strings_of(&list)),
+            base.with(&d).text(rt, None)
+        );
+    }
+    if let Some((d, list)) = get(r, "not_in") {
+        let _ = write!(
+            out,
+            "if {}.contains(&{url}) {{ v.violation({}, \"any.not_in\", \"type URL must not be in the block list\"); }}",
+            str_array(&strings_of(&list)),
+            base.with(&d).text(rt, None)
+        );
+    }
+    out
+}
+
+/// `const`, `in` and `not_in` on a FieldMask's paths (a path is in a list
+/// when it is listed or lies under a listed one).
+fn field_mask_rules(rt: &str, r: &DynamicMessage, base: &Steps, val: &str) -> String {
+    let mut out = String::new();
+    if let Some((d, Value::Message(c))) = get(r, "const") {
+        let paths = c.get_field_by_name("paths").map(|v| strings_of(&v)).unwrap_or_default();
+        let _ = write!(
+            out,
+            "if {val}.paths.iter().map(String::as_str).ne({}) {{ v.violation({}, \"field_mask.const\", {:?}); }}",
+            str_array(&paths),
+            base.with(&d).text(rt, None),
+            format!("must equal paths [{}]", paths.join(", "))
+        );
+    }
+    for (name, negate, words) in
+        [("in", false, "must only contain paths in"), ("not_in", true, "must not contain any paths in")]
+    {
+        if let Some((d, list)) = get(r, name) {
+            let list = strings_of(&list);
+            let covered = format!("{rt}::validate::path_covered(p, &{})", str_array(&list));
+            let bad = if negate {
+                format!("{val}.paths.iter().any(|p| {covered})")
+            } else {
+                format!("{val}.paths.iter().any(|p| !{covered})")
+            };
+            let _ = write!(
+                out,
+                "if {bad} {{ v.violation({}, \"field_mask.{name}\", {:?}); }}",
+                base.with(&d).text(rt, None),
+                format!("{words} [{}]", list.join(", "))
+            );
+        }
+    }
+    out
+}
+
+/// `lt_now`, `gt_now` and `within` on a Timestamp, against the clock when
+/// the message is validated.
+fn now_rules(rt: &str, r: &DynamicMessage, base: &Steps, val: &str) -> String {
+    let mut out = String::new();
+    let at = |d: &FieldDescriptor| base.with(d).text(rt, None);
+    let this = format!("({val}.seconds, {val}.nanos)");
+    if let Some((d, Value::Bool(true))) = get(r, "lt_now") {
+        let _ = write!(
+            out,
+            "if {this} > {rt}::validate::now(0) {{ v.violation({}, \"timestamp.lt_now\", \"must be less than now\"); }}",
+            at(&d)
+        );
+    }
+    if let Some((d, Value::Bool(true))) = get(r, "gt_now") {
+        let _ = write!(
+            out,
+            "if {this} < {rt}::validate::now(0) {{ v.violation({}, \"timestamp.gt_now\", \"must be greater than now\"); }}",
+            at(&d)
+        );
+    }
+    if let Some((d, within)) = get(r, "within") {
+        let (s, n) = seconds_nanos(&within);
+        let nanos = i128::from(s) * 1_000_000_000 + i128::from(n);
+        let _ = write!(
+            out,
+            "if {this} < {rt}::validate::now(-{nanos}) || {this} > {rt}::validate::now({nanos}) {{ v.violation({}, \"timestamp.within\", {:?}); }}",
+            at(&d),
+            format!("must be within {} of now", duration_text(s, n))
         );
     }
     out
@@ -1432,6 +1641,13 @@ mod tests {
         assert_eq!(cel_double(1e20), "100000000000000000000");
         assert_eq!(cel_double(f64::from(0.1f32)), "0.10000000149011612");
         assert_eq!(cel_double(-0.0), "-0");
+        assert_eq!(duration_text(0, 1000), "0.000001s");
+        assert_eq!(duration_text(-1, -500_000_000), "-1.5s");
+        assert_eq!(duration_text(3600, 0), "3600s");
+        assert_eq!(timestamp_text(7, 0), "1970-01-01T00:00:07Z");
+        assert_eq!(timestamp_text(0, 1_000_000), "1970-01-01T00:00:00.001Z");
+        assert_eq!(timestamp_text(-1, 0), "1969-12-31T23:59:59Z");
+        assert_eq!(timestamp_text(951_782_400, 0), "2000-02-29T00:00:00Z");
         assert_eq!(cel_double(f64::NAN), "NaN");
     }
 }

@@ -923,7 +923,7 @@ impl ::svc_runtime::validate::Validate for Order {
                             index: None,
                         },
                         "enum.defined_only",
-                        "must be one of the defined enum values",
+                        "value must be one of the defined enum values",
                     );
                 }
                 v.leave();
