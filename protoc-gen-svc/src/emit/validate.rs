@@ -352,7 +352,7 @@ impl Cx<'_> {
                 let name = ident::to_snake(oneof.name());
                 let _ = writeln!(
                     body,
-                    "if self.{name}.is_none() {{ v.enter(&{rt}::validate::Field {{ number: 0, name: {:?}, kind: 0, map: None }}, None); v.violation(&{rt}::validate::Rule {{ steps: &[(1, \"required\", 8)], index: None }}, \"required\", \"exactly one field is required in oneof\"); v.leave(); }}",
+                    "if self.{name}.is_none() {{ v.enter(&{rt}::validate::Field {{ number: 0, name: {:?}, kind: 0, map: None }}, None); v.violation(&{rt}::validate::Rule {{ steps: &[], index: None }}, \"required\", \"exactly one field is required in oneof\"); v.leave(); }}",
                     oneof.name()
                 );
             }
@@ -478,9 +478,11 @@ impl Cx<'_> {
             }
             let _ = writeln!(out, "{{ let field = {field_desc}; let val = &self.{name};");
             if required {
+                // Empty and required: that is the one violation.
                 let _ = writeln!(out, "if val.is_empty() {{ v.enter(field, None); {} v.leave(); }}", required_rule());
             }
-            if ignore == IGNORE_IF_ZERO_VALUE {
+            let skip_empty = ignore == IGNORE_IF_ZERO_VALUE || required;
+            if skip_empty && !inner.is_empty() {
                 let _ = writeln!(out, "if !val.is_empty() {{ {inner} }}");
             } else {
                 out.push_str(&inner);
@@ -506,7 +508,10 @@ impl Cx<'_> {
                 Holder::Plain => (format!("{{ let val = &self.{name};"), "}".to_owned()),
             }
         };
-        let presence = oneof.is_some() || self.holder(f) == Holder::Optional;
+        // proto2 `required` (editions LEGACY_REQUIRED): always present in
+        // Rust, so `required` holds and zero values are validated.
+        let legacy_required = f.field_descriptor_proto().label == Some(2);
+        let presence = oneof.is_some() || self.holder(f) == Holder::Optional || legacy_required;
         let mut inner = String::new();
         if let Some((rf, r)) = &type_rules {
             inner.push_str(&self.value_rules(f, &f.kind(), rf, r, "val", file, &root)?);
@@ -518,7 +523,7 @@ impl Cx<'_> {
             return Ok(String::new());
         }
         let _ = writeln!(out, "{{ let field = {field_desc};");
-        if required {
+        if required && !legacy_required {
             if presence {
                 let unset = if let Some(o) = &oneof {
                     let module = self.module_of(m);
@@ -540,7 +545,8 @@ impl Cx<'_> {
         if !inner.is_empty() {
             out.push_str(&open);
             let body = format!("v.enter(field, None); {inner} v.leave();");
-            let skip_zero = ignore == IGNORE_IF_ZERO_VALUE || (required && !presence);
+            // A field with presence is checked whenever set, zero or not.
+            let skip_zero = !presence && (ignore == IGNORE_IF_ZERO_VALUE || required);
             if skip_zero && !matches!(f.kind(), Kind::Message(_)) {
                 let zero = zero_test(f, "(*val)", true);
                 let _ = write!(out, "if !({zero}) {{ {body} }}");

@@ -715,7 +715,7 @@ impl ::svc_runtime::validate::Validate for Order {
             );
             v.violation(
                 &::svc_runtime::validate::Rule {
-                    steps: &[(1, "required", 8)],
+                    steps: &[],
                     index: None,
                 },
                 "required",
