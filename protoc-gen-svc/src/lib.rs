@@ -21,6 +21,7 @@
 
 pub mod annotations;
 pub mod builder;
+pub mod cel;
 pub mod editions;
 pub mod emit;
 pub mod error;

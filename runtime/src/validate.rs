@@ -13,6 +13,9 @@ use std::fmt;
 
 pub use regex::Regex;
 
+pub mod cel;
+mod uri;
+
 /// `google.protobuf.FieldDescriptorProto.Type` numbers, as field paths
 /// carry them.
 #[allow(missing_docs)]
@@ -40,10 +43,21 @@ pub mod kind {
 /// A message with validation rules (and every message that reaches one).
 pub trait Validate {
     /// Every violation of the message's rules, or `Ok(())`.
+    ///
+    /// A rule whose expression cannot be evaluated (a CEL runtime error)
+    /// counts as violated here; [`Validate::check`] tells the two apart.
     fn validate(&self) -> Result<(), Violations> {
         let mut v = Validator::default();
         self.validate_into(&mut v);
         v.finish()
+    }
+
+    /// Like [`Validate::validate`], but a rule that cannot be evaluated is
+    /// an [`Failure::Error`], as protovalidate's runtime error is.
+    fn check(&self) -> Result<(), Failure> {
+        let mut v = Validator::default();
+        self.validate_into(&mut v);
+        v.finish_checked()
     }
 
     /// Checks the message at `v`'s current field path, adding violations
@@ -199,12 +213,35 @@ impl fmt::Display for Violations {
 
 impl std::error::Error for Violations {}
 
+/// Why [`Validate::check`] refused a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The message breaks these rules.
+    Invalid(Violations),
+    /// A rule's expression could not be evaluated (division by zero, a
+    /// field a `dyn` value does not have, ...): what went wrong, with the
+    /// rule's id and field path.
+    Error(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Invalid(v) => v.fmt(f),
+            Failure::Error(e) => write!(f, "validation could not be evaluated: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
 /// Walks a message for generated code: the current field path, and the
 /// violations so far.
 #[derive(Debug, Default)]
 pub struct Validator {
     path: Vec<FieldPathElement>,
     found: Vec<Violation>,
+    errors: Vec<Violation>,
 }
 
 impl Validator {
@@ -253,14 +290,37 @@ impl Validator {
         self.found.push(Violation { field: self.path.clone(), rule: steps, rule_id, message, for_key });
     }
 
-    /// Whether any violation was found.
-    pub fn failed(&self) -> bool {
-        !self.found.is_empty()
+    /// Records that `rule`'s expression could not be evaluated at the
+    /// current path.
+    pub fn error(&mut self, rule: &Rule, id: impl Into<Cow<'static, str>>, message: impl fmt::Display) {
+        let found = std::mem::take(&mut self.found);
+        self.push(rule, id.into(), Cow::Owned(format!("could not be evaluated: {message}")), false);
+        let error = self.found.pop();
+        self.found = found;
+        self.errors.extend(error);
     }
 
-    /// The violations found, if any.
-    pub fn finish(self) -> Result<(), Violations> {
+    /// Whether any violation (or evaluation error) was found.
+    pub fn failed(&self) -> bool {
+        !self.found.is_empty() || !self.errors.is_empty()
+    }
+
+    /// The violations found, if any; rules that could not be evaluated
+    /// count as violated.
+    pub fn finish(mut self) -> Result<(), Violations> {
+        self.found.append(&mut self.errors);
         if self.found.is_empty() { Ok(()) } else { Err(Violations(self.found)) }
+    }
+
+    /// The violations found, or the first rule that could not be
+    /// evaluated.
+    pub fn finish_checked(self) -> Result<(), Failure> {
+        if let Some(e) = self.errors.first() {
+            let path = e.field_path();
+            let at = if path.is_empty() { String::new() } else { format!("{path}: ") };
+            return Err(Failure::Error(format!("{at}{} [{}]", e.message, e.rule_id)));
+        }
+        if self.found.is_empty() { Ok(()) } else { Err(Failure::Invalid(Violations(self.found))) }
     }
 }
 
@@ -576,10 +636,12 @@ impl<U: prost::Message + Default + Validate> tonic::codec::Decoder for Validatin
 
     fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<U>, tonic::Status> {
         let item = self.0.decode(buf)?;
-        if let Some(message) = &item
-            && let Err(violations) = message.validate()
-        {
-            return Err(invalid_argument(&violations));
+        if let Some(message) = &item {
+            match message.check() {
+                Ok(()) => {}
+                Err(Failure::Invalid(violations)) => return Err(invalid_argument(&violations)),
+                Err(e @ Failure::Error(_)) => return Err(tonic::Status::internal(e.to_string())),
+            }
         }
         Ok(item)
     }

@@ -233,7 +233,7 @@ fn main() {
             }
             let _ = writeln!(
                 registry,
-                "{full:?} => Some(<{rust}::{path} as prost::Message>::decode(bytes).map(|m| svc_runtime::validate::Validate::validate(&m).map_err(crate::Failure::Invalid))),"
+                "{full:?} => Some(<{rust}::{path} as prost::Message>::decode(bytes).map(|m| crate::checked(svc_runtime::validate::Validate::check(&m)))),"
             );
         }
     }
@@ -251,7 +251,7 @@ fn main() {
     ] {
         let _ = writeln!(
             registry,
-            "{name:?} => Some(<{rust} as prost::Message>::decode(bytes).map(|m| svc_runtime::validate::Validate::validate(&m).map_err(crate::Failure::Invalid))),"
+            "{name:?} => Some(<{rust} as prost::Message>::decode(bytes).map(|m| crate::checked(svc_runtime::validate::Validate::check(&m)))),"
         );
     }
     registry.push_str("_ => None,\n}\n}\n");

@@ -19,9 +19,12 @@ use prost_reflect::{
 use crate::error::{Diagnostic, Result};
 use crate::ident;
 
+mod cel;
+
 const FIELD_EXT: &str = "buf.validate.field";
 const MESSAGE_EXT: &str = "buf.validate.message";
 const ONEOF_EXT: &str = "buf.validate.oneof";
+const PREDEFINED_EXT: &str = "buf.validate.predefined";
 
 /// `buf.validate.Ignore` values.
 const IGNORE_IF_ZERO_VALUE: i32 = 1;
@@ -69,6 +72,7 @@ pub fn package(
         field_ext,
         message_ext: pool.get_extension_by_name(MESSAGE_EXT),
         oneof_ext: pool.get_extension_by_name(ONEOF_EXT),
+        predefined_ext: pool.get_extension_by_name(PREDEFINED_EXT),
         field_rules: pool.get_message_by_name("buf.validate.FieldRules"),
         external,
     };
@@ -222,6 +226,7 @@ struct Cx<'a> {
     field_ext: ExtensionDescriptor,
     message_ext: Option<ExtensionDescriptor>,
     oneof_ext: Option<ExtensionDescriptor>,
+    predefined_ext: Option<ExtensionDescriptor>,
     field_rules: Option<MessageDescriptor>,
     external: &'a [String],
 }
@@ -276,6 +281,15 @@ impl Steps {
     fn with(&self, f: &FieldDescriptor) -> Steps {
         let mut s = self.clone();
         s.0.push((f.number(), f.name().to_owned(), type_number(f)));
+        s
+    }
+
+    /// The step into an extension of a rules message (a predefined rule):
+    /// named `[full.name]`, as protovalidate has it.
+    fn with_extension(&self, e: &ExtensionDescriptor) -> Steps {
+        let mut s = self.clone();
+        let t = e.field_descriptor_proto().r#type.unwrap_or(0);
+        s.0.push((e.number(), format!("[{}]", e.full_name()), t));
         s
     }
 
@@ -342,6 +356,15 @@ impl Cx<'_> {
                     );
                 }
                 body.push_str("}\n");
+            }
+        }
+        // Message rules: `cel` and `cel_expression`, `this` the message.
+        if let Some(rules) = self.message_ext.as_ref().and_then(|e| extension(&m.options(), e)) {
+            let element = format!("message {}", m.full_name());
+            let code = self.cel_rules(&rules, &|| cel::this_message(m, "self"), &Steps::default(), file, &element)?;
+            if !code.is_empty() {
+                uses_self = true;
+                body.push_str(&code);
             }
         }
         // Oneof rules: `required`.
@@ -473,6 +496,13 @@ impl Cx<'_> {
             } else if nested {
                 inner.push_str(&self.collection_rules_plain(f)?);
             }
+            if let Some(r) = &rules {
+                let element = format!("field {}", f.full_name());
+                let code = self.cel_rules(r, &|| cel::this_collection(f, "val"), &root, file, &element)?;
+                if !code.is_empty() {
+                    let _ = write!(inner, "v.enter(field, None); {code} v.leave();");
+                }
+            }
             if inner.is_empty() && !required {
                 return Ok(String::new());
             }
@@ -515,6 +545,10 @@ impl Cx<'_> {
         let mut inner = String::new();
         if let Some((rf, r)) = &type_rules {
             inner.push_str(&self.value_rules(f, &f.kind(), rf, r, "val", file, &root)?);
+        }
+        if let Some(r) = &rules {
+            let element = format!("field {}", f.full_name());
+            inner.push_str(&self.cel_rules(r, &|| cel::this_value(&f.kind(), "val"), &root, file, &element)?);
         }
         if nested {
             let _ = write!(inner, "{rt}::validate::Validate::validate_into(val, v);");
@@ -650,6 +684,8 @@ impl Cx<'_> {
                         base.with(&d).text(rt, None)
                     );
                 }
+                let element = format!("field {}", f.full_name());
+                sizes.push_str(&self.predefined(r, &|| cel::this_collection(f, "val"), &base, file, &element)?);
                 if !sizes.is_empty() {
                     let _ = write!(out, "v.enter(field, None); {sizes} v.leave();");
                 }
@@ -696,6 +732,8 @@ impl Cx<'_> {
                         format!("map must be at most {n} entries")
                     );
                 }
+                let element = format!("field {}", f.full_name());
+                sizes.push_str(&self.predefined(r, &|| cel::this_collection(f, "val"), &base, file, &element)?);
                 if !sizes.is_empty() {
                     let _ = write!(out, "v.enter(field, None); {sizes} v.leave();");
                 }
@@ -777,8 +815,15 @@ impl Cx<'_> {
         if ignore == IGNORE_ALWAYS {
             return Ok(String::new());
         }
-        let Some((rf, r)) = self.type_rules(rules) else { return Ok(String::new()) };
-        let mut code = self.value_rules(f, kind, &rf, &r, "val", file, base)?;
+        let mut code = match self.type_rules(rules) {
+            Some((rf, r)) => self.value_rules(f, kind, &rf, &r, "val", file, base)?,
+            None => String::new(),
+        };
+        let element = format!("field {}", f.full_name());
+        code.push_str(&self.cel_rules(rules, &|| cel::this_value(kind, "val"), base, file, &element)?);
+        if code.is_empty() {
+            return Ok(code);
+        }
         if for_key {
             code = code.replace("v.violation(", "v.key_violation(");
         }
@@ -901,6 +946,127 @@ impl Cx<'_> {
             "string" => out.push_str(&string_rules(self.rt, r, &base, &val_expr, f, file)?),
             "bytes" => out.push_str(&bytes_rules(self.rt, r, &base, &val_expr, f, file)?),
             _ => {}
+        }
+        let element = format!("field {}", f.full_name());
+        out.push_str(&self.predefined(r, &|| cel::this_value(kind, val), &base, file, &element)?);
+        Ok(out)
+    }
+
+    /// The `cel` and `cel_expression` rules of `rules` (a `FieldRules` or
+    /// `MessageRules`), their paths under `base`.
+    fn cel_rules(
+        &self,
+        rules: &DynamicMessage,
+        this: &dyn Fn() -> cel::This,
+        base: &Steps,
+        file: &str,
+        element: &str,
+    ) -> Result<String> {
+        let mut out = String::new();
+        let desc = rules.descriptor();
+        let message_level = desc.full_name() == "buf.validate.MessageRules";
+        let failed = |e: String| -> crate::Error {
+            Diagnostic::new(
+                element,
+                e,
+                "correct the expression (CEL: https://cel.dev; protovalidate's functions: https://protovalidate.com)",
+            )
+            .in_file(file)
+            .into()
+        };
+        if let Some(d) = desc.get_field_by_name("cel")
+            && let Value::List(list) = &*rules.get_field(&d)
+        {
+            for (i, rule) in list.iter().enumerate() {
+                let Some(rule) = rule.as_message() else { continue };
+                let text = |name: &str| {
+                    rule.get_field_by_name(name).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                };
+                // protovalidate gives message-level rules no rule path.
+                let path = if message_level {
+                    Steps::default().text(self.rt, None)
+                } else {
+                    base.with(&d).text(self.rt, Some(i))
+                };
+                let code = cel::rule(
+                    self,
+                    &text("expression"),
+                    Some(this()),
+                    None,
+                    None,
+                    &path,
+                    &text("id"),
+                    &text("message"),
+                )
+                .map_err(failed)?;
+                out.push_str(&code);
+            }
+        }
+        if let Some(d) = desc.get_field_by_name("cel_expression")
+            && let Value::List(list) = &*rules.get_field(&d)
+        {
+            for (i, expression) in list.iter().enumerate() {
+                let Some(expression) = expression.as_str() else { continue };
+                let path = if message_level {
+                    Steps::default().text(self.rt, None)
+                } else {
+                    base.with(&d).text(self.rt, Some(i))
+                };
+                let message = format!("{expression:?} returned false");
+                let code = cel::rule(self, expression, Some(this()), None, None, &path, expression, &message)
+                    .map_err(failed)?;
+                out.push_str(&code);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Predefined rules: the extensions of the `*Rules` message `r` that
+    /// carry `(buf.validate.predefined).cel`, with `rule` their value and
+    /// `rules` the message.
+    fn predefined(
+        &self,
+        r: &DynamicMessage,
+        this: &dyn Fn() -> cel::This,
+        base: &Steps,
+        file: &str,
+        element: &str,
+    ) -> Result<String> {
+        let Some(pre) = &self.predefined_ext else { return Ok(String::new()) };
+        let mut out = String::new();
+        let mut extensions: Vec<(ExtensionDescriptor, Value)> = r.extensions().map(|(e, v)| (e, v.clone())).collect();
+        extensions.sort_by_key(|(e, _)| e.number());
+        for (ext, value) in extensions {
+            let Some(rules) = extension(&ext.options(), pre) else { continue };
+            let Some(d) = rules.descriptor().get_field_by_name("cel") else { continue };
+            let Value::List(list) = &*rules.get_field(&d) else { continue };
+            let path = base.with_extension(&ext);
+            for rule in list.iter().filter_map(|r| r.as_message()) {
+                let text = |name: &str| {
+                    rule.get_field_by_name(name).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                };
+                let constant = (&value, &ext.kind(), ext.is_list(), ext.full_name());
+                let code = cel::rule(
+                    self,
+                    &text("expression"),
+                    Some(this()),
+                    Some(constant),
+                    Some(r),
+                    &path.text(self.rt, None),
+                    &text("id"),
+                    &text("message"),
+                )
+                .map_err(|e| -> crate::Error {
+                    Diagnostic::new(
+                        element,
+                        format!("predefined rule {}: {e}", ext.full_name()),
+                        "correct the rule's expression where the extension is declared",
+                    )
+                    .in_file(file)
+                    .into()
+                })?;
+                out.push_str(&code);
+            }
         }
         Ok(out)
     }

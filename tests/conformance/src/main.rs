@@ -16,6 +16,8 @@ mod pb {
 enum Failure {
     /// Its violations.
     Invalid(svc_runtime::validate::Violations),
+    /// A rule's expression could not be evaluated.
+    Error(String),
     /// Its message's rules were rejected by the generator (the harness
     /// expects a compilation error).
     Rejected(&'static str),
@@ -23,6 +25,13 @@ enum Failure {
 
 fn rejected(why: &'static str) -> Failure {
     Failure::Rejected(why)
+}
+
+fn checked(result: Result<(), svc_runtime::validate::Failure>) -> Result<(), Failure> {
+    result.map_err(|f| match f {
+        svc_runtime::validate::Failure::Invalid(v) => Failure::Invalid(v),
+        svc_runtime::validate::Failure::Error(e) => Failure::Error(e),
+    })
 }
 
 mod registry {
@@ -77,6 +86,7 @@ fn main() {
             Some(Ok(Ok(()))) => Outcome::Success(true),
             Some(Ok(Err(Failure::Invalid(violations)))) => Outcome::ValidationError((&violations).into()),
             Some(Ok(Err(Failure::Rejected(why)))) => Outcome::CompilationError(why.to_owned()),
+            Some(Ok(Err(Failure::Error(why)))) => Outcome::RuntimeError(why),
         };
         results.insert(name, TestResult { result: Some(outcome) });
     }
