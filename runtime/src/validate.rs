@@ -333,6 +333,7 @@ pub fn chars(s: &str) -> u64 {
 /// `hostname`, `ip`, ... and the CEL functions `isEmail`, `isHostname`,
 /// `isIp`, `isIpPrefix`, `isHostAndPort`).
 pub mod format {
+    pub use super::uri::{is_uri, is_uri_ref};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// A DNS name: at most 253 characters, an optional final dot, labels

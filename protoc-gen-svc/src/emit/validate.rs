@@ -320,6 +320,21 @@ impl Cx<'_> {
                     _ => Vec::new(),
                 };
                 let required = rule.get_field_by_name("required").and_then(|v| v.as_bool()).unwrap_or(false);
+                let refused = |what: String, fix: &str| -> crate::Error {
+                    Diagnostic::new(format!("message {}", m.full_name()), what, fix).in_file(file).into()
+                };
+                if names.is_empty() {
+                    return Err(refused(
+                        format!("(buf.validate.message).oneof rule {i} lists no fields"),
+                        "name at least one field of the message in `fields`",
+                    ));
+                }
+                if let Some(twice) = names.iter().enumerate().find(|(j, n)| names[..*j].contains(n)).map(|(_, n)| n) {
+                    return Err(refused(
+                        format!("(buf.validate.message).oneof rule {i} lists {twice} twice"),
+                        "name each field once",
+                    ));
+                }
                 in_oneof_rule.extend(names.iter().cloned());
                 let mut set = Vec::new();
                 for name in &names {
@@ -340,7 +355,8 @@ impl Cx<'_> {
                 uses_self = true;
                 let count = set.iter().map(|s| format!("usize::from({s})")).collect::<Vec<_>>().join(" + ");
                 let count = if count.is_empty() { "0usize".to_owned() } else { count };
-                let rule_path = format!("&{rt}::validate::Rule {{ steps: &[(4, \"oneof\", 11)], index: Some({i}) }}");
+                // protovalidate gives message-level rules no rule path.
+                let rule_path = format!("&{rt}::validate::Rule {{ steps: &[], index: None }}");
                 let list = names.join(", ");
                 let _ = writeln!(body, "{{ let set = {count};");
                 let _ = writeln!(
@@ -553,7 +569,8 @@ impl Cx<'_> {
         if nested {
             let _ = write!(inner, "{rt}::validate::Validate::validate_into(val, v);");
         }
-        if inner.is_empty() && !required {
+        // A proto2 required field is always there: `required` holds.
+        if inner.is_empty() && (!required || legacy_required) {
             return Ok(String::new());
         }
         let _ = writeln!(out, "{{ let field = {field_desc};");
@@ -1329,7 +1346,13 @@ fn range_rules(rt: &str, repr: &Repr<'_>, float: bool, r: &DynamicMessage, base:
             } else {
                 let in_gap_low = if ustrict { format!("{hi} <= {x}") } else { format!("{hi} < {x}") };
                 let in_gap_high = if lstrict { format!("{x} <= {lo}") } else { format!("{x} < {lo}") };
-                (format!("({in_gap_low} && {in_gap_high})"), format!("{family}.{lname}_{uname}_exclusive"), "or")
+                // Parenthesised only after a NaN test (`x.is_nan() || (..)`).
+                let gap = if float {
+                    format!("({in_gap_low} && {in_gap_high})")
+                } else {
+                    format!("{in_gap_low} && {in_gap_high}")
+                };
+                (gap, format!("{family}.{lname}_{uname}_exclusive"), "or")
             };
             let _ = write!(
                 out,
@@ -1552,8 +1575,9 @@ fn string_rules(
         );
     }
     // Well-known formats: an empty value has an id of its own.
-    let formats: [(&str, String, &str); 17] = [
+    let formats: [(&str, String, &str); 18] = [
         ("email", format!("{rt}::validate::format::is_email({s})"), "email address"),
+        ("uri", format!("{rt}::validate::format::is_uri({s})"), "URI"),
         ("hostname", format!("{rt}::validate::format::is_hostname({s})"), "hostname"),
         ("ip", format!("{rt}::validate::format::is_ip({s}, 0)"), "IP address"),
         ("ipv4", format!("{rt}::validate::format::is_ip({s}, 4)"), "IPv4 address"),
@@ -1591,6 +1615,13 @@ fn string_rules(
             "fully-qualified Protobuf name with a leading dot",
         ),
     ];
+    if let Some((d, Value::Bool(true))) = get(r, "uri_ref") {
+        let _ = write!(
+            out,
+            "if !{rt}::validate::format::is_uri_ref({s}) {{ v.violation({}, \"string.uri_ref\", \"must be a valid URI Reference\"); }}",
+            at(&d)
+        );
+    }
     for (name, test, what) in &formats {
         if let Some((d, Value::Bool(true))) = get(r, name) {
             let _ = write!(
@@ -1737,7 +1768,7 @@ fn bytes_rules(
         }
         let _ = write!(
             out,
-            "{{ static RE: std::sync::LazyLock<{rt}::validate::Regex> = std::sync::LazyLock::new(|| {rt}::validate::Regex::new({p:?}).expect(\"checked at generation\")); match std::str::from_utf8({b}) {{ Ok(s) if RE.is_match(s) => {{}} Ok(_) => v.violation({}, \"bytes.pattern\", {:?}), Err(_) => v.violation({}, \"bytes.pattern\", \"must be valid UTF-8 to apply regexp\") }} }}",
+            "{{ static RE: std::sync::LazyLock<{rt}::validate::Regex> = std::sync::LazyLock::new(|| {rt}::validate::Regex::new({p:?}).expect(\"checked at generation\")); match std::str::from_utf8({b}) {{ Ok(s) if RE.is_match(s) => {{}} Ok(_) => v.violation({}, \"bytes.pattern\", {:?}), Err(_) => v.error({}, \"bytes.pattern\", \"value must be valid UTF-8 to apply regexp\") }} }}",
             at(&d),
             format!("must match regex pattern `{p}`"),
             at(&d),
