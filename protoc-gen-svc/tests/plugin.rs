@@ -104,6 +104,9 @@ fn validation_rules_that_cannot_hold_are_errors_with_a_line() {
         "bad_rules.proto:14:19: field badrules.v1.NoPattern.name: string.pattern \"(unclosed\" does not compile",
         "bad_rules.proto:18:19: field badrules.v1.Impossible.name: string.min_len (5) is greater than string.max_len (2), so no value can be valid",
         "bad_rules.proto:22:3: message badrules.v1.BadOneof: (buf.validate.message).oneof names field \"missing\", which BadOneof does not have",
+        "bad_rules.proto:27:19: field badrules.v1.BadCelType.count: CEL expression \"this.startsWith('a')\": found no matching overload for 'startsWith' applied to '(int, string)'",
+        "bad_rules.proto:31:19: field badrules.v1.BadCelSyntax.name: CEL expression \"this.size( > 1\" does not parse: column 12: unexpected '>'",
+        "bad_rules.proto:35:3: message badrules.v1.BadCelField: CEL expression \"this.nothing > 0\": undefined field 'nothing'",
     ];
     for needle in expected {
         assert!(error.contains(needle), "missing {needle:?} in:\n{error}");

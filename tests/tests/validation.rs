@@ -81,6 +81,8 @@ fn a_good_order_is_valid_and_a_bad_one_names_every_broken_rule() {
     bad.payment = None;
     let found = bad.validate().expect_err("invalid");
     let pairs: Vec<(&str, &str)> = vec![
+        // NaN is not <= 0.5, and 0 items are fewer than 10.
+        ("", "order.bulk_discount"),
         ("attributes[\"Bad-Key\"]", "string.min_len"),
         ("attributes[\"Bad-Key\"]", "string.pattern"),
         ("callback", "string.host_and_port"),
@@ -126,6 +128,49 @@ fn a_good_order_is_valid_and_a_bad_one_names_every_broken_rule() {
     let mut quiet = good();
     quiet.note = String::new();
     assert_eq!(quiet.validate(), Ok(()));
+}
+
+#[test]
+fn cel_rules_of_messages_fields_items_and_predefined_extensions_are_enforced() {
+    let mut bad = good();
+    // Message rule: a big discount on a small order.
+    bad.discount = 0.75;
+    // Item rule, field rule with its own message, predefined rule.
+    bad.tags = vec!["two words".into()];
+    bad.note = " hello".into();
+    bad.ship_to = Some(Address { line: "Straße 1".into(), country: "DE".into() });
+    let found = bad.validate().expect_err("invalid");
+    let pairs: Vec<(&str, &str)> = vec![
+        ("", "order.bulk_discount"),
+        ("note", "note.no_leading_space"),
+        ("ship_to.line", "string.ascii_only"),
+        ("tags[0]", "tag.no_spaces"),
+    ];
+    let expected: Vec<(String, String)> = pairs.iter().map(|(f, r)| ((*f).to_owned(), (*r).to_owned())).collect();
+    assert_eq!(summary(&found), expected);
+    let by_id = |id: &str| found.0.iter().find(|v| v.rule_id == id).expect(id);
+    // Messages: the rule's, or the one the expression gives.
+    assert_eq!(by_id("order.bulk_discount").message, "a discount above 0.5 needs at least 10 items");
+    assert_eq!(by_id("note.no_leading_space").message, "must not start with a space");
+    // Rule paths: none for message rules, cel[i] under items, the
+    // extension's bracketed name for predefined rules.
+    assert_eq!(by_id("order.bulk_discount").rule_path(), "");
+    assert_eq!(by_id("tag.no_spaces").rule_path(), "repeated.items.cel[0]");
+    assert_eq!(by_id("note.no_leading_space").rule_path(), "cel[0]");
+    assert_eq!(by_id("string.ascii_only").rule_path(), "string.[rules.v1.ascii_only]");
+    // A big order may have a big discount; cel_expression rules name
+    // themselves.
+    let mut bulk = good();
+    bulk.discount = 0.75;
+    bulk.quantity = 10;
+    assert_eq!(bulk.validate(), Ok(()));
+    let mut us = good();
+    us.ship_to = Some(Address { line: "1 A".into(), country: "US".into() });
+    let found = us.validate().expect_err("invalid");
+    assert_eq!(found.0.len(), 1);
+    assert_eq!(found.0[0].rule_id, "this.country != 'US' || size(this.line) > 3");
+    assert_eq!(found.0[0].message, "\"this.country != 'US' || size(this.line) > 3\" returned false");
+    assert_eq!(found.0[0].field_path(), "ship_to");
 }
 
 #[test]

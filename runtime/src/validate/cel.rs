@@ -569,7 +569,7 @@ pub fn to_uint(a: Res) -> Res {
         Val::Uint(u) => Ok(Val::Uint(u)),
         Val::Int(i) => overflow(u64::try_from(i).ok()).map(Val::Uint),
         Val::Double(d) => {
-            if d.is_nan() || d < 0.0 || d >= 1.844_674_407_370_955_2e19 {
+            if d.is_nan() || !(0.0..1.844_674_407_370_955_2e19).contains(&d) {
                 err("unsigned integer overflow")
             } else {
                 Ok(Val::Uint(d as u64))

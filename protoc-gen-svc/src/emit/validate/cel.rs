@@ -871,11 +871,11 @@ impl Compiler<'_> {
                         "cel::Val::duration(0, 0)".into()
                     }
                     Kind::Message(_) => "cel::Val::timestamp(0, 0)".into(),
-                    _ => constant_val(&f.default_value(), &kind)?,
+                    _ => constant_val(&f.default_value())?,
                 };
                 Code { rust: format!("Ok(match {opt} {{ Some(x) => {conv}, None => {default} }})"), ty }
             }
-            None => Code { rust: format!("Ok({})", scalar_val(&kind, &format!("&{m}.{name}")).unwrap_or(conv)), ty },
+            None => Code { rust: format!("Ok({})", scalar_place(&kind, &format!("{m}.{name}")).unwrap_or(conv)), ty },
         })
     }
 
@@ -959,7 +959,7 @@ fn field_default(f: &FieldDescriptor) -> Result<String, String> {
         Kind::Message(d) if d.full_name() == "google.protobuf.Duration" => "Ok(cel::Val::duration(0, 0))".into(),
         Kind::Message(d) if d.full_name() == "google.protobuf.Timestamp" => "Ok(cel::Val::timestamp(0, 0))".into(),
         Kind::Message(_) => "Ok::<_, cel::Error>(None)".into(),
-        _ => format!("Ok({})", constant_val(&f.default_value(), &kind)?),
+        _ => format!("Ok({})", constant_val(&f.default_value())?),
     })
 }
 
@@ -1002,25 +1002,35 @@ fn scalar_ty(kind: &Kind) -> Option<Ty> {
     })
 }
 
-/// Rust of type `Val` for the value of `kind` at the reference `r`
-/// (prost holds the wrapper types as their plain values).
+/// Rust of type `Val` for the value of `kind` at the reference `r` (an
+/// identifier); prost holds the wrapper types as their plain values.
 fn scalar_val(kind: &Kind, r: &str) -> Option<String> {
-    let simple = r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-    let r = &if simple { r.to_owned() } else { format!("({r})") };
+    scalar_from(kind, &format!("*{r}"), r)
+}
+
+/// Rust of type `Val` for the value of `kind` at the place `p`
+/// (`m.field`).
+fn scalar_place(kind: &Kind, p: &str) -> Option<String> {
+    scalar_from(kind, p, p)
+}
+
+/// `copy` reads the value (for numbers and bools), `owner` is what
+/// methods are called on (for strings, bytes and messages).
+fn scalar_from(kind: &Kind, copy: &str, owner: &str) -> Option<String> {
     Some(match kind {
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 | Kind::Enum(_) => format!("cel::Val::Int(i64::from(*{r}))"),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => format!("cel::Val::Int(*{r})"),
-        Kind::Uint32 | Kind::Fixed32 => format!("cel::Val::Uint(u64::from(*{r}))"),
-        Kind::Uint64 | Kind::Fixed64 => format!("cel::Val::Uint(*{r})"),
-        Kind::Float => format!("cel::Val::Double(f64::from(*{r}))"),
-        Kind::Double => format!("cel::Val::Double(*{r})"),
-        Kind::Bool => format!("cel::Val::Bool(*{r})"),
-        Kind::String => format!("cel::Val::Str({r}.clone())"),
-        Kind::Bytes => format!("cel::Val::Bytes({r}.to_vec())"),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 | Kind::Enum(_) => format!("cel::Val::Int(i64::from({copy}))"),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => format!("cel::Val::Int({copy})"),
+        Kind::Uint32 | Kind::Fixed32 => format!("cel::Val::Uint(u64::from({copy}))"),
+        Kind::Uint64 | Kind::Fixed64 => format!("cel::Val::Uint({copy})"),
+        Kind::Float => format!("cel::Val::Double(f64::from({copy}))"),
+        Kind::Double => format!("cel::Val::Double({copy})"),
+        Kind::Bool => format!("cel::Val::Bool({copy})"),
+        Kind::String => format!("cel::Val::Str({owner}.clone())"),
+        Kind::Bytes => format!("cel::Val::Bytes({owner}.to_vec())"),
         Kind::Message(d) => match d.full_name() {
-            "google.protobuf.Duration" => format!("cel::Val::duration({r}.seconds, {r}.nanos)"),
-            "google.protobuf.Timestamp" => format!("cel::Val::timestamp({r}.seconds, {r}.nanos)"),
-            name if is_wrapper(name) => return scalar_val(&d.get_field_by_name("value")?.kind(), r),
+            "google.protobuf.Duration" => format!("cel::Val::duration({owner}.seconds, {owner}.nanos)"),
+            "google.protobuf.Timestamp" => format!("cel::Val::timestamp({owner}.seconds, {owner}.nanos)"),
+            name if is_wrapper(name) => return scalar_from(&d.get_field_by_name("value")?.kind(), copy, owner),
             _ => return None,
         },
     })
@@ -1030,16 +1040,16 @@ fn scalar_val(kind: &Kind, r: &str) -> Option<String> {
 fn constant(v: &Value, kind: &Kind, list: bool) -> Result<Code, String> {
     if list {
         let Value::List(items) = v else { return Err("a list was expected".into()) };
-        let parts: Vec<String> = items.iter().map(|i| constant_val(i, kind)).collect::<Result<_, _>>()?;
+        let parts: Vec<String> = items.iter().map(constant_val).collect::<Result<_, _>>()?;
         let elem = scalar_ty(kind).ok_or("a list of messages")?;
         return value(format!("Ok(cel::Val::List(vec![{}]))", parts.join(", ")), Ty::List(Box::new(elem)));
     }
     let ty = scalar_ty(kind).ok_or_else(|| "a message that is not a well-known value type".to_owned())?;
-    value(format!("Ok({})", constant_val(v, kind)?), ty)
+    value(format!("Ok({})", constant_val(v)?), ty)
 }
 
 /// A constant as Rust of type `Val`.
-fn constant_val(v: &Value, kind: &Kind) -> Result<String, String> {
+fn constant_val(v: &Value) -> Result<String, String> {
     Ok(match v {
         Value::Bool(b) => format!("cel::Val::Bool({b})"),
         Value::I32(i) => format!("cel::Val::Int({i})"),
@@ -1060,12 +1070,12 @@ fn constant_val(v: &Value, kind: &Kind) -> Result<String, String> {
             }
             name if is_wrapper(name) => {
                 let inner = m.descriptor().get_field_by_name("value").ok_or("a wrapper without value")?;
-                constant_val(&m.get_field(&inner), &inner.kind())?
+                constant_val(&m.get_field(&inner))?
             }
             name => return Err(format!("a {name} cannot be a CEL constant")),
         },
         Value::List(items) => {
-            let parts: Vec<String> = items.iter().map(|i| constant_val(i, kind)).collect::<Result<_, _>>()?;
+            let parts: Vec<String> = items.iter().map(constant_val).collect::<Result<_, _>>()?;
             format!("cel::Val::List(vec![{}])", parts.join(", "))
         }
         Value::Map(_) => return Err("a map cannot be a CEL constant here".into()),

@@ -59,7 +59,7 @@ pub mod order {
 #[derive(Clone, PartialEq, Eq, Hash, ::svc_runtime::codegen::prost::Message)]
 #[prost(prost_path = "::svc_runtime::codegen::prost")]
 pub struct Address {
-    /// Not empty.
+    /// Not empty, plain ASCII.
     #[prost(string, tag = "1")]
     pub line: ::std::string::String,
     /// An ISO 3166-1 alpha-2 code.
@@ -703,6 +703,58 @@ pub mod checked_svc {
 impl ::svc_runtime::validate::Validate for Order {
     #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
     fn validate_into(&self, v: &mut ::svc_runtime::validate::Validator) {
+        {
+            use ::svc_runtime::validate::cel;
+            let svc_this = self;
+            match cel::verdict(
+                cel::or(
+                    cel::le(
+                        match Ok::<_, cel::Error>(Some(svc_this)) {
+                            Ok(Some(svc_m1)) => Ok(cel::Val::Double(svc_m1.discount)),
+                            Ok(None) => Ok(cel::Val::Double(0.0)),
+                            Err(e) => Err(e),
+                        },
+                        Ok(cel::Val::Double(0.5)),
+                    ),
+                    cel::ge(
+                        match Ok::<_, cel::Error>(Some(svc_this)) {
+                            Ok(Some(svc_m2)) => {
+                                Ok(cel::Val::Uint(u64::from(svc_m2.quantity)))
+                            }
+                            Ok(None) => Ok(cel::Val::Uint(0)),
+                            Err(e) => Err(e),
+                        },
+                        Ok(cel::Val::Uint(10)),
+                    ),
+                ),
+            ) {
+                Ok(None) => {}
+                Ok(Some(m)) => {
+                    v.violation(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[],
+                            index: None,
+                        },
+                        "order.bulk_discount",
+                        if m.is_empty() {
+                            String::from("a discount above 0.5 needs at least 10 items")
+                        } else {
+                            m
+                        },
+                    )
+                }
+                Err(e) => {
+                    v.error(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[],
+                            index: None,
+                        },
+                        "order.bulk_discount",
+                        e,
+                    )
+                }
+            }
+        }
         if self.payment.is_none() {
             v.enter(
                 &::svc_runtime::validate::Field {
@@ -1004,6 +1056,52 @@ impl ::svc_runtime::validate::Validate for Order {
                         "must be at most 16 characters",
                     );
                 }
+                {
+                    use ::svc_runtime::validate::cel;
+                    let svc_this = cel::Val::Str(val.clone());
+                    match cel::verdict(
+                        cel::not(
+                            cel::contains(
+                                Ok(svc_this.clone()),
+                                Ok(cel::Val::Str(String::from(" "))),
+                            ),
+                        ),
+                    ) {
+                        Ok(None) => {}
+                        Ok(Some(m)) => {
+                            v.violation(
+                                &::svc_runtime::validate::Rule {
+                                    steps: &[
+                                        (18, "repeated", 11),
+                                        (4, "items", 11),
+                                        (23, "cel", 11),
+                                    ],
+                                    index: Some(0),
+                                },
+                                "tag.no_spaces",
+                                if m.is_empty() {
+                                    String::from("must not contain spaces")
+                                } else {
+                                    m
+                                },
+                            )
+                        }
+                        Err(e) => {
+                            v.error(
+                                &::svc_runtime::validate::Rule {
+                                    steps: &[
+                                        (18, "repeated", 11),
+                                        (4, "items", 11),
+                                        (23, "cel", 11),
+                                    ],
+                                    index: Some(0),
+                                },
+                                "tag.no_spaces",
+                                e,
+                            )
+                        }
+                    }
+                }
                 v.leave();
             }
         }
@@ -1147,6 +1245,48 @@ impl ::svc_runtime::validate::Validate for Order {
                             "must be at least 5 characters",
                         );
                     }
+                    {
+                        use ::svc_runtime::validate::cel;
+                        let svc_this = cel::Val::Str(val.clone());
+                        match cel::verdict(
+                            match cel::truth(
+                                cel::starts_with(
+                                    Ok(svc_this.clone()),
+                                    Ok(cel::Val::Str(String::from(" "))),
+                                ),
+                            ) {
+                                Ok(true) => {
+                                    Ok(
+                                        cel::Val::Str(String::from("must not start with a space")),
+                                    )
+                                }
+                                Ok(false) => Ok(cel::Val::Str(String::from(""))),
+                                Err(e) => Err(e),
+                            },
+                        ) {
+                            Ok(None) => {}
+                            Ok(Some(m)) => {
+                                v.violation(
+                                    &::svc_runtime::validate::Rule {
+                                        steps: &[(23, "cel", 11)],
+                                        index: Some(0),
+                                    },
+                                    "note.no_leading_space",
+                                    if m.is_empty() { String::from("") } else { m },
+                                )
+                            }
+                            Err(e) => {
+                                v.error(
+                                    &::svc_runtime::validate::Rule {
+                                        steps: &[(23, "cel", 11)],
+                                        index: Some(0),
+                                    },
+                                    "note.no_leading_space",
+                                    e,
+                                )
+                            }
+                        }
+                    }
                     v.leave();
                 }
             }
@@ -1201,6 +1341,60 @@ impl ::svc_runtime::validate::Validate for Address {
     #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
     fn validate_into(&self, v: &mut ::svc_runtime::validate::Validator) {
         {
+            use ::svc_runtime::validate::cel;
+            let svc_this = self;
+            match cel::verdict(
+                cel::or(
+                    cel::ne(
+                        match Ok::<_, cel::Error>(Some(svc_this)) {
+                            Ok(Some(svc_m1)) => Ok(cel::Val::Str(svc_m1.country.clone())),
+                            Ok(None) => Ok(cel::Val::Str(String::from(""))),
+                            Err(e) => Err(e),
+                        },
+                        Ok(cel::Val::Str(String::from("US"))),
+                    ),
+                    cel::gt(
+                        cel::size(
+                            match Ok::<_, cel::Error>(Some(svc_this)) {
+                                Ok(Some(svc_m2)) => Ok(cel::Val::Str(svc_m2.line.clone())),
+                                Ok(None) => Ok(cel::Val::Str(String::from(""))),
+                                Err(e) => Err(e),
+                            },
+                        ),
+                        Ok(cel::Val::Int(3)),
+                    ),
+                ),
+            ) {
+                Ok(None) => {}
+                Ok(Some(m)) => {
+                    v.violation(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[],
+                            index: None,
+                        },
+                        "this.country != 'US' || size(this.line) > 3",
+                        if m.is_empty() {
+                            String::from(
+                                "\"this.country != 'US' || size(this.line) > 3\" returned false",
+                            )
+                        } else {
+                            m
+                        },
+                    )
+                }
+                Err(e) => {
+                    v.error(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[],
+                            index: None,
+                        },
+                        "this.country != 'US' || size(this.line) > 3",
+                        e,
+                    )
+                }
+            }
+        }
+        {
             let field = &::svc_runtime::validate::Field {
                 number: 1,
                 name: "line",
@@ -1219,6 +1413,56 @@ impl ::svc_runtime::validate::Validate for Address {
                         "string.min_len",
                         "must be at least 1 characters",
                     );
+                }
+                {
+                    use ::svc_runtime::validate::cel;
+                    let svc_this = cel::Val::Str(val.clone());
+                    match cel::verdict(
+                        cel::or(
+                            cel::not(Ok(cel::Val::Bool(true))),
+                            {
+                                static RE: std::sync::LazyLock<
+                                    ::svc_runtime::validate::Regex,
+                                > = std::sync::LazyLock::new(|| {
+                                    ::svc_runtime::validate::Regex::new("^[\0-\u{7f}]*$")
+                                        .expect("checked at generation")
+                                });
+                                cel::matches(Ok(svc_this.clone()), &RE)
+                            },
+                        ),
+                    ) {
+                        Ok(None) => {}
+                        Ok(Some(m)) => {
+                            v.violation(
+                                &::svc_runtime::validate::Rule {
+                                    steps: &[
+                                        (14, "string", 11),
+                                        (81001, "[rules.v1.ascii_only]", 8),
+                                    ],
+                                    index: None,
+                                },
+                                "string.ascii_only",
+                                if m.is_empty() {
+                                    String::from("must contain only ASCII characters")
+                                } else {
+                                    m
+                                },
+                            )
+                        }
+                        Err(e) => {
+                            v.error(
+                                &::svc_runtime::validate::Rule {
+                                    steps: &[
+                                        (14, "string", 11),
+                                        (81001, "[rules.v1.ascii_only]", 8),
+                                    ],
+                                    index: None,
+                                },
+                                "string.ascii_only",
+                                e,
+                            )
+                        }
+                    }
                 }
                 v.leave();
             }
@@ -1293,7 +1537,7 @@ impl ::svc_runtime::validate::Validate for Receipt {
 pub static FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
     files: &[
         // rules.proto
-        b"\n\x0brules.proto\x12\x08rules.v1\x1a\x1bbuf/validate/validate.proto\x1a\x11svc/options.proto\"\xab\x04\n\x05Order\x12(\n\x02id\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18@2\x11^[a-z][a-z0-9-]*$\x12\x16\n\x05email\x18\x02 \x01(\tB\x07\xbaH\x04r\x02`\x01\x12\x1a\n\x08callback\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x80\x02\x01\x12\x1c\n\x08quantity\x18\x04 \x01(\rB\n\xbaH\x07*\x05\x18\xe8\x07(\x01\x12+\n\x08discount\x18\x05 \x01(\x01B\x19\xbaH\x16\x12\x14\x11\0\0\0\0\0\0\xf0?!\0\0\0\0\0\0\0\0@\x01\x12(\n\x04kind\x18\x06 \x01(\x0e2\x0e.rules.v1.KindB\n\xbaH\x07\x82\x01\x04\x10\x01 \0\x12\"\n\x04tags\x18\x07 \x03(\tB\x14\xbaH\x11\x92\x01\x0e\x08\x01\x10\n\x18\x01\"\x06r\x04\x10\x01\x18\x10\x12R\n\nattributes\x18\x08 \x03(\x0b2\x1f.rules.v1.Order.AttributesEntryB\x1d\xbaH\x1a\x9a\x01\x17\x10\x08\"\rr\x0b2\t^[a-z_]+$*\x04r\x02\x10\x01\x12\x16\n\x05token\x18\t \x01(\x0cB\x07\xbaH\x04z\x02h\x10\x12*\n\x07ship_to\x18\n \x01(\x0b2\x11.rules.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12\x18\n\x04note\x18\x0b \x01(\tB\n\xbaH\x07r\x02\x10\x05\xd8\x01\x01\x12\x18\n\x04card\x18\x0c \x01(\tB\x08\xbaH\x05r\x03\x98\x01\x10H\0\x12\x1a\n\x07account\x18\r \x01(\x04B\x07\xbaH\x042\x02 \0H\0\x1a1\n\x0fAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x028\x01B\x10\n\x07payment\x12\x05\xbaH\x02\x08\x01\"K\n\x07Address\x12\x15\n\x04line\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\x12)\n\x07country\x18\x02 \x01(\tB\x18\xbaH\x15r\x13R\x02DER\x02FRR\x02GBR\x02US\x98\x01\x02\"\x1d\n\x04Line\x12\x15\n\x04text\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\"\x17\n\x07Receipt\x12\x0c\n\x04seen\x18\x01 \x01(\t*A\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\0\x12\x0f\n\x0bKIND_RETAIL\x10\x01\x12\x12\n\x0eKIND_WHOLESALE\x10\x022\x9d\x01\n\x07Checked\x12,\n\x06Strict\x12\x0f.rules.v1.Order\x1a\x11.rules.v1.Receipt\x125\n\x07Lenient\x12\x0f.rules.v1.Order\x1a\x11.rules.v1.Receipt\"\x06\xd2\xd5\"\x028\x01\x12-\n\x06Upload\x12\x0e.rules.v1.Line\x1a\x11.rules.v1.Receipt(\x01b\x06proto3",
+        b"\n\x0brules.proto\x12\x08rules.v1\x1a\x1bbuf/validate/validate.proto\x1a\x11svc/options.proto\"\xb8\x06\n\x05Order\x12(\n\x02id\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18@2\x11^[a-z][a-z0-9-]*$\x12\x16\n\x05email\x18\x02 \x01(\tB\x07\xbaH\x04r\x02`\x01\x12\x1a\n\x08callback\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x80\x02\x01\x12\x1c\n\x08quantity\x18\x04 \x01(\rB\n\xbaH\x07*\x05\x18\xe8\x07(\x01\x12+\n\x08discount\x18\x05 \x01(\x01B\x19\xbaH\x16\x12\x14\x11\0\0\0\0\0\0\xf0?!\0\0\0\0\0\0\0\0@\x01\x12(\n\x04kind\x18\x06 \x01(\x0e2\x0e.rules.v1.KindB\n\xbaH\x07\x82\x01\x04\x10\x01 \0\x12b\n\x04tags\x18\x07 \x03(\tBT\xbaHQ\x92\x01N\x08\x01\x10\n\x18\x01\"Fr\x04\x10\x01\x18\x10\xba\x01=\n\rtag.no_spaces\x12\x17must not contain spaces\x1a\x13!this.contains(' ')\x12R\n\nattributes\x18\x08 \x03(\x0b2\x1f.rules.v1.Order.AttributesEntryB\x1d\xbaH\x1a\x9a\x01\x17\x10\x08\"\rr\x0b2\t^[a-z_]+$*\x04r\x02\x10\x01\x12\x16\n\x05token\x18\t \x01(\x0cB\x07\xbaH\x04z\x02h\x10\x12*\n\x07ship_to\x18\n \x01(\x0b2\x11.rules.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12m\n\x04note\x18\x0b \x01(\tB_\xbaH\\r\x02\x10\x05\xba\x01R\n\x15note.no_leading_space\x1a9this.startsWith(' ') ? 'must not start with a space' : ''\xd8\x01\x01\x12\x18\n\x04card\x18\x0c \x01(\tB\x08\xbaH\x05r\x03\x98\x01\x10H\0\x12\x1a\n\x07account\x18\r \x01(\x04B\x07\xbaH\x042\x02 \0H\0\x1a1\n\x0fAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x028\x01:v\xbaHs\x1aq\n\x13order.bulk_discount\x12,a discount above 0.5 needs at least 10 items\x1a,this.discount <= 0.5 || this.quantity >= 10uB\x10\n\x07payment\x12\x05\xbaH\x02\x08\x01\"\x81\x01\n\x07Address\x12\x19\n\x04line\x18\x01 \x01(\tB\x0b\xbaH\x08r\x06\x10\x01\xc8\xc6'\x01\x12)\n\x07country\x18\x02 \x01(\tB\x18\xbaH\x15r\x13R\x02DER\x02FRR\x02GBR\x02US\x98\x01\x02:0\xbaH-*+this.country != 'US' || size(this.line) > 3\"\x1d\n\x04Line\x12\x15\n\x04text\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\"\x17\n\x07Receipt\x12\x0c\n\x04seen\x18\x01 \x01(\t*A\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\0\x12\x0f\n\x0bKIND_RETAIL\x10\x01\x12\x12\n\x0eKIND_WHOLESALE\x10\x022\x9d\x01\n\x07Checked\x12,\n\x06Strict\x12\x0f.rules.v1.Order\x1a\x11.rules.v1.Receipt\x125\n\x07Lenient\x12\x0f.rules.v1.Order\x1a\x11.rules.v1.Receipt\"\x06\xd2\xd5\"\x028\x01\x12-\n\x06Upload\x12\x0e.rules.v1.Line\x1a\x11.rules.v1.Receipt(\x01:\x99\x01\n\nascii_only\x12\x19.buf.validate.StringRules\x18\xe9\xf8\x04 \x01(\x08Be\xc2Hb\n`\n\x11string.ascii_only\x12\"must contain only ASCII characters\x1a'!rule || this.matches('^[\\x00-\\x7f]*$')\x88\x01\x01b\x06proto3",
     ],
     imports: &[
         &SHARED_FILE_DESCRIPTORS,
