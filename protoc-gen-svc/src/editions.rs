@@ -8,9 +8,13 @@
 //! - a file in which no field has IMPLICIT presence becomes proto2
 //!   (EXPLICIT presence is proto2 `optional`, LEGACY_REQUIRED is `required`,
 //!   DELIMITED message fields are groups);
-//! - otherwise it becomes proto3, EXPLICIT presence turning into proto3
-//!   `optional` (with its synthetic oneof); LEGACY_REQUIRED and DELIMITED
-//!   cannot be expressed there and are reported;
+//! - a file with IMPLICIT presence and no LEGACY_REQUIRED or DELIMITED
+//!   field becomes proto3, EXPLICIT presence turning into proto3 `optional`
+//!   (with its synthetic oneof);
+//! - a file with both becomes proto2, its IMPLICIT fields proto2 `optional`
+//!   (the wire format is the same) marked with a field-level
+//!   `features.field_presence = IMPLICIT`, which validators read to treat a
+//!   zero as unset, as the original file says;
 //! - repeated scalar fields always get an explicit `packed` option from
 //!   `repeated_field_encoding`.
 //!
@@ -100,11 +104,13 @@ pub fn lower(bytes: &[u8], syntax: Option<&str>, name: &str) -> Result<Option<Ve
         .into());
     }
     let base = Features::EDITION_2023.merge(&file);
-    let proto3 = any_implicit(&file, "message_type", base);
+    let implicit = any_implicit(&file, "message_type", base);
+    let mixed = implicit && needs_proto2(&file, "message_type", base);
+    let proto3 = implicit && !mixed;
     let mut errors = Vec::new();
     let file_name = name.to_owned();
     for_each_message(&mut file, "message_type", base, &mut |m, features| {
-        lower_message(m, features, proto3, &mut errors)
+        lower_message(m, features, proto3, mixed, &mut errors)
     });
     if let Some(Value::List(exts)) = file.get_field_by_name_mut("extension") {
         for ext in exts.iter_mut() {
@@ -171,6 +177,43 @@ fn any_implicit(parent: &DynamicMessage, list: &str, inherited: Features) -> boo
     })
 }
 
+/// Whether any field needs proto2 to be expressed: LEGACY_REQUIRED
+/// presence, or DELIMITED message encoding.
+fn needs_proto2(parent: &DynamicMessage, list: &str, inherited: Features) -> bool {
+    let Some(Value::List(messages)) = parent.get_field_by_name(list).map(|v| v.into_owned()) else { return false };
+    messages.iter().filter_map(|m| m.as_message()).any(|m| {
+        let features = inherited.merge(m);
+        let fields = match m.get_field_by_name("field").map(|v| v.into_owned()) {
+            Some(Value::List(fields)) => fields,
+            _ => Vec::new(),
+        };
+        fields.iter().filter_map(|f| f.as_message()).any(|f| {
+            let resolved = features.merge(f);
+            let ty = get_enum(f, "type").unwrap_or(0);
+            (get_enum(f, "label") != Some(LABEL_REPEATED) && resolved.presence == PRESENCE_REQUIRED)
+                || (ty == TYPE_MESSAGE && resolved.message_encoding == MESSAGE_DELIMITED)
+        }) || needs_proto2(m, "nested_type", features)
+    })
+}
+
+/// Marks a field lowered to proto2 `optional` as having IMPLICIT presence
+/// in its edition (`options.features.field_presence`).
+fn mark_implicit(f: &mut DynamicMessage) {
+    let Some(options_desc) = f.descriptor().get_field_by_name("options").and_then(|o| o.kind().as_message().cloned())
+    else {
+        return;
+    };
+    let Some(features_desc) = options_desc.get_field_by_name("features").and_then(|o| o.kind().as_message().cloned())
+    else {
+        return;
+    };
+    let mut options = get_message(f, "options").unwrap_or_else(|| DynamicMessage::new(options_desc));
+    let mut features = get_message(&options, "features").unwrap_or_else(|| DynamicMessage::new(features_desc));
+    features.set_field_by_name("field_presence", Value::EnumNumber(PRESENCE_IMPLICIT));
+    options.set_field_by_name("features", Value::Message(features));
+    f.set_field_by_name("options", Value::Message(options));
+}
+
 fn for_each_message(
     parent: &mut DynamicMessage,
     list: &str,
@@ -188,7 +231,13 @@ fn for_each_message(
     }
 }
 
-fn lower_message(m: &mut DynamicMessage, features: Features, proto3: bool, errors: &mut Vec<(String, String)>) {
+fn lower_message(
+    m: &mut DynamicMessage,
+    features: Features,
+    proto3: bool,
+    mixed: bool,
+    errors: &mut Vec<(String, String)>,
+) {
     let map_entry = get_message(m, "options").and_then(|o| o.get_field_by_name("map_entry").and_then(|v| v.as_bool()))
         == Some(true);
     let message_name = get_string(m, "name");
@@ -210,6 +259,16 @@ fn lower_message(m: &mut DynamicMessage, features: Features, proto3: bool, error
                 if let Err(problem) = lower_field(f, resolved, proto3) {
                     errors.push((element, problem));
                     continue;
+                }
+                let ty = get_enum(f, "type").unwrap_or(0);
+                if mixed
+                    && resolved.presence == PRESENCE_IMPLICIT
+                    && !in_oneof
+                    && get_enum(f, "label") != Some(LABEL_REPEATED)
+                    && ty != TYPE_MESSAGE
+                    && ty != TYPE_GROUP
+                {
+                    mark_implicit(f);
                 }
                 if proto3 && wants_proto3_optional(f, resolved, in_oneof) {
                     f.set_field_by_name("proto3_optional", Value::Bool(true));

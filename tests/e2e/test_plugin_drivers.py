@@ -116,12 +116,16 @@ def test_editions_2023_under_protoc_35(binaries, tmp_path):
     assert "pub taken_at: ::core::option::Option<i64>" in implicit  # EXPLICIT override
 
 
-def test_editions_mixed_presence_is_explained(binaries, tmp_path):
-    bad = EXAMPLE.parent.parent / "tests" / "protos" / "bad"
-    r = protoc35(binaries["plugin"], [f"--svc_out={tmp_path}", "-I", bad, "editions_mixed.proto"])
-    assert r.returncode != 0
-    assert "field Mixed.b: LEGACY_REQUIRED presence cannot be combined with IMPLICIT presence" in r.stderr, r.stderr
-    assert "field Mixed.c: DELIMITED message encoding" in r.stderr
+def test_editions_mixing_implicit_with_required_and_delimited_fields(binaries, third_party, tmp_path):
+    adv = EXAMPLE.parent.parent / "tests" / "protos" / "adversarial"
+    r = protoc35(binaries["plugin"], [f"--svc_out={tmp_path}", "-I", adv, "-I", third_party, "editions_mixed.proto"])
+    assert r.returncode == 0, r.stderr
+    code = tree(tmp_path)["adversarial.editions.mixed.rs"]
+    assert '#[prost(int32, optional, tag = "1")]' in code  # IMPLICIT, held as Option
+    assert '#[prost(string, required, tag = "2")]' in code  # LEGACY_REQUIRED
+    assert "#[prost(group, optional, boxed" in code  # DELIMITED
+    # The validator reads an unset implicit field as zero, and skips it.
+    assert "self.a.unwrap_or_default()" in code, code
 
 
 def test_empty_request_yields_empty_response(binaries):

@@ -245,6 +245,31 @@ enum Holder {
     Plain,
     /// `Option<T>` (explicit presence, messages).
     Optional,
+    /// `Option<T>` for a field of IMPLICIT presence in an edition file
+    /// lowered to proto2 (see `editions`): unset and zero are the same.
+    ImplicitOption,
+}
+
+/// Whether `f` is marked `features.field_presence = IMPLICIT` at field
+/// level in a proto2 file: an editions field held as `Option<T>`.
+fn implicit_in_option(f: &FieldDescriptor) -> bool {
+    if f.parent_file().file_descriptor_proto().syntax() != "proto2" {
+        return false;
+    }
+    let options = f.options();
+    let Some(features) = options.get_field_by_name("features") else { return false };
+    features.as_message().and_then(|m| m.get_field_by_name("field_presence")).and_then(|v| v.as_enum_number())
+        == Some(2)
+}
+
+/// The plain value of a field `self.{name}` held as `holder`, for zero
+/// tests.
+fn plain_value(f: &FieldDescriptor, owner: &str, holder: Holder) -> String {
+    match (holder, f.kind()) {
+        (Holder::ImplicitOption, Kind::String | Kind::Bytes) => format!("{owner}.as_deref().unwrap_or_default()"),
+        (Holder::ImplicitOption, _) => format!("{owner}.unwrap_or_default()"),
+        _ => owner.to_owned(),
+    }
 }
 
 fn type_number(f: &FieldDescriptor) -> i32 {
@@ -433,7 +458,7 @@ impl Cx<'_> {
         }
         match self.holder(f) {
             Holder::Optional => format!("self.{name}.is_some()"),
-            Holder::Plain => format!("!({})", zero_test(f, &format!("self.{name}"), false)),
+            h => format!("!({})", zero_test(f, &plain_value(f, &format!("self.{name}"), h), false)),
         }
     }
 
@@ -453,6 +478,8 @@ impl Cx<'_> {
         let required = f.field_descriptor_proto().label == Some(2);
         if required {
             Holder::Plain
+        } else if implicit_in_option(f) {
+            Holder::ImplicitOption
         } else if matches!(f.kind(), Kind::Message(_)) || f.supports_presence() {
             Holder::Optional
         } else {
@@ -552,6 +579,10 @@ impl Cx<'_> {
             match self.holder(f) {
                 Holder::Optional => (format!("if let Some(val) = &self.{name} {{"), "}".to_owned()),
                 Holder::Plain => (format!("{{ let val = &self.{name};"), "}".to_owned()),
+                Holder::ImplicitOption if matches!(f.kind(), Kind::String | Kind::Bytes) => {
+                    (format!("{{ let val = &self.{name}.clone().unwrap_or_default();"), "}".to_owned())
+                }
+                Holder::ImplicitOption => (format!("{{ let val = &self.{name}.unwrap_or_default();"), "}".to_owned()),
             }
         };
         // proto2 `required` (editions LEGACY_REQUIRED): always present in
@@ -589,7 +620,7 @@ impl Cx<'_> {
                 };
                 let _ = writeln!(out, "if {unset} {{ v.enter(field, None); {} v.leave(); }}", required_rule());
             } else {
-                let zero = zero_test(f, &format!("self.{name}"), false);
+                let zero = zero_test(f, &plain_value(f, &format!("self.{name}"), self.holder(f)), false);
                 let _ = writeln!(out, "if {zero} {{ v.enter(field, None); {} v.leave(); }}", required_rule());
             }
         }

@@ -836,7 +836,7 @@ impl Compiler<'_> {
                 crate::ident::to_upper_camel(o.name()),
                 crate::ident::to_upper_camel(f.name())
             ))
-        } else if self.cx.holder(f) == Holder::Optional {
+        } else if matches!(self.cx.holder(f), Holder::Optional | Holder::ImplicitOption) {
             Some(format!("{m}.{name}.as_ref()"))
         } else {
             None
@@ -905,7 +905,7 @@ impl Compiler<'_> {
         }
         Ok(match self.cx.holder(f) {
             Holder::Optional => format!("{m}.{name}.is_some()"),
-            Holder::Plain => format!("!({})", zero_test(f, &format!("{m}.{name}"), false)),
+            h => format!("!({})", zero_test(f, &super::plain_value(f, &format!("{m}.{name}"), h), false)),
         })
     }
 }
