@@ -652,6 +652,136 @@ impl<U: prost::Message + Default + Validate> tonic::codec::Decoder for Validatin
     }
 }
 
+tokio::task_local! {
+    /// Set by [`CheckedBody`] around each poll of a request body: the
+    /// encoders of [`ValidatingClientCodec`] check what they encode, and
+    /// leave the status of an invalid request here (tonic would turn their
+    /// error into `INTERNAL`).
+    static CHECK_REQUESTS: RefusedRequest;
+}
+
+/// The codec generated clients use for methods whose requests have rules:
+/// prost's, with each request checked as it is encoded when the client was
+/// built with `validate_requests(true)` (the encoder runs inside the
+/// client's [`CheckedBody`]); otherwise exactly prost's.
+#[derive(Debug, Clone)]
+pub struct ValidatingClientCodec<T, U>(tonic_prost::ProstCodec<T, U>);
+
+impl<T, U> Default for ValidatingClientCodec<T, U> {
+    fn default() -> Self {
+        ValidatingClientCodec(tonic_prost::ProstCodec::default())
+    }
+}
+
+impl<T, U> tonic::codec::Codec for ValidatingClientCodec<T, U>
+where
+    T: prost::Message + Validate + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ValidatingEncoder<T>;
+    type Decoder = tonic_prost::ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ValidatingEncoder(self.0.encoder())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        self.0.decoder()
+    }
+}
+
+/// The encoder of [`ValidatingClientCodec`].
+#[derive(Debug, Clone)]
+pub struct ValidatingEncoder<T>(tonic_prost::ProstEncoder<T>);
+
+impl<T: prost::Message + Validate> tonic::codec::Encoder for ValidatingEncoder<T> {
+    type Item = T;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: T, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        if let Ok(refused) = CHECK_REQUESTS.try_with(RefusedRequest::clone) {
+            let status = match item.check() {
+                Ok(()) => None,
+                Err(Failure::Invalid(violations)) => Some(invalid_argument(&violations)),
+                Err(e @ Failure::Error(_)) => Some(tonic::Status::internal(e.to_string())),
+            };
+            if let Some(status) = status {
+                let message = status.message().to_owned();
+                *refused.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                return Err(tonic::Status::invalid_argument(message));
+            }
+        }
+        self.0.encode(item, buf)
+    }
+
+    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
+        self.0.buffer_settings()
+    }
+}
+
+/// Where an encoder leaves the status of the request it refused.
+#[derive(Clone, Default)]
+struct RefusedRequest(std::sync::Arc<std::sync::Mutex<Option<tonic::Status>>>);
+
+pin_project_lite::pin_project! {
+    /// A request body whose frames are produced with request validation
+    /// on; the status of an invalid request is yielded as the body's
+    /// error.
+    pub(crate) struct CheckedBody<B> {
+        first: Option<http_body::Frame<bytes::Bytes>>,
+        refused: RefusedRequest,
+        #[pin]
+        inner: B,
+    }
+}
+
+impl<B> CheckedBody<B> {
+    pub(crate) fn new(inner: B) -> Self {
+        CheckedBody { first: None, refused: RefusedRequest::default(), inner }
+    }
+
+    /// `inner` again, `first` (already taken from it) yielded first.
+    pub(crate) fn resumed(first: http_body::Frame<bytes::Bytes>, inner: B) -> Self {
+        CheckedBody { first: Some(first), refused: RefusedRequest::default(), inner }
+    }
+}
+
+impl<B> http_body::Body for CheckedBody<B>
+where
+    B: http_body::Body<Data = bytes::Bytes, Error = tonic::Status>,
+{
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
+        let this = self.project();
+        if let Some(frame) = this.first.take() {
+            return std::task::Poll::Ready(Some(Ok(frame)));
+        }
+        let inner = this.inner;
+        match CHECK_REQUESTS.sync_scope(this.refused.clone(), || inner.poll_frame(cx)) {
+            std::task::Poll::Ready(Some(Err(e))) => {
+                let refused = this.refused.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+                std::task::Poll::Ready(Some(Err(refused.unwrap_or(e))))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        if self.first.is_some() { http_body::SizeHint::default() } else { self.inner.size_hint() }
+    }
+}
+
 /// Messages the well-known types and `()` stand for carry no rules.
 macro_rules! no_rules {
     ($($t:ty),* $(,)?) => {

@@ -279,3 +279,46 @@ async fn servers_refuse_invalid_requests_before_the_handler_unless_the_method_sk
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violations_of(&status), vec![("text".to_owned(), "string.min_len".to_owned())]);
 }
+
+#[tokio::test]
+async fn clients_built_to_validate_refuse_invalid_requests_before_sending_them() {
+    // Nothing listens here: a request that is sent fails to connect, one
+    // that is refused by the client never gets that far.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = nowhere.local_addr().expect("addr").to_string();
+    drop(nowhere);
+    let channel: Channel = Builder::new(&checked_svc::SERVICE, &dead)
+        .validate_requests(true)
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(2))
+        .lazy()
+        .build()
+        .await
+        .expect("lazy");
+    let mut client = CheckedClient::new(channel);
+    let mut bad = good();
+    bad.quantity = 0;
+    let status = client.strict(bad.clone()).await.expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violations_of(&status), vec![("quantity".to_owned(), "uint32.gte_lte".to_owned())]);
+    let status = client.strict(good()).await.expect_err("sent, and nobody answers");
+    assert_ne!(status.code(), Code::InvalidArgument, "{status:?}");
+    // skip_validation methods are not checked by clients either.
+    let status = client.lenient(bad.clone()).await.expect_err("sent");
+    assert_ne!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // Against a server: valid requests pass; without the option, the
+    // server is the one that refuses.
+    let running = serve().await;
+    let checking: Channel =
+        Builder::new(&checked_svc::SERVICE, &running.addr).validate_requests(true).build().await.expect("connect");
+    let mut client = CheckedClient::new(checking);
+    assert_eq!(client.strict(good()).await.expect("valid").into_inner().seen, "order-1");
+    let lines = tokio_stream::iter(vec![Line { text: "a".into() }, Line { text: "b".into() }]);
+    assert_eq!(client.upload(lines).await.expect("valid stream").into_inner().seen, "a|b");
+    let lines = tokio_stream::iter(vec![Line { text: "a".into() }, Line { text: String::new() }]);
+    client.upload(lines).await.expect_err("a bad line ends the stream");
+    let plain: Channel = Builder::new(&checked_svc::SERVICE, &running.addr).build().await.expect("connect");
+    let status = CheckedClient::new(plain).strict(bad).await.expect_err("the server refuses");
+    assert_eq!(status.code(), Code::InvalidArgument);
+}

@@ -181,7 +181,7 @@ pub mod greeter_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/greeter.v1.Greeter/SayHello",
             );
@@ -210,7 +210,7 @@ pub mod greeter_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/greeter.v1.Greeter/SayHelloStream",
             );
@@ -237,7 +237,7 @@ pub mod greeter_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/greeter.v1.Greeter/CollectHellos",
             );
@@ -266,7 +266,7 @@ pub mod greeter_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static("/greeter.v1.Greeter/Chat");
             let mut req = request.into_streaming_request();
             req.extensions_mut().insert(GrpcMethod::new("greeter.v1.Greeter", "Chat"));

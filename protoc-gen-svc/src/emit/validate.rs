@@ -136,7 +136,8 @@ pub fn validated_methods(
 
 /// In a server's dispatch (`match req.uri().path() { "/pkg.S/M" => ... }`),
 /// the codec of every method in `paths` becomes the runtime's
-/// `ValidatingCodec`.
+/// `ValidatingCodec`; in a client's method for one of them, its
+/// `ValidatingClientCodec` (which checks requests when the client asks).
 pub fn use_validating_codecs(file: &mut syn::File, paths: &HashSet<String>, rt: &str) {
     use syn::visit_mut::VisitMut;
     struct Arms<'a> {
@@ -166,11 +167,45 @@ pub fn use_validating_codecs(file: &mut syn::File, paths: &HashSet<String>, rt: 
             syn::visit_mut::visit_path_mut(self, path);
         }
     }
+    /// In a generated client (`impl<T> XxxClient<T>`), each method whose
+    /// body names a validated path.
+    struct Clients<'a> {
+        paths: &'a HashSet<String>,
+        codec: syn::Path,
+    }
+    impl VisitMut for Clients<'_> {
+        fn visit_item_impl_mut(&mut self, item: &mut syn::ItemImpl) {
+            let client = matches!(&*item.self_ty, syn::Type::Path(t)
+                if t.path.segments.last().is_some_and(|s| s.ident.to_string().ends_with("Client")));
+            if !client {
+                return;
+            }
+            for member in &mut item.items {
+                let syn::ImplItem::Fn(f) = member else { continue };
+                let mut names = Names { paths: self.paths, found: false };
+                names.visit_block_mut(&mut f.block);
+                if names.found {
+                    Arms { paths: self.paths, codec: self.codec.clone(), inside: true }.visit_block_mut(&mut f.block);
+                }
+            }
+        }
+    }
+    struct Names<'a> {
+        paths: &'a HashSet<String>,
+        found: bool,
+    }
+    impl VisitMut for Names<'_> {
+        fn visit_lit_str_mut(&mut self, s: &mut syn::LitStr) {
+            self.found |= self.paths.contains(&s.value());
+        }
+    }
     if paths.is_empty() {
         return;
     }
     let Ok(codec) = syn::parse_str::<syn::Path>(&format!("{rt}::validate::ValidatingCodec")) else { return };
     Arms { paths, codec, inside: false }.visit_file_mut(file);
+    let Ok(codec) = syn::parse_str::<syn::Path>(&format!("{rt}::validate::ValidatingClientCodec")) else { return };
+    Clients { paths, codec }.visit_file_mut(file);
 }
 
 /// Gives each diagnostic about a field or message the line of the

@@ -287,6 +287,7 @@ async fn attempts(
         let m = method?;
         m.hedging.map(Repeat::Hedge).or(m.retry.map(Repeat::Retry))
     });
+    let body = if shared.validate_requests { checked_body(body).await? } else { body };
     let replay = Replay::new(body, shared.replay_budget.clone());
     let call = Call { shared, series, sent, parts, replay, deadline };
     match repeat {
@@ -446,6 +447,23 @@ fn retry_allowed(call: &Call<'_>, policy: Option<&RetrySpec>, code: Code, done: 
         return false;
     }
     call.throttle_allows() && done < max_attempts && call.replay.replayable()
+}
+
+/// The request body with validation on (see
+/// [`crate::validate::ValidatingClientCodec`]): its first frame (a unary
+/// request's message) is encoded here, so that a request that breaks its
+/// rules fails with its status before any attempt.
+async fn checked_body(body: tonic::body::Body) -> Result<tonic::body::Body, Status> {
+    use http_body::Body as _;
+    let mut body = Box::pin(crate::validate::CheckedBody::new(body));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(body.as_mut().poll_frame(cx))).await;
+    match first {
+        std::task::Poll::Ready(Some(Err(e))) => Err(e),
+        std::task::Poll::Ready(Some(Ok(frame))) => {
+            Ok(tonic::body::Body::new(crate::validate::CheckedBody::resumed(frame, body)))
+        }
+        std::task::Poll::Ready(None) | std::task::Poll::Pending => Ok(tonic::body::Body::new(body)),
+    }
 }
 
 #[cfg(test)]

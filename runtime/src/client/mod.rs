@@ -115,6 +115,8 @@ pub(crate) struct Shared {
     /// Where failed calls are recorded.
     log: crate::log::Logger,
     target: Arc<str>,
+    /// Requests are validated before they are sent.
+    validate_requests: bool,
 }
 
 impl Drop for Shared {
@@ -298,6 +300,7 @@ pub struct Builder<C> {
     resolver: Option<Box<dyn Resolver>>,
     dns_refresh: Duration,
     lazy: bool,
+    validate_requests: bool,
     peak_ewma: bool,
     idle_timeout: Option<Duration>,
     log: Option<crate::log::Logger>,
@@ -328,6 +331,7 @@ impl<C: FromChannel> Builder<C> {
             resolver: None,
             dns_refresh: DNS_REFRESH,
             lazy: false,
+            validate_requests: false,
             peak_ewma: false,
             idle_timeout: Some(IDLE_TIMEOUT),
             log: None,
@@ -489,6 +493,17 @@ impl<C: FromChannel> Builder<C> {
         self
     }
 
+    /// Validates each request (each message of a client stream) against
+    /// its `buf.validate` rules before sending it: an invalid unary or
+    /// server-streaming request fails with the `INVALID_ARGUMENT` status a
+    /// generated server would send, without reaching the network; an
+    /// invalid message later in a client stream cancels the call. Off by
+    /// default (servers validate anyway).
+    pub fn validate_requests(mut self, on: bool) -> Self {
+        self.validate_requests = on;
+        self
+    }
+
     /// Returns without waiting for a first connection (calls wait for one,
     /// within their deadline).
     pub fn lazy(mut self) -> Self {
@@ -572,6 +587,7 @@ impl<C: FromChannel> Builder<C> {
             resolver,
             log,
             target: Arc::from(self.target.as_str()),
+            validate_requests: self.validate_requests,
         };
         if !self.lazy {
             pool.wait_connected(connect_timeout).await.map_err(|s| fail(s.message().to_owned()))?;

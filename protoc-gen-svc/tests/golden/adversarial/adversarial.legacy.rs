@@ -162,7 +162,7 @@ pub mod legacy_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/adversarial.legacy.LegacyService/Get",
             );

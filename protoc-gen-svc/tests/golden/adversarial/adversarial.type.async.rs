@@ -280,7 +280,7 @@ pub mod async_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/adversarial.type.async.Async/Await",
             );
@@ -307,7 +307,7 @@ pub mod async_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/adversarial.type.async.Async/Type",
             );
@@ -334,7 +334,7 @@ pub mod async_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/adversarial.type.async.Async/Move",
             );
@@ -363,7 +363,7 @@ pub mod async_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/adversarial.type.async.Async/Loop",
             );

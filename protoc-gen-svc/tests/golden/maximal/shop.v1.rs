@@ -189,7 +189,7 @@ pub mod shop_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static("/shop.v1.Shop/GetItem");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("shop.v1.Shop", "GetItem"));
@@ -213,7 +213,7 @@ pub mod shop_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static("/shop.v1.Shop/PlaceOrder");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("shop.v1.Shop", "PlaceOrder"));
@@ -259,7 +259,7 @@ pub mod shop_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/shop.v1.Shop/WatchInventory",
             );

@@ -217,7 +217,7 @@ pub mod checked_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static("/rules.v1.Checked/Strict");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("rules.v1.Checked", "Strict"));
@@ -263,7 +263,7 @@ pub mod checked_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = ::svc_runtime::codegen::tonic_prost::ProstCodec::default();
+            let codec = ::svc_runtime::validate::ValidatingClientCodec::default();
             let path = http::uri::PathAndQuery::from_static("/rules.v1.Checked/Upload");
             let mut req = request.into_streaming_request();
             req.extensions_mut().insert(GrpcMethod::new("rules.v1.Checked", "Upload"));
