@@ -235,25 +235,92 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// One entered field.
+type Step = (&'static Field, Option<Subscript>);
+
+/// Where [`Validator::enter_entry`] went in.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    field: &'static Field,
+    depth: usize,
+    found: usize,
+    errors: usize,
+}
+
+/// Path steps a [`Validator`] holds without allocating.
+const INLINE_DEPTH: usize = 4;
+
 /// Walks a message for generated code: the current field path, and the
 /// violations so far.
 #[derive(Debug, Default)]
 pub struct Validator {
-    path: Vec<FieldPathElement>,
+    /// The fields entered, cheap to push: a violation turns them into
+    /// `FieldPathElement`s. The first [`INLINE_DEPTH`] are kept inline, so
+    /// that validating a message allocates nothing unless it breaks a rule
+    /// or nests deeper.
+    inline: [Option<Step>; INLINE_DEPTH],
+    deeper: Vec<Step>,
+    depth: usize,
     found: Vec<Violation>,
     errors: Vec<Violation>,
 }
 
 impl Validator {
+    /// The steps entered, outermost first.
+    fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.inline.iter().take(self.depth).flatten().chain(self.deeper.iter())
+    }
+
     /// Goes into `field` (at `subscript`, for an element of a repeated or
     /// map field); [`Validator::leave`] comes back.
-    pub fn enter(&mut self, field: &Field, subscript: Option<Subscript>) {
-        self.path.push(field.element(subscript));
+    #[inline]
+    pub fn enter(&mut self, field: &'static Field, subscript: Option<Subscript>) {
+        match self.inline.get_mut(self.depth) {
+            Some(slot) => *slot = Some((field, subscript)),
+            None => self.deeper.push((field, subscript)),
+        }
+        self.depth += 1;
+    }
+
+    /// Goes into an entry of the map field `field` whose key is named only
+    /// if the entry breaks a rule: [`Validator::leave_entry`] comes back,
+    /// building the key's subscript then (so valid maps cost no copies
+    /// of their keys).
+    #[inline]
+    pub fn enter_entry(&mut self, field: &'static Field) -> Entry {
+        let entry = Entry { field, depth: self.depth, found: self.found.len(), errors: self.errors.len() };
+        self.enter(field, None);
+        entry
+    }
+
+    /// Comes back from [`Validator::enter_entry`]; `key` gives the
+    /// subscript of the violations found inside the entry.
+    #[inline]
+    pub fn leave_entry(&mut self, entry: Entry, key: impl FnOnce() -> Subscript) {
+        self.leave();
+        if self.found.len() == entry.found && self.errors.len() == entry.errors {
+            return;
+        }
+        let element = entry.field.element(Some(key()));
+        let found = self.found[entry.found..].iter_mut().chain(self.errors[entry.errors..].iter_mut());
+        for violation in found {
+            if let Some(e) = violation.field.get_mut(entry.depth) {
+                *e = element.clone();
+            }
+        }
     }
 
     /// Comes back from the last [`Validator::enter`].
+    #[inline]
     pub fn leave(&mut self) {
-        self.path.pop();
+        let Some(depth) = self.depth.checked_sub(1) else { return };
+        self.depth = depth;
+        match self.inline.get_mut(depth) {
+            Some(slot) => *slot = None,
+            None => {
+                self.deeper.pop();
+            }
+        }
     }
 
     /// Records a violation of `rule` at the current path.
@@ -287,7 +354,8 @@ impl Validator {
         if let (Some(i), Some(last)) = (rule.index, steps.last_mut()) {
             last.subscript = Some(Subscript::Index(i));
         }
-        self.found.push(Violation { field: self.path.clone(), rule: steps, rule_id, message, for_key });
+        let field = self.steps().map(|(f, s)| f.element(s.clone())).collect();
+        self.found.push(Violation { field, rule: steps, rule_id, message, for_key });
     }
 
     /// Records that `rule`'s expression could not be evaluated at the
@@ -301,6 +369,7 @@ impl Validator {
     }
 
     /// Whether any violation (or evaluation error) was found.
+    #[inline]
     pub fn failed(&self) -> bool {
         !self.found.is_empty() || !self.errors.is_empty()
     }
@@ -325,6 +394,7 @@ impl Validator {
 }
 
 /// Unicode scalar values in `s` (protovalidate counts characters so).
+#[inline]
 pub fn chars(s: &str) -> u64 {
     s.chars().count() as u64
 }
@@ -336,48 +406,92 @@ pub mod format {
     pub use super::uri::{is_uri, is_uri_ref};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
+    /// Bytes of a DNS label (letters, digits, `-`) and of an email's local
+    /// part (letters, digits and ``.!#$%&'*+/=?^_`{|}~-``), as one table.
+    const LABEL: u8 = 1;
+    const ATEXT: u8 = 2;
+    const CLASSES: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            if c.is_ascii_alphanumeric() {
+                t[b] = LABEL | ATEXT;
+            }
+            b += 1;
+        }
+        t[b'-' as usize] = LABEL | ATEXT;
+        let extra = b".!#$%&'*+/=?^_`{|}~";
+        let mut i = 0;
+        while i < extra.len() {
+            t[extra[i] as usize] |= ATEXT;
+            i += 1;
+        }
+        t
+    };
+
     /// A DNS name: at most 253 characters, an optional final dot, labels
     /// of 1 to 63 letters, digits and inner hyphens, the last not all
     /// digits.
+    #[inline]
     pub fn is_hostname(s: &str) -> bool {
         if s.len() > 253 {
             return false;
         }
         let name = s.strip_suffix('.').unwrap_or(s);
-        let mut last_all_digits = false;
-        for label in name.split('.') {
-            if !label_ok(label) {
-                return false;
-            }
-            last_all_digits = label.bytes().all(|b| b.is_ascii_digit());
-        }
-        !last_all_digits
+        labels(name.as_bytes()).is_some_and(|last_all_digits| !last_all_digits)
     }
 
-    fn label_ok(label: &str) -> bool {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    /// Checks dot-separated DNS labels in one pass; `Some(whether the last
+    /// label is all digits)` when every label is valid.
+    #[inline]
+    fn labels(name: &[u8]) -> Option<bool> {
+        let (mut start, mut digits) = (0, true);
+        for (i, &b) in name.iter().enumerate() {
+            if b == b'.' {
+                label_ends(name, start, i)?;
+                (start, digits) = (i + 1, true);
+            } else if CLASSES[b as usize] & LABEL == 0 {
+                return None;
+            } else {
+                digits &= b.is_ascii_digit();
+            }
+        }
+        label_ends(name, start, name.len())?;
+        Some(digits)
+    }
+
+    /// `name[start..end]` is 1 to 63 bytes, not starting or ending with `-`.
+    #[inline]
+    fn label_ends(name: &[u8], start: usize, end: usize) -> Option<()> {
+        let len = end - start;
+        (len > 0 && len <= 63 && name[start] != b'-' && name[end - 1] != b'-').then_some(())
     }
 
     /// An email address as the HTML standard defines a valid one: a local
     /// part of letters, digits and ``.!#$%&'*+/=?^_`{|}~-``, `@`, and a
     /// domain of DNS labels.
+    #[inline]
     pub fn is_email(s: &str) -> bool {
-        let Some((local, domain)) = s.split_once('@') else { return false };
-        let local_ok = !local.is_empty()
-            && local.bytes().all(|b| b.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&b));
-        local_ok && !domain.is_empty() && domain.split('.').all(label_ok)
+        let b = s.as_bytes();
+        let mut at = 0;
+        while at < b.len() && b[at] != b'@' {
+            if CLASSES[b[at] as usize] & ATEXT == 0 {
+                return false;
+            }
+            at += 1;
+        }
+        at > 0 && at < b.len() && labels(&b[at + 1..]).is_some()
     }
 
     /// An IPv4 address in dotted decimal, without leading zeros.
+    #[inline]
     pub fn is_ipv4(s: &str) -> bool {
         s.parse::<Ipv4Addr>().is_ok()
     }
 
     /// An IPv6 address, optionally with a zone (`fe80::1%eth0`).
+    #[inline]
     pub fn is_ipv6(s: &str) -> bool {
         let (addr, zone) = match s.split_once('%') {
             Some((a, z)) => (a, Some(z)),
@@ -387,6 +501,7 @@ pub mod format {
     }
 
     /// An IP address of `version` (4, 6, or 0 for either).
+    #[inline]
     pub fn is_ip(s: &str, version: i64) -> bool {
         match version {
             0 => is_ipv4(s) || is_ipv6(s),
@@ -449,17 +564,24 @@ pub mod format {
     }
 
     /// A UUID in its 8-4-4-4-12 hexadecimal form.
+    #[inline]
     pub fn is_uuid(s: &str) -> bool {
-        let parts: Vec<&str> = s.split('-').collect();
-        parts.len() == 5 && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && hex(p))
+        let b = s.as_bytes();
+        b.len() == 36
+            && b.iter().enumerate().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => *c == b'-',
+                _ => c.is_ascii_hexdigit(),
+            })
     }
 
     /// A UUID as 32 hexadecimal digits, without hyphens.
+    #[inline]
     pub fn is_tuuid(s: &str) -> bool {
         s.len() == 32 && hex(s)
     }
 
     /// A ULID: 26 characters of Crockford's base32, the first at most 7.
+    #[inline]
     pub fn is_ulid(s: &str) -> bool {
         let b = s.as_bytes();
         b.len() == 26
@@ -528,12 +650,14 @@ pub fn path_covered(path: &str, listed: &[&str]) -> bool {
 }
 
 /// Whether `needle` occurs in `haystack` (an empty needle always does).
+#[inline]
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Whether every item of `items` is different from the others (floats
 /// compare by value, so NaN never equals itself).
+#[inline]
 pub fn unique<T: PartialEq>(items: &[T]) -> bool {
     items.iter().enumerate().all(|(i, a)| items[..i].iter().all(|b| a != b))
 }
@@ -1014,17 +1138,17 @@ mod tests {
 
     #[test]
     fn paths_print_with_subscripts() {
-        let f = Field { number: 1, name: "items", kind: kind::STRING, map: None };
-        let g = Field { number: 2, name: "m", kind: kind::MESSAGE, map: Some((kind::STRING, kind::INT32)) };
+        const F: Field = Field { number: 1, name: "items", kind: kind::STRING, map: None };
+        const G: Field = Field { number: 2, name: "m", kind: kind::MESSAGE, map: Some((kind::STRING, kind::INT32)) };
         let mut v = Validator::default();
-        v.enter(&f, Some(Subscript::Index(2)));
+        v.enter(&F, Some(Subscript::Index(2)));
         v.violation(
             &Rule { steps: &[(14, "string", kind::MESSAGE), (2, "min_len", kind::UINT64)], index: None },
             "string.min_len",
             "too short",
         );
         v.leave();
-        v.enter(&g, Some(Subscript::String("k".into())));
+        v.enter(&G, Some(Subscript::String("k".into())));
         v.key_violation(&Rule { steps: &[], index: None }, "x", "y");
         v.leave();
         let found = v.finish().unwrap_err();

@@ -894,7 +894,10 @@ impl ::svc_runtime::validate::Validate for HelloRequest {
             {
                 let val = &self.name;
                 v.enter(field, None);
-                if ::svc_runtime::validate::chars(val.as_str()) < 1 {
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[(14, "string", 11), (2, "min_len", 4)],
@@ -904,7 +907,9 @@ impl ::svc_runtime::validate::Validate for HelloRequest {
                         "must be at least 1 characters",
                     );
                 }
-                if ::svc_runtime::validate::chars(val.as_str()) > 100 {
+                if (val.as_str().len() as u64) > 100
+                    && ::svc_runtime::validate::chars(val.as_str()) > 100
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[(14, "string", 11), (3, "max_len", 4)],
@@ -935,7 +940,10 @@ impl ::svc_runtime::validate::Validate for HelloStreamRequest {
             {
                 let val = &self.name;
                 v.enter(field, None);
-                if ::svc_runtime::validate::chars(val.as_str()) < 1 {
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[(14, "string", 11), (2, "min_len", 4)],

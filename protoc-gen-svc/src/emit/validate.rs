@@ -852,12 +852,12 @@ impl Cx<'_> {
                 if !key_code.is_empty() || !value_code.is_empty() {
                     let subscript = key_subscript(rt, &key_field.kind());
                     let value = if value_code.is_empty() { "_" } else { "val" };
-                    let _ = write!(out, "for (key, {value}) in val.iter() {{ v.enter(field, Some({subscript}));");
+                    let _ = write!(out, "for (key, {value}) in val.iter() {{ let entry = v.enter_entry(field);");
                     if !key_code.is_empty() {
                         let _ = write!(out, "{{ let val = key; {key_code} }}");
                     }
                     out.push_str(&value_code);
-                    out.push_str("v.leave(); }");
+                    let _ = write!(out, "v.leave_entry(entry, || {subscript}); }}");
                 }
             }
             "repeated" => return wrong("repeated"),
@@ -875,7 +875,7 @@ impl Cx<'_> {
             let Kind::Message(entry) = f.kind() else { return Ok(String::new()) };
             let subscript = key_subscript(rt, &entry.map_entry_key_field().kind());
             return Ok(format!(
-                "for (key, val) in val.iter() {{ v.enter(field, Some({subscript})); {rt}::validate::Validate::validate_into(val, v); v.leave(); }}"
+                "for (key, val) in val.iter() {{ let entry = v.enter_entry(field); {rt}::validate::Validate::validate_into(val, v); v.leave_entry(entry, || {subscript}); }}"
             ));
         }
         Ok(format!(
@@ -1589,10 +1589,19 @@ fn string_rules(
     for (name, op, words, chars) in sizes {
         if let Some((d, n)) = get(r, name) {
             let n = n.as_u64().unwrap_or(0);
-            let size = if chars { format!("{rt}::validate::chars({s})") } else { format!("({s}.len() as u64)") };
+            let bytes = format!("({s}.len() as u64)");
+            // A string of b bytes has between b/4 and b characters: they
+            // are counted only when the byte length cannot decide.
+            let count = format!("{rt}::validate::chars({s})");
+            let broken = match (chars, op) {
+                (false, _) => format!("{bytes} {op} {n}"),
+                (true, "<") => format!("{bytes} < {n} || ({bytes} < {} && {count} < {n})", n.saturating_mul(4)),
+                (true, ">") => format!("{bytes} > {n} && {count} > {n}"),
+                (true, _) => format!("{bytes} < {n} || {bytes} > {} || {count} != {n}", n.saturating_mul(4)),
+            };
             let _ = write!(
                 out,
-                "if {size} {op} {n} {{ v.violation({}, \"string.{name}\", {:?}); }}",
+                "if {broken} {{ v.violation({}, \"string.{name}\", {:?}); }}",
                 at(&d),
                 words.replace("{}", &n.to_string())
             );
@@ -1609,12 +1618,23 @@ fn string_rules(
             .in_file(file)
             .into());
         }
-        let _ = write!(
-            out,
-            "{{ static RE: std::sync::LazyLock<{rt}::validate::Regex> = std::sync::LazyLock::new(|| {rt}::validate::Regex::new({p:?}).expect(\"checked at generation\")); if !RE.is_match({s}) {{ v.violation({}, \"string.pattern\", {:?}); }} }}",
-            at(&d),
-            format!("does not match regex pattern `{p}`")
-        );
+        if let Some(matches) = simple_pattern(&p, &s) {
+            // Anchored classes and literals: matched by a loop over the
+            // characters, without the regex engine.
+            let _ = write!(
+                out,
+                "if !{matches} {{ v.violation({}, \"string.pattern\", {:?}); }}",
+                at(&d),
+                format!("does not match regex pattern `{p}`")
+            );
+        } else {
+            let _ = write!(
+                out,
+                "{{ static RE: std::sync::LazyLock<{rt}::validate::Regex> = std::sync::LazyLock::new(|| {rt}::validate::Regex::new({p:?}).expect(\"checked at generation\")); if !RE.is_match({s}) {{ v.violation({}, \"string.pattern\", {:?}); }} }}",
+                at(&d),
+                format!("does not match regex pattern `{p}`")
+            );
+        }
     }
     for (name, test, words) in [
         ("prefix", "starts_with", "does not have prefix"),
@@ -1744,6 +1764,76 @@ fn string_rules(
 }
 
 /// The regex crate's error on one line: its last line says what is wrong.
+/// A pattern anchored at both ends whose items are characters or
+/// character classes, each repeated a fixed number of times except the
+/// last (`^[a-z][a-z0-9_]*$`, `^[A-Z]{2}$`, `^[0-9]+$`): a boolean
+/// expression over the `&str` expression `s` that matches as the regex
+/// crate would, with one pass over the characters. `None` for anything
+/// else (the regex crate then does the matching).
+fn simple_pattern(pattern: &str, s: &str) -> Option<String> {
+    use regex_syntax::hir::{Class, HirKind, Look};
+    let hir = regex_syntax::parse(pattern).ok()?;
+    let HirKind::Concat(items) = hir.kind() else { return None };
+    let (first, rest) = items.split_first()?;
+    let (last, middle) = rest.split_last()?;
+    if !matches!(first.kind(), HirKind::Look(Look::Start)) || !matches!(last.kind(), HirKind::Look(Look::End)) {
+        return None;
+    }
+    // Each step: a char pattern, and how many times it repeats.
+    let class_pattern = |class: &Class| -> Option<String> {
+        let Class::Unicode(u) = class else { return None };
+        let ranges = u.ranges();
+        if ranges.is_empty() || ranges.len() > 16 {
+            return None;
+        }
+        let arms: Vec<String> = ranges
+            .iter()
+            .map(|r| {
+                if r.start() == r.end() {
+                    format!("{:?}", r.start())
+                } else {
+                    format!("{:?}..={:?}", r.start(), r.end())
+                }
+            })
+            .collect();
+        Some(arms.join(" | "))
+    };
+    let mut steps: Vec<(String, u32, Option<u32>)> = Vec::new();
+    for item in middle {
+        match item.kind() {
+            HirKind::Literal(lit) => {
+                for c in std::str::from_utf8(&lit.0).ok()?.chars() {
+                    steps.push((format!("{c:?}"), 1, Some(1)));
+                }
+            }
+            HirKind::Class(class) => steps.push((class_pattern(class)?, 1, Some(1))),
+            HirKind::Repetition(rep) if rep.greedy => {
+                let HirKind::Class(class) = rep.sub.kind() else { return None };
+                steps.push((class_pattern(class)?, rep.min, rep.max));
+            }
+            _ => return None,
+        }
+    }
+    let (open_last, fixed) = steps.split_last()?;
+    if fixed.iter().any(|(_, min, max)| Some(*min) != *max) || fixed.iter().map(|(_, min, _)| *min).sum::<u32>() > 64 {
+        return None;
+    }
+    let mutable = if fixed.is_empty() { "" } else { "mut " };
+    let mut code = format!("'m: {{ let {mutable}cs = {s}.chars();");
+    for (pattern, n, _) in fixed {
+        for _ in 0..*n {
+            code.push_str(&format!(" let Some({pattern}) = cs.next() else {{ break 'm false }};"));
+        }
+    }
+    let (pattern, min, max) = open_last;
+    let bound = |n: &Option<u32>| n.map_or(String::new(), |n| format!(" && n <= {n}"));
+    code.push_str(&format!(
+        " let mut n = 0u32; for c in cs {{ if !matches!(c, {pattern}) {{ break 'm false; }} n += 1; }} n >= {min}{} }}",
+        bound(max)
+    ));
+    Some(code)
+}
+
 fn regex_problem(e: &regex::Error) -> String {
     let text = e.to_string();
     text.lines().last().unwrap_or(&text).trim_start_matches("error: ").to_owned()

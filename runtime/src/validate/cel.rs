@@ -58,10 +58,12 @@ impl std::error::Error for Error {}
 /// A value, or why there is none.
 pub type Res = Result<Val, Error>;
 
+#[inline]
 fn err<T>(message: impl Into<String>) -> Result<T, Error> {
     Err(Error(message.into()))
 }
 
+#[inline]
 fn no_overload<T>(function: &str, args: &[&Val]) -> Result<T, Error> {
     let types: Vec<&str> = args.iter().map(|v| v.type_name()).collect();
     err(format!("no such overload: {function}({})", types.join(", ")))
@@ -109,6 +111,7 @@ impl Val {
     }
 }
 
+#[inline]
 fn duration_checked(nanos: i128) -> Res {
     // CEL durations are those of Go's time.Duration: 64-bit nanoseconds.
     if nanos < i128::from(i64::MIN) || nanos > i128::from(i64::MAX) {
@@ -117,6 +120,7 @@ fn duration_checked(nanos: i128) -> Res {
     Ok(Val::Duration(nanos))
 }
 
+#[inline]
 fn timestamp_checked(nanos: i128) -> Res {
     if !(MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&nanos) {
         return err("timestamp out of range");
@@ -126,6 +130,7 @@ fn timestamp_checked(nanos: i128) -> Res {
 
 /// The boolean an expression gave (for `?:`): an error, or a value that
 /// is not a bool, is an error.
+#[inline]
 pub fn truth(a: Res) -> Result<bool, Error> {
     match a? {
         Val::Bool(b) => Ok(b),
@@ -134,6 +139,7 @@ pub fn truth(a: Res) -> Result<bool, Error> {
 }
 
 /// `a && b`: false if either is false, an error if either is one.
+#[inline]
 pub fn and(a: Res, b: Res) -> Res {
     match (a, b) {
         (Ok(Val::Bool(false)), _) | (_, Ok(Val::Bool(false))) => Ok(Val::Bool(false)),
@@ -144,6 +150,7 @@ pub fn and(a: Res, b: Res) -> Res {
 }
 
 /// `a || b`: true if either is true, an error if either is one.
+#[inline]
 pub fn or(a: Res, b: Res) -> Res {
     match (a, b) {
         (Ok(Val::Bool(true)), _) | (_, Ok(Val::Bool(true))) => Ok(Val::Bool(true)),
@@ -154,6 +161,7 @@ pub fn or(a: Res, b: Res) -> Res {
 }
 
 /// `!a`.
+#[inline]
 pub fn not(a: Res) -> Res {
     match a? {
         Val::Bool(b) => Ok(Val::Bool(!b)),
@@ -162,6 +170,7 @@ pub fn not(a: Res) -> Res {
 }
 
 /// `-a`.
+#[inline]
 pub fn neg(a: Res) -> Res {
     match a? {
         Val::Int(i) => i.checked_neg().map(Val::Int).ok_or_else(|| Error("integer overflow".into())),
@@ -174,6 +183,7 @@ pub fn neg(a: Res) -> Res {
 /// CEL equality: numbers compare by value across `int`, `uint` and
 /// `double`; lists and maps element by element; values of different
 /// types are not equal.
+#[inline]
 pub fn equal(a: &Val, b: &Val) -> bool {
     match (a, b) {
         (Val::Null, Val::Null) => true,
@@ -192,6 +202,7 @@ pub fn equal(a: &Val, b: &Val) -> bool {
 
 /// The order of two numbers (`Some(None)` when one is NaN), or `None`
 /// when they are not both numbers.
+#[inline]
 fn numeric_order(a: &Val, b: &Val) -> Option<Option<Ordering>> {
     Some(match (a, b) {
         (Val::Int(a), Val::Int(b)) => Some(a.cmp(b)),
@@ -207,6 +218,7 @@ fn numeric_order(a: &Val, b: &Val) -> Option<Option<Ordering>> {
     })
 }
 
+#[inline]
 fn int_double(i: i128, d: f64) -> Option<Ordering> {
     if d.is_nan() {
         return None;
@@ -226,15 +238,18 @@ fn int_double(i: i128, d: f64) -> Option<Ordering> {
 }
 
 /// `a == b`.
+#[inline]
 pub fn eq(a: Res, b: Res) -> Res {
     Ok(Val::Bool(equal(&a?, &b?)))
 }
 
 /// `a != b`.
+#[inline]
 pub fn ne(a: Res, b: Res) -> Res {
     Ok(Val::Bool(!equal(&a?, &b?)))
 }
 
+#[inline]
 fn order(function: &str, a: &Val, b: &Val) -> Result<Option<Ordering>, Error> {
     if let Some(o) = numeric_order(a, b) {
         return Ok(o);
@@ -248,36 +263,43 @@ fn order(function: &str, a: &Val, b: &Val) -> Result<Option<Ordering>, Error> {
     }))
 }
 
+#[inline]
 fn compare(function: &str, a: Res, b: Res, holds: fn(Ordering) -> bool) -> Res {
     let (a, b) = (a?, b?);
     Ok(Val::Bool(order(function, &a, &b)?.is_some_and(holds)))
 }
 
 /// `a < b`.
+#[inline]
 pub fn lt(a: Res, b: Res) -> Res {
     compare("_<_", a, b, Ordering::is_lt)
 }
 
 /// `a <= b`.
+#[inline]
 pub fn le(a: Res, b: Res) -> Res {
     compare("_<=_", a, b, Ordering::is_le)
 }
 
 /// `a > b`.
+#[inline]
 pub fn gt(a: Res, b: Res) -> Res {
     compare("_>_", a, b, Ordering::is_gt)
 }
 
 /// `a >= b`.
+#[inline]
 pub fn ge(a: Res, b: Res) -> Res {
     compare("_>=_", a, b, Ordering::is_ge)
 }
 
+#[inline]
 fn overflow<T>(x: Option<T>) -> Result<T, Error> {
     x.ok_or_else(|| Error("integer overflow".into()))
 }
 
 /// `a + b`: numbers, strings, bytes, lists, durations and timestamps.
+#[inline]
 pub fn add(a: Res, b: Res) -> Res {
     match (a?, b?) {
         (Val::Int(a), Val::Int(b)) => overflow(a.checked_add(b)).map(Val::Int),
@@ -299,6 +321,7 @@ pub fn add(a: Res, b: Res) -> Res {
 }
 
 /// `a - b`.
+#[inline]
 pub fn sub(a: Res, b: Res) -> Res {
     match (a?, b?) {
         (Val::Int(a), Val::Int(b)) => overflow(a.checked_sub(b)).map(Val::Int),
@@ -312,6 +335,7 @@ pub fn sub(a: Res, b: Res) -> Res {
 }
 
 /// `a * b`.
+#[inline]
 pub fn mul(a: Res, b: Res) -> Res {
     match (a?, b?) {
         (Val::Int(a), Val::Int(b)) => overflow(a.checked_mul(b)).map(Val::Int),
@@ -322,6 +346,7 @@ pub fn mul(a: Res, b: Res) -> Res {
 }
 
 /// `a / b`.
+#[inline]
 pub fn div(a: Res, b: Res) -> Res {
     match (a?, b?) {
         (Val::Int(_), Val::Int(0)) | (Val::Uint(_), Val::Uint(0)) => err("division by zero"),
@@ -333,6 +358,7 @@ pub fn div(a: Res, b: Res) -> Res {
 }
 
 /// `a % b`.
+#[inline]
 pub fn rem(a: Res, b: Res) -> Res {
     match (a?, b?) {
         (Val::Int(_), Val::Int(0)) | (Val::Uint(_), Val::Uint(0)) => err("modulus by zero"),
@@ -343,6 +369,7 @@ pub fn rem(a: Res, b: Res) -> Res {
 }
 
 /// `a in b`: an element of a list, a key of a map.
+#[inline]
 pub fn contained(a: Res, b: Res) -> Res {
     let (a, b) = (a?, b?);
     match &b {
@@ -353,6 +380,7 @@ pub fn contained(a: Res, b: Res) -> Res {
 }
 
 /// `a[i]`: a list's element, a map's value.
+#[inline]
 pub fn index(a: Res, i: Res) -> Res {
     let (a, i) = (a?, i?);
     match (&a, &i) {
@@ -377,6 +405,7 @@ pub fn index(a: Res, i: Res) -> Res {
 }
 
 /// `a.field` on a map (messages are selected in generated code).
+#[inline]
 pub fn select(a: Res, field: &str) -> Res {
     match a? {
         Val::Map(pairs) => match pairs.into_iter().find(|(k, _)| matches!(k, Val::Str(s) if s == field)) {
@@ -388,6 +417,7 @@ pub fn select(a: Res, field: &str) -> Res {
 }
 
 /// `has(a.field)` on a map.
+#[inline]
 pub fn has(a: Res, field: &str) -> Res {
     match a? {
         Val::Map(pairs) => Ok(Val::Bool(pairs.iter().any(|(k, _)| matches!(k, Val::Str(s) if s == field)))),
@@ -396,6 +426,7 @@ pub fn has(a: Res, field: &str) -> Res {
 }
 
 /// `size(a)`: characters of a string, bytes, elements, pairs.
+#[inline]
 pub fn size(a: Res) -> Res {
     let n = match a? {
         Val::Str(s) => s.chars().count(),
@@ -407,6 +438,7 @@ pub fn size(a: Res) -> Res {
     Ok(Val::Int(n as i64))
 }
 
+#[inline]
 fn strings(function: &str, a: Res, b: Res, test: fn(&str, &str) -> bool, bytes: fn(&[u8], &[u8]) -> bool) -> Res {
     match (a?, b?) {
         (Val::Str(a), Val::Str(b)) => Ok(Val::Bool(test(&a, &b))),
@@ -416,21 +448,25 @@ fn strings(function: &str, a: Res, b: Res, test: fn(&str, &str) -> bool, bytes: 
 }
 
 /// `a.startsWith(b)` (strings and bytes).
+#[inline]
 pub fn starts_with(a: Res, b: Res) -> Res {
     strings("startsWith", a, b, |a, b| a.starts_with(b), |a, b| a.starts_with(b))
 }
 
 /// `a.endsWith(b)` (strings and bytes).
+#[inline]
 pub fn ends_with(a: Res, b: Res) -> Res {
     strings("endsWith", a, b, |a, b| a.ends_with(b), |a, b| a.ends_with(b))
 }
 
 /// `a.contains(b)` (strings and bytes).
+#[inline]
 pub fn contains(a: Res, b: Res) -> Res {
     strings("contains", a, b, |a, b| a.contains(b), super::contains_bytes)
 }
 
 /// `a.matches(re)` with a pattern compiled once by generated code.
+#[inline]
 pub fn matches(a: Res, re: &regex::Regex) -> Res {
     match a? {
         Val::Str(s) => Ok(Val::Bool(re.is_match(&s))),
@@ -439,6 +475,7 @@ pub fn matches(a: Res, re: &regex::Regex) -> Res {
 }
 
 /// `a.matches(b)` with a pattern computed at run time.
+#[inline]
 pub fn matches_dynamic(a: Res, b: Res) -> Res {
     match b? {
         Val::Str(pattern) => match regex::Regex::new(&pattern) {
@@ -449,6 +486,7 @@ pub fn matches_dynamic(a: Res, b: Res) -> Res {
     }
 }
 
+#[inline]
 fn string_test(function: &str, a: Res, test: impl FnOnce(&str) -> bool) -> Res {
     match a? {
         Val::Str(s) => Ok(Val::Bool(test(&s))),
@@ -457,26 +495,31 @@ fn string_test(function: &str, a: Res, test: impl FnOnce(&str) -> bool) -> Res {
 }
 
 /// `a.isEmail()`.
+#[inline]
 pub fn is_email(a: Res) -> Res {
     string_test("isEmail", a, format::is_email)
 }
 
 /// `a.isHostname()`.
+#[inline]
 pub fn is_hostname(a: Res) -> Res {
     string_test("isHostname", a, format::is_hostname)
 }
 
 /// `a.isUri()`.
+#[inline]
 pub fn is_uri(a: Res) -> Res {
     string_test("isUri", a, super::uri::is_uri)
 }
 
 /// `a.isUriRef()`.
+#[inline]
 pub fn is_uri_ref(a: Res) -> Res {
     string_test("isUriRef", a, super::uri::is_uri_ref)
 }
 
 /// `a.isIp()`, `a.isIp(version)` (0: either).
+#[inline]
 pub fn is_ip(a: Res, version: Option<Res>) -> Res {
     let version = match version.transpose()? {
         None => 0,
@@ -487,6 +530,7 @@ pub fn is_ip(a: Res, version: Option<Res>) -> Res {
 }
 
 /// `a.isIpPrefix()`, with a version, strictness, or both.
+#[inline]
 pub fn is_ip_prefix(a: Res, version: Option<Res>, strict: Option<Res>) -> Res {
     let version = match version.transpose()? {
         None => 0,
@@ -502,6 +546,7 @@ pub fn is_ip_prefix(a: Res, version: Option<Res>, strict: Option<Res>) -> Res {
 }
 
 /// `a.isHostAndPort(port_required)`.
+#[inline]
 pub fn is_host_and_port(a: Res, port_required: Res) -> Res {
     match port_required? {
         Val::Bool(required) => string_test("isHostAndPort", a, |s| format::is_host_and_port(s, required)),
@@ -510,6 +555,7 @@ pub fn is_host_and_port(a: Res, port_required: Res) -> Res {
 }
 
 /// `a.unique()`: no element of the list equals another.
+#[inline]
 pub fn unique(a: Res) -> Res {
     match a? {
         Val::List(items) => {
@@ -520,6 +566,7 @@ pub fn unique(a: Res) -> Res {
 }
 
 /// `a.isNan()`.
+#[inline]
 pub fn is_nan(a: Res) -> Res {
     match a? {
         Val::Double(d) => Ok(Val::Bool(d.is_nan())),
@@ -528,6 +575,7 @@ pub fn is_nan(a: Res) -> Res {
 }
 
 /// `a.isInf()`, `a.isInf(sign)` (positive: +∞ only, negative: −∞ only).
+#[inline]
 pub fn is_inf(a: Res, sign: Option<Res>) -> Res {
     let sign = match sign.transpose()? {
         None => 0,
@@ -545,6 +593,7 @@ pub fn is_inf(a: Res, sign: Option<Res>) -> Res {
 }
 
 /// `int(a)`.
+#[inline]
 pub fn to_int(a: Res) -> Res {
     match a? {
         Val::Int(i) => Ok(Val::Int(i)),
@@ -564,6 +613,7 @@ pub fn to_int(a: Res) -> Res {
 }
 
 /// `uint(a)`.
+#[inline]
 pub fn to_uint(a: Res) -> Res {
     match a? {
         Val::Uint(u) => Ok(Val::Uint(u)),
@@ -581,6 +631,7 @@ pub fn to_uint(a: Res) -> Res {
 }
 
 /// `double(a)`.
+#[inline]
 pub fn to_double(a: Res) -> Res {
     match a? {
         Val::Double(d) => Ok(Val::Double(d)),
@@ -592,6 +643,7 @@ pub fn to_double(a: Res) -> Res {
 }
 
 /// `string(a)`.
+#[inline]
 pub fn to_string(a: Res) -> Res {
     match a? {
         Val::Bytes(b) => match String::from_utf8(b) {
@@ -604,6 +656,7 @@ pub fn to_string(a: Res) -> Res {
 }
 
 /// `bytes(a)`.
+#[inline]
 pub fn to_bytes(a: Res) -> Res {
     match a? {
         Val::Bytes(b) => Ok(Val::Bytes(b)),
@@ -613,6 +666,7 @@ pub fn to_bytes(a: Res) -> Res {
 }
 
 /// `bool(a)`.
+#[inline]
 pub fn to_bool(a: Res) -> Res {
     match a? {
         Val::Bool(b) => Ok(Val::Bool(b)),
@@ -626,6 +680,7 @@ pub fn to_bool(a: Res) -> Res {
 }
 
 /// `duration(a)`: from Go's duration syntax (`1h30m`, `-1.5s`, `10ms`).
+#[inline]
 pub fn to_duration(a: Res) -> Res {
     match a? {
         Val::Duration(d) => Ok(Val::Duration(d)),
@@ -638,6 +693,7 @@ pub fn to_duration(a: Res) -> Res {
 }
 
 /// `timestamp(a)`: from RFC 3339 text, or seconds since the epoch.
+#[inline]
 pub fn to_timestamp(a: Res) -> Res {
     match a? {
         Val::Timestamp(t) => Ok(Val::Timestamp(t)),
@@ -651,6 +707,7 @@ pub fn to_timestamp(a: Res) -> Res {
 }
 
 /// `type(a)`.
+#[inline]
 pub fn type_of(a: Res) -> Res {
     Ok(Val::Type(a?.type_name()))
 }
@@ -784,6 +841,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// A value as CEL's `string()` and `%s` write it.
+#[inline]
 pub fn display(v: &Val) -> String {
     match v {
         Val::Null => "null".to_owned(),
@@ -848,6 +906,7 @@ fn timestamp_text(nanos: i128) -> String {
 
 /// `pattern.format(args)`: `%s`, `%d`, `%f` (and `%.Nf`), `%e`, `%x`,
 /// `%X`, `%o`, `%b` and `%%`, as cel-go's strings extension has them.
+#[inline]
 pub fn format(pattern: Res, args: Res) -> Res {
     let (Val::Str(pattern), Val::List(args)) = (pattern?, args?) else {
         return err("format needs a string and a list");
@@ -914,11 +973,13 @@ pub fn format(pattern: Res, args: Res) -> Res {
 }
 
 /// `[a, b, ...]`.
+#[inline]
 pub fn list(items: Vec<Res>) -> Res {
     items.into_iter().collect::<Result<Vec<_>, _>>().map(Val::List)
 }
 
 /// `{k: v, ...}`.
+#[inline]
 pub fn map_of(pairs: Vec<(Res, Res)>) -> Res {
     let mut out: Vec<(Val, Val)> = Vec::new();
     for (k, v) in pairs {
@@ -932,6 +993,7 @@ pub fn map_of(pairs: Vec<(Res, Res)>) -> Res {
 }
 
 /// The elements a macro ranges over: a list's elements, a map's keys.
+#[inline]
 pub fn range(a: Res) -> Result<Vec<Val>, Error> {
     match a? {
         Val::List(items) => Ok(items),
@@ -942,6 +1004,7 @@ pub fn range(a: Res) -> Result<Vec<Val>, Error> {
 
 /// `range.all(x, p)`: false if p is false for any element, else an error
 /// if p failed for any, else true.
+#[inline]
 pub fn all<T>(items: impl IntoIterator<Item = T>, mut p: impl FnMut(T) -> Res) -> Res {
     let mut failed = None;
     for x in items {
@@ -957,6 +1020,7 @@ pub fn all<T>(items: impl IntoIterator<Item = T>, mut p: impl FnMut(T) -> Res) -
 
 /// `range.exists(x, p)`: true if p is true for any element, else an
 /// error if p failed for any, else false.
+#[inline]
 pub fn exists<T>(items: impl IntoIterator<Item = T>, mut p: impl FnMut(T) -> Res) -> Res {
     let mut failed = None;
     for x in items {
@@ -973,6 +1037,7 @@ pub fn exists<T>(items: impl IntoIterator<Item = T>, mut p: impl FnMut(T) -> Res
 }
 
 /// `range.exists_one(x, p)`: p is true for exactly one element.
+#[inline]
 pub fn exists_one<T>(items: impl IntoIterator<Item = T>, mut p: impl FnMut(T) -> Res) -> Res {
     let mut count = 0;
     for x in items {
@@ -986,6 +1051,7 @@ pub fn exists_one<T>(items: impl IntoIterator<Item = T>, mut p: impl FnMut(T) ->
 }
 
 /// `range.map(x, e)` and `range.map(x, p, e)`.
+#[inline]
 pub fn map<T: Clone>(
     items: impl IntoIterator<Item = T>,
     mut keep: impl FnMut(T) -> Res,
@@ -1003,6 +1069,7 @@ pub fn map<T: Clone>(
 }
 
 /// `range.filter(x, p)` over values.
+#[inline]
 pub fn filter(items: Vec<Val>, mut p: impl FnMut(Val) -> Res) -> Res {
     let mut out = Vec::new();
     for x in items {
@@ -1017,11 +1084,13 @@ pub fn filter(items: Vec<Val>, mut p: impl FnMut(Val) -> Res) -> Res {
 
 /// A message field as CEL reads it: an unset one is the message's
 /// default.
+#[inline]
 pub fn or_default<T: Clone + Default>(x: Option<&T>) -> std::borrow::Cow<'_, T> {
     x.map_or_else(|| std::borrow::Cow::Owned(T::default()), std::borrow::Cow::Borrowed)
 }
 
 /// `list[i]` for a list of messages.
+#[inline]
 pub fn item<T>(items: &[T], i: Res) -> Result<&T, Error> {
     let i = i?;
     let at = match &i {
@@ -1033,6 +1102,7 @@ pub fn item<T>(items: &[T], i: Res) -> Result<&T, Error> {
 }
 
 /// `map[k]` for a map of messages, its keys read as CEL values by `key`.
+#[inline]
 pub fn entry<'a, K: 'a, T: 'a>(
     pairs: impl IntoIterator<Item = (&'a K, &'a T)>,
     k: Res,
@@ -1050,6 +1120,7 @@ pub fn entry<'a, K: 'a, T: 'a>(
 /// `Ok(Some(message))` when it does not (an empty message: the rule's
 /// own), `Err` when it could not be evaluated. A bool holds when true; a
 /// string when empty, and otherwise is the message.
+#[inline]
 pub fn verdict(result: Res) -> Result<Option<String>, Error> {
     match result? {
         Val::Bool(true) => Ok(None),

@@ -785,7 +785,10 @@ impl ::svc_runtime::validate::Validate for Order {
             {
                 let val = &self.id;
                 v.enter(field, None);
-                if ::svc_runtime::validate::chars(val.as_str()) < 1 {
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[(14, "string", 11), (2, "min_len", 4)],
@@ -795,7 +798,9 @@ impl ::svc_runtime::validate::Validate for Order {
                         "must be at least 1 characters",
                     );
                 }
-                if ::svc_runtime::validate::chars(val.as_str()) > 64 {
+                if (val.as_str().len() as u64) > 64
+                    && ::svc_runtime::validate::chars(val.as_str()) > 64
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[(14, "string", 11), (3, "max_len", 4)],
@@ -805,22 +810,26 @@ impl ::svc_runtime::validate::Validate for Order {
                         "must be at most 64 characters",
                     );
                 }
-                {
-                    static RE: std::sync::LazyLock<::svc_runtime::validate::Regex> = std::sync::LazyLock::new(||
-                    {
-                        ::svc_runtime::validate::Regex::new("^[a-z][a-z0-9-]*$")
-                            .expect("checked at generation")
-                    });
-                    if !RE.is_match(val.as_str()) {
-                        v.violation(
-                            &::svc_runtime::validate::Rule {
-                                steps: &[(14, "string", 11), (6, "pattern", 9)],
-                                index: None,
-                            },
-                            "string.pattern",
-                            "does not match regex pattern `^[a-z][a-z0-9-]*$`",
-                        );
+                if !'m: {
+                    let mut cs = val.as_str().chars();
+                    let Some('a'..='z') = cs.next() else { break 'm false };
+                    let mut n = 0u32;
+                    for c in cs {
+                        if !matches!(c, '-' | '0'..='9' | 'a'..='z') {
+                            break 'm false;
+                        }
+                        n += 1;
                     }
+                    n >= 0
+                } {
+                    v.violation(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[(14, "string", 11), (6, "pattern", 9)],
+                            index: None,
+                        },
+                        "string.pattern",
+                        "does not match regex pattern `^[a-z][a-z0-9-]*$`",
+                    );
                 }
                 v.leave();
             }
@@ -1026,7 +1035,10 @@ impl ::svc_runtime::validate::Validate for Order {
                     field,
                     Some(::svc_runtime::validate::Subscript::Index(i as u64)),
                 );
-                if ::svc_runtime::validate::chars(val.as_str()) < 1 {
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[
@@ -1041,7 +1053,9 @@ impl ::svc_runtime::validate::Validate for Order {
                         "must be at least 1 characters",
                     );
                 }
-                if ::svc_runtime::validate::chars(val.as_str()) > 16 {
+                if (val.as_str().len() as u64) > 16
+                    && ::svc_runtime::validate::chars(val.as_str()) > 16
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[
@@ -1126,36 +1140,39 @@ impl ::svc_runtime::validate::Validate for Order {
             }
             v.leave();
             for (key, val) in val.iter() {
-                v.enter(
-                    field,
-                    Some(::svc_runtime::validate::Subscript::String(key.clone())),
-                );
+                let entry = v.enter_entry(field);
                 {
                     let val = key;
-                    {
-                        static RE: std::sync::LazyLock<::svc_runtime::validate::Regex> = std::sync::LazyLock::new(||
-                        {
-                            ::svc_runtime::validate::Regex::new("^[a-z_]+$")
-                                .expect("checked at generation")
-                        });
-                        if !RE.is_match(val.as_str()) {
-                            v.key_violation(
-                                &::svc_runtime::validate::Rule {
-                                    steps: &[
-                                        (19, "map", 11),
-                                        (4, "keys", 11),
-                                        (14, "string", 11),
-                                        (6, "pattern", 9),
-                                    ],
-                                    index: None,
-                                },
-                                "string.pattern",
-                                "does not match regex pattern `^[a-z_]+$`",
-                            );
+                    if !'m: {
+                        let cs = val.as_str().chars();
+                        let mut n = 0u32;
+                        for c in cs {
+                            if !matches!(c, '_' | 'a'..='z') {
+                                break 'm false;
+                            }
+                            n += 1;
                         }
+                        n >= 1
+                    } {
+                        v.key_violation(
+                            &::svc_runtime::validate::Rule {
+                                steps: &[
+                                    (19, "map", 11),
+                                    (4, "keys", 11),
+                                    (14, "string", 11),
+                                    (6, "pattern", 9),
+                                ],
+                                index: None,
+                            },
+                            "string.pattern",
+                            "does not match regex pattern `^[a-z_]+$`",
+                        );
                     }
                 }
-                if ::svc_runtime::validate::chars(val.as_str()) < 1 {
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[
@@ -1170,7 +1187,10 @@ impl ::svc_runtime::validate::Validate for Order {
                         "must be at least 1 characters",
                     );
                 }
-                v.leave();
+                v.leave_entry(
+                    entry,
+                    || ::svc_runtime::validate::Subscript::String(key.clone()),
+                );
             }
         }
         {
@@ -1235,7 +1255,10 @@ impl ::svc_runtime::validate::Validate for Order {
                 let val = &self.note;
                 if !((*val).is_empty()) {
                     v.enter(field, None);
-                    if ::svc_runtime::validate::chars(val.as_str()) < 5 {
+                    if (val.as_str().len() as u64) < 5
+                        || ((val.as_str().len() as u64) < 20
+                            && ::svc_runtime::validate::chars(val.as_str()) < 5)
+                    {
                         v.violation(
                             &::svc_runtime::validate::Rule {
                                 steps: &[(14, "string", 11), (2, "min_len", 4)],
@@ -1300,7 +1323,9 @@ impl ::svc_runtime::validate::Validate for Order {
             };
             if let Some(order::Payment::Card(val)) = &self.payment {
                 v.enter(field, None);
-                if ::svc_runtime::validate::chars(val.as_str()) != 16 {
+                if (val.as_str().len() as u64) < 16 || (val.as_str().len() as u64) > 64
+                    || ::svc_runtime::validate::chars(val.as_str()) != 16
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[(14, "string", 11), (19, "len", 4)],
@@ -1404,7 +1429,10 @@ impl ::svc_runtime::validate::Validate for Address {
             {
                 let val = &self.line;
                 v.enter(field, None);
-                if ::svc_runtime::validate::chars(val.as_str()) < 1 {
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[(14, "string", 11), (2, "min_len", 4)],
@@ -1477,7 +1505,9 @@ impl ::svc_runtime::validate::Validate for Address {
             {
                 let val = &self.country;
                 v.enter(field, None);
-                if ::svc_runtime::validate::chars(val.as_str()) != 2 {
+                if (val.as_str().len() as u64) < 2 || (val.as_str().len() as u64) > 8
+                    || ::svc_runtime::validate::chars(val.as_str()) != 2
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[(14, "string", 11), (19, "len", 4)],
@@ -1515,7 +1545,10 @@ impl ::svc_runtime::validate::Validate for Line {
             {
                 let val = &self.text;
                 v.enter(field, None);
-                if ::svc_runtime::validate::chars(val.as_str()) < 1 {
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
                     v.violation(
                         &::svc_runtime::validate::Rule {
                             steps: &[(14, "string", 11), (2, "min_len", 4)],
