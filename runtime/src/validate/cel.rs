@@ -141,6 +141,9 @@ pub fn truth(a: Res) -> Result<bool, Error> {
 /// `a && b`: false if either is false, an error if either is one.
 #[inline]
 pub fn and(a: Res, b: Res) -> Res {
+    if let (Ok(Val::Bool(x)), Ok(Val::Bool(y))) = (&a, &b) {
+        return Ok(Val::Bool(*x && *y));
+    }
     match (a, b) {
         (Ok(Val::Bool(false)), _) | (_, Ok(Val::Bool(false))) => Ok(Val::Bool(false)),
         (Ok(Val::Bool(true)), Ok(Val::Bool(true))) => Ok(Val::Bool(true)),
@@ -152,6 +155,9 @@ pub fn and(a: Res, b: Res) -> Res {
 /// `a || b`: true if either is true, an error if either is one.
 #[inline]
 pub fn or(a: Res, b: Res) -> Res {
+    if let (Ok(Val::Bool(x)), Ok(Val::Bool(y))) = (&a, &b) {
+        return Ok(Val::Bool(*x || *y));
+    }
     match (a, b) {
         (Ok(Val::Bool(true)), _) | (_, Ok(Val::Bool(true))) => Ok(Val::Bool(true)),
         (Ok(Val::Bool(false)), Ok(Val::Bool(false))) => Ok(Val::Bool(false)),
@@ -264,7 +270,15 @@ fn order(function: &str, a: &Val, b: &Val) -> Result<Option<Ordering>, Error> {
 }
 
 #[inline]
+#[inline(always)]
 fn compare(function: &str, a: Res, b: Res, holds: fn(Ordering) -> bool) -> Res {
+    // Integers, the common case, without the general comparison.
+    if let (Ok(Val::Int(x)), Ok(Val::Int(y))) = (&a, &b) {
+        return Ok(Val::Bool(holds(x.cmp(y))));
+    }
+    if let (Ok(Val::Uint(x)), Ok(Val::Uint(y))) = (&a, &b) {
+        return Ok(Val::Bool(holds(x.cmp(y))));
+    }
     let (a, b) = (a?, b?);
     Ok(Val::Bool(order(function, &a, &b)?.is_some_and(holds)))
 }
@@ -301,6 +315,9 @@ fn overflow<T>(x: Option<T>) -> Result<T, Error> {
 /// `a + b`: numbers, strings, bytes, lists, durations and timestamps.
 #[inline]
 pub fn add(a: Res, b: Res) -> Res {
+    if let (Ok(Val::Int(x)), Ok(Val::Int(y))) = (&a, &b) {
+        return overflow(x.checked_add(*y)).map(Val::Int);
+    }
     match (a?, b?) {
         (Val::Int(a), Val::Int(b)) => overflow(a.checked_add(b)).map(Val::Int),
         (Val::Uint(a), Val::Uint(b)) => overflow(a.checked_add(b)).map(Val::Uint),
@@ -323,6 +340,9 @@ pub fn add(a: Res, b: Res) -> Res {
 /// `a - b`.
 #[inline]
 pub fn sub(a: Res, b: Res) -> Res {
+    if let (Ok(Val::Int(x)), Ok(Val::Int(y))) = (&a, &b) {
+        return overflow(x.checked_sub(*y)).map(Val::Int);
+    }
     match (a?, b?) {
         (Val::Int(a), Val::Int(b)) => overflow(a.checked_sub(b)).map(Val::Int),
         (Val::Uint(a), Val::Uint(b)) => overflow(a.checked_sub(b)).map(Val::Uint),
