@@ -47,14 +47,31 @@ pub trait Validate {
     /// A rule whose expression cannot be evaluated (a CEL runtime error)
     /// counts as violated here; [`Validate::check`] tells the two apart.
     fn validate(&self) -> Result<(), Violations> {
+        if self.is_valid() {
+            return Ok(());
+        }
         let mut v = Validator::default();
         self.validate_into(&mut v);
         v.finish()
     }
 
+    /// Whether the message keeps every rule (and every rule could be
+    /// evaluated): the same checks as [`Validate::validate_into`], without
+    /// building a report. Generated code implements it with the checks
+    /// alone; `validate` and `check` run it first and walk the message
+    /// again only when it fails.
+    fn is_valid(&self) -> bool {
+        let mut v = Validator::default();
+        self.validate_into(&mut v);
+        !v.failed()
+    }
+
     /// Like [`Validate::validate`], but a rule that cannot be evaluated is
     /// an [`Failure::Error`], as protovalidate's runtime error is.
     fn check(&self) -> Result<(), Failure> {
+        if self.is_valid() {
+            return Ok(());
+        }
         let mut v = Validator::default();
         self.validate_into(&mut v);
         v.finish_checked()
@@ -69,6 +86,10 @@ pub trait Validate {
 impl<T: Validate + ?Sized> Validate for Box<T> {
     fn validate_into(&self, v: &mut Validator) {
         (**self).validate_into(v);
+    }
+
+    fn is_valid(&self) -> bool {
+        (**self).is_valid()
     }
 }
 
@@ -911,6 +932,10 @@ macro_rules! no_rules {
     ($($t:ty),* $(,)?) => {
         $(impl Validate for $t {
             fn validate_into(&self, _: &mut Validator) {}
+
+            fn is_valid(&self) -> bool {
+                true
+            }
         })*
     };
 }

@@ -923,6 +923,27 @@ impl ::svc_runtime::validate::Validate for HelloRequest {
             }
         }
     }
+    #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
+    #[allow(unused_variables, clippy::collapsible_if, clippy::if_same_then_else)]
+    fn is_valid(&self) -> bool {
+        {
+            {
+                let val = &self.name;
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
+                    return false;
+                }
+                if (val.as_str().len() as u64) > 100
+                    && ::svc_runtime::validate::chars(val.as_str()) > 100
+                {
+                    return false;
+                }
+            }
+        }
+        true
+    }
 }
 impl ::svc_runtime::validate::Validate for HelloReply {
     fn validate_into(&self, _: &mut ::svc_runtime::validate::Validator) {}
@@ -979,6 +1000,30 @@ impl ::svc_runtime::validate::Validate for HelloStreamRequest {
                 v.leave();
             }
         }
+    }
+    #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
+    #[allow(unused_variables, clippy::collapsible_if, clippy::if_same_then_else)]
+    fn is_valid(&self) -> bool {
+        {
+            {
+                let val = &self.name;
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
+                    return false;
+                }
+            }
+        }
+        {
+            {
+                let val = &self.count;
+                if (*val) > 100u32 || (*val) < 1u32 {
+                    return false;
+                }
+            }
+        }
+        true
     }
 }
 /// Encoded descriptors of the files of package `greeter.v1`, for gRPC reflection; with the statics they link to, they describe the package completely (`encode_set()` gives a `FileDescriptorSet`).

@@ -88,7 +88,111 @@ pub fn package(
             }
         }
     }
-    if problems.is_empty() { Ok(out) } else { Err(crate::Error { diagnostics: problems }) }
+    if !problems.is_empty() {
+        return Err(crate::Error { diagnostics: problems });
+    }
+    Ok(with_fast_checks(&out, rt))
+}
+
+/// Gives each `impl Validate` that checks something an `is_valid`: the
+/// same checks with every violation turned into `return false` and the
+/// path bookkeeping left out, so a valid message is checked without
+/// building anything (`validate` runs it first).
+fn with_fast_checks(code: &str, rt: &str) -> String {
+    use quote::ToTokens;
+    use syn::visit_mut::VisitMut;
+    let Ok(mut file) = syn::parse_str::<syn::File>(code) else { return code.to_owned() };
+    let Ok(validate) = syn::parse_str::<syn::Path>(&format!("{rt}::validate::Validate::is_valid")) else {
+        return code.to_owned();
+    };
+    for item in &mut file.items {
+        let syn::Item::Impl(imp) = item else { continue };
+        let checks = imp.items.iter().find_map(|i| match i {
+            syn::ImplItem::Fn(f) if f.sig.ident == "validate_into" && !f.block.stmts.is_empty() => Some(f.clone()),
+            _ => None,
+        });
+        let Some(checks) = checks else { continue };
+        let mut block = checks.block.clone();
+        FastChecks { is_valid: &validate }.visit_block_mut(&mut block);
+        block.stmts.push(syn::Stmt::Expr(syn::parse_quote!(true), None));
+        let attrs = &checks.attrs;
+        let fast: syn::ImplItem = syn::parse_quote! {
+            #(#attrs)*
+            // The checks keep validate_into's shape: names that only
+            // built paths, and ifs that only guarded a report.
+            #[allow(unused_variables, clippy::collapsible_if, clippy::if_same_then_else)]
+            fn is_valid(&self) -> bool #block
+        };
+        imp.items.push(fast);
+    }
+    file.into_token_stream().to_string()
+}
+
+/// Rewrites a `validate_into` body into an `is_valid` body.
+struct FastChecks<'a> {
+    is_valid: &'a syn::Path,
+}
+
+/// `v.<name>(..)`: a call on the validator.
+fn validator_call(e: &syn::Expr) -> Option<String> {
+    let syn::Expr::MethodCall(m) = e else { return None };
+    let syn::Expr::Path(p) = &*m.receiver else { return None };
+    p.path.is_ident("v").then(|| m.method.to_string())
+}
+
+impl syn::visit_mut::VisitMut for FastChecks<'_> {
+    fn visit_block_mut(&mut self, block: &mut syn::Block) {
+        block.stmts.retain(|stmt| match stmt {
+            // Path bookkeeping: gone.
+            syn::Stmt::Expr(e, _) => !matches!(validator_call(e).as_deref(), Some("enter" | "leave" | "leave_entry")),
+            syn::Stmt::Local(l) => !matches!(&l.pat, syn::Pat::Ident(i) if i.ident == "field" || i.ident == "entry"),
+            _ => true,
+        });
+        syn::visit_mut::visit_block_mut(self, block);
+    }
+
+    fn visit_expr_mut(&mut self, e: &mut syn::Expr) {
+        if matches!(validator_call(e).as_deref(), Some("violation" | "key_violation" | "error")) {
+            *e = syn::parse_quote!(return false);
+            return;
+        }
+        // A CEL rule: holds only when its verdict is `Ok(None)`.
+        if let syn::Expr::Match(m) = e
+            && let syn::Expr::Call(call) = &*m.expr
+            && let syn::Expr::Path(f) = &*call.func
+            && f.path.segments.last().is_some_and(|s| s.ident == "verdict")
+        {
+            let verdict = m.expr.clone();
+            *e = syn::parse_quote!(if !matches!(#verdict, Ok(None)) {
+                return false;
+            });
+            return;
+        }
+        // A nested message: its own fast check.
+        if let syn::Expr::Call(call) = e
+            && let syn::Expr::Path(f) = &*call.func
+            && f.path.segments.last().is_some_and(|s| s.ident == "validate_into")
+            && let Some(arg) = call.args.first()
+        {
+            let is_valid = self.is_valid;
+            let arg = arg.clone();
+            *e = syn::parse_quote!(if !#is_valid(#arg) { return false; });
+            return;
+        }
+        // `for (i, val) in x.iter().enumerate()`: the index only named paths.
+        if let syn::Expr::ForLoop(f) = e
+            && let syn::Pat::Tuple(t) = &*f.pat
+            && t.elems.len() == 2
+            && let syn::Expr::MethodCall(m) = &*f.expr
+            && m.method == "enumerate"
+        {
+            let item = t.elems[1].clone();
+            let iter = m.receiver.clone();
+            *f.pat = item;
+            f.expr = iter;
+        }
+        syn::visit_mut::visit_expr_mut(self, e);
+    }
 }
 
 /// The gRPC paths of `package`'s methods whose requests a generated

@@ -269,7 +269,6 @@ fn order(function: &str, a: &Val, b: &Val) -> Result<Option<Ordering>, Error> {
     }))
 }
 
-#[inline]
 #[inline(always)]
 fn compare(function: &str, a: Res, b: Res, holds: fn(Ordering) -> bool) -> Res {
     // Integers, the common case, without the general comparison.

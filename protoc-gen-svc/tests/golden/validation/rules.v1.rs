@@ -1361,6 +1361,241 @@ impl ::svc_runtime::validate::Validate for Order {
             }
         }
     }
+    #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
+    #[allow(unused_variables, clippy::collapsible_if, clippy::if_same_then_else)]
+    fn is_valid(&self) -> bool {
+        {
+            use ::svc_runtime::validate::cel;
+            let svc_this = self;
+            if !matches!(
+                cel::verdict(cel::or(cel::le(match Ok:: < _, cel::Error >
+                (Some(svc_this)) { Ok(Some(svc_m1)) => Ok(cel::Val::Double(svc_m1
+                .discount)), Ok(None) => Ok(cel::Val::Double(0.0)), Err(e) => Err(e) },
+                Ok(cel::Val::Double(0.5))), cel::ge(match Ok:: < _, cel::Error >
+                (Some(svc_this)) { Ok(Some(svc_m2)) => Ok(cel::Val::Uint(u64::from(svc_m2
+                .quantity))), Ok(None) => Ok(cel::Val::Uint(0)), Err(e) => Err(e) },
+                Ok(cel::Val::Uint(10))))), Ok(None)
+            ) {
+                return false;
+            }
+        }
+        if self.payment.is_none() {
+            return false;
+        }
+        {
+            {
+                let val = &self.id;
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
+                    return false;
+                }
+                if (val.as_str().len() as u64) > 64
+                    && ::svc_runtime::validate::chars(val.as_str()) > 64
+                {
+                    return false;
+                }
+                if !'m: {
+                    let mut cs = val.as_str().chars();
+                    let Some('a'..='z') = cs.next() else { break 'm false };
+                    let mut n = 0u32;
+                    for c in cs {
+                        if !matches!(c, '-' | '0'..='9' | 'a'..='z') {
+                            break 'm false;
+                        }
+                        n += 1;
+                    }
+                    n >= 0
+                } {
+                    return false;
+                }
+            }
+        }
+        {
+            {
+                let val = &self.email;
+                if val.as_str().is_empty() {
+                    return false;
+                } else if !::svc_runtime::validate::format::is_email(val.as_str()) {
+                    return false;
+                }
+            }
+        }
+        {
+            {
+                let val = &self.callback;
+                if val.as_str().is_empty() {
+                    return false;
+                } else if !::svc_runtime::validate::format::is_host_and_port(
+                    val.as_str(),
+                    true,
+                ) {
+                    return false;
+                }
+            }
+        }
+        {
+            {
+                let val = &self.quantity;
+                if (*val) > 1000u32 || (*val) < 1u32 {
+                    return false;
+                }
+            }
+        }
+        {
+            {
+                let val = &self.discount;
+                if (*val).is_nan() || (*val) >= 1.0f64 || (*val) <= 0.0f64 {
+                    return false;
+                }
+                if !(*val).is_finite() {
+                    return false;
+                }
+            }
+        }
+        {
+            {
+                let val = &self.kind;
+                if [0i32].contains(val) {
+                    return false;
+                }
+                if ![0, 1, 2].contains(val) {
+                    return false;
+                }
+            }
+        }
+        {
+            let val = &self.tags;
+            if (val.len() as u64) < 1 {
+                return false;
+            }
+            if (val.len() as u64) > 10 {
+                return false;
+            }
+            if !::svc_runtime::validate::unique(val) {
+                return false;
+            }
+            for val in val.iter() {
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
+                    return false;
+                }
+                if (val.as_str().len() as u64) > 16
+                    && ::svc_runtime::validate::chars(val.as_str()) > 16
+                {
+                    return false;
+                }
+                {
+                    use ::svc_runtime::validate::cel;
+                    let svc_this = cel::Val::Str(val.clone());
+                    if !matches!(
+                        cel::verdict(cel::not(cel::contains(Ok(svc_this.clone()),
+                        Ok(cel::Val::Str(String::from(" ")))))), Ok(None)
+                    ) {
+                        return false;
+                    }
+                }
+            }
+        }
+        {
+            let val = &self.attributes;
+            if (val.len() as u64) > 8 {
+                return false;
+            }
+            for (key, val) in val.iter() {
+                {
+                    let val = key;
+                    if !'m: {
+                        let cs = val.as_str().chars();
+                        let mut n = 0u32;
+                        for c in cs {
+                            if !matches!(c, '_' | 'a'..='z') {
+                                break 'm false;
+                            }
+                            n += 1;
+                        }
+                        n >= 1
+                    } {
+                        return false;
+                    }
+                }
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
+                    return false;
+                }
+            }
+        }
+        {
+            {
+                let val = &self.token;
+                {
+                    let bytes: &[u8] = &val[..];
+                    if (bytes.len() as u64) != 16 {
+                        return false;
+                    }
+                }
+            }
+        }
+        {
+            if self.ship_to.is_none() {
+                return false;
+            }
+            if let Some(val) = &self.ship_to {
+                if !::svc_runtime::validate::Validate::is_valid(val) {
+                    return false;
+                }
+            }
+        }
+        {
+            {
+                let val = &self.note;
+                if !((*val).is_empty()) {
+                    if (val.as_str().len() as u64) < 5
+                        || ((val.as_str().len() as u64) < 20
+                            && ::svc_runtime::validate::chars(val.as_str()) < 5)
+                    {
+                        return false;
+                    }
+                    {
+                        use ::svc_runtime::validate::cel;
+                        let svc_this = cel::Val::Str(val.clone());
+                        if !matches!(
+                            cel::verdict(match cel::truth(cel::starts_with(Ok(svc_this
+                            .clone()), Ok(cel::Val::Str(String::from(" "))))) { Ok(true)
+                            =>
+                            Ok(cel::Val::Str(String::from("must not start with a space"))),
+                            Ok(false) => Ok(cel::Val::Str(String::from(""))), Err(e) =>
+                            Err(e) }), Ok(None)
+                        ) {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        {
+            if let Some(order::Payment::Card(val)) = &self.payment {
+                if (val.as_str().len() as u64) < 16 || (val.as_str().len() as u64) > 64
+                    || ::svc_runtime::validate::chars(val.as_str()) != 16
+                {
+                    return false;
+                }
+            }
+        }
+        {
+            if let Some(order::Payment::Account(val)) = &self.payment {
+                if (*val) <= 0u64 {
+                    return false;
+                }
+            }
+        }
+        true
+    }
 }
 impl ::svc_runtime::validate::Validate for Address {
     #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
@@ -1531,6 +1766,65 @@ impl ::svc_runtime::validate::Validate for Address {
             }
         }
     }
+    #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
+    #[allow(unused_variables, clippy::collapsible_if, clippy::if_same_then_else)]
+    fn is_valid(&self) -> bool {
+        {
+            use ::svc_runtime::validate::cel;
+            let svc_this = self;
+            if !matches!(
+                cel::verdict(cel::or(cel::ne(match Ok:: < _, cel::Error >
+                (Some(svc_this)) { Ok(Some(svc_m1)) => Ok(cel::Val::Str(svc_m1.country
+                .clone())), Ok(None) => Ok(cel::Val::Str(String::from(""))), Err(e) =>
+                Err(e) }, Ok(cel::Val::Str(String::from("US")))), cel::gt(cel::size(match
+                Ok:: < _, cel::Error > (Some(svc_this)) { Ok(Some(svc_m2)) =>
+                Ok(cel::Val::Str(svc_m2.line.clone())), Ok(None) =>
+                Ok(cel::Val::Str(String::from(""))), Err(e) => Err(e) }),
+                Ok(cel::Val::Int(3))))), Ok(None)
+            ) {
+                return false;
+            }
+        }
+        {
+            {
+                let val = &self.line;
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
+                    return false;
+                }
+                {
+                    use ::svc_runtime::validate::cel;
+                    let svc_this = cel::Val::Str(val.clone());
+                    if !matches!(
+                        cel::verdict(cel::or(cel::not(Ok(cel::Val::Bool(true))), { static
+                        RE : std::sync::LazyLock < ::svc_runtime::validate::Regex > =
+                        std::sync::LazyLock::new(| |
+                        ::svc_runtime::validate::Regex::new("^[\0-\u{7f}]*$")
+                        .expect("checked at generation")); cel::matches(Ok(svc_this
+                        .clone()), & RE) })), Ok(None)
+                    ) {
+                        return false;
+                    }
+                }
+            }
+        }
+        {
+            {
+                let val = &self.country;
+                if (val.as_str().len() as u64) < 2 || (val.as_str().len() as u64) > 8
+                    || ::svc_runtime::validate::chars(val.as_str()) != 2
+                {
+                    return false;
+                }
+                if !["DE", "FR", "GB", "US"].contains(&val.as_str()) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
 }
 impl ::svc_runtime::validate::Validate for Line {
     #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
@@ -1561,6 +1855,22 @@ impl ::svc_runtime::validate::Validate for Line {
                 v.leave();
             }
         }
+    }
+    #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
+    #[allow(unused_variables, clippy::collapsible_if, clippy::if_same_then_else)]
+    fn is_valid(&self) -> bool {
+        {
+            {
+                let val = &self.text;
+                if (val.as_str().len() as u64) < 1
+                    || ((val.as_str().len() as u64) < 4
+                        && ::svc_runtime::validate::chars(val.as_str()) < 1)
+                {
+                    return false;
+                }
+            }
+        }
+        true
     }
 }
 impl ::svc_runtime::validate::Validate for Receipt {
