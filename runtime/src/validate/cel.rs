@@ -1101,6 +1101,56 @@ pub fn filter(items: Vec<Val>, mut p: impl FnMut(Val) -> Res) -> Res {
     Ok(Val::List(out))
 }
 
+/// `a && b` over typed booleans, errors absorbed as CEL says.
+#[inline]
+pub fn and_bool(a: Result<bool, Error>, b: Result<bool, Error>) -> Result<bool, Error> {
+    match (a, b) {
+        (Ok(false), _) | (_, Ok(false)) => Ok(false),
+        (Ok(true), Ok(true)) => Ok(true),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+/// `a || b` over typed booleans, errors absorbed as CEL says.
+#[inline]
+pub fn or_bool(a: Result<bool, Error>, b: Result<bool, Error>) -> Result<bool, Error> {
+    match (a, b) {
+        (Ok(true), _) | (_, Ok(true)) => Ok(true),
+        (Ok(false), Ok(false)) => Ok(false),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+/// A checked integer operation's result: `None` is an overflow.
+#[inline]
+pub fn overflowed<T>(x: Option<T>) -> Result<T, Error> {
+    x.ok_or_else(|| Error("integer overflow".into()))
+}
+
+/// `a / b` over `int`s.
+#[inline]
+pub fn int_div(a: i64, b: i64) -> Result<i64, Error> {
+    if b == 0 { err("division by zero") } else { overflowed(a.checked_div(b)) }
+}
+
+/// `a % b` over `int`s.
+#[inline]
+pub fn int_rem(a: i64, b: i64) -> Result<i64, Error> {
+    if b == 0 { err("modulus by zero") } else { overflowed(a.checked_rem(b)) }
+}
+
+/// `a / b` over `uint`s.
+#[inline]
+pub fn uint_div(a: u64, b: u64) -> Result<u64, Error> {
+    a.checked_div(b).ok_or_else(|| Error("division by zero".into()))
+}
+
+/// `a % b` over `uint`s.
+#[inline]
+pub fn uint_rem(a: u64, b: u64) -> Result<u64, Error> {
+    a.checked_rem(b).ok_or_else(|| Error("modulus by zero".into()))
+}
+
 /// A message field as CEL reads it: an unset one is the message's
 /// default.
 #[inline]

@@ -113,21 +113,25 @@ pub(super) struct Code {
 pub(super) struct This {
     binding: String,
     code: Code,
+    /// The binding and type for the typed path, where `this` has one.
+    typed: Option<(String, TTy)>,
 }
 
 /// `this` for a value of `kind` at the reference `val` (a field's value,
 /// an item, a key or a map value).
 pub(super) fn this_value(kind: &Kind, val: &str) -> This {
+    let typed = typed_read(kind, &format!("*{val}"), val);
     match (scalar_val(kind, val), scalar_ty(kind), kind) {
-        (Some(v), Some(ty), _) => This { binding: v, code: Code { rust: "Ok(svc_this.clone())".into(), ty } },
+        (Some(v), Some(ty), _) => This { binding: v, code: Code { rust: "Ok(svc_this.clone())".into(), ty }, typed },
         (_, _, Kind::Message(desc)) => This {
             binding: val.to_owned(),
             code: Code {
                 rust: "Ok::<_, cel::Error>(Some(svc_this))".into(),
                 ty: Ty::Msg { desc: desc.clone(), dynamic: false },
             },
+            typed: Some((format!("Some({val})"), TTy::Msg(desc.clone()))),
         },
-        _ => This { binding: val.to_owned(), code: Code { rust: "Ok(svc_this.clone())".into(), ty: Ty::Dyn } },
+        _ => This { binding: val.to_owned(), code: Code { rust: "Ok(svc_this.clone())".into(), ty: Ty::Dyn }, typed },
     }
 }
 
@@ -135,9 +139,13 @@ pub(super) fn this_value(kind: &Kind, val: &str) -> This {
 pub(super) fn this_collection(f: &FieldDescriptor, val: &str) -> This {
     let code = collection_code(f, val);
     if code.ty.is_value() {
-        This { binding: strip_ok(&code.rust), code: Code { rust: "Ok(svc_this.clone())".into(), ty: code.ty } }
+        This {
+            binding: strip_ok(&code.rust),
+            code: Code { rust: "Ok(svc_this.clone())".into(), ty: code.ty },
+            typed: None,
+        }
     } else {
-        This { binding: val.to_owned(), code: collection_code(f, "svc_this") }
+        This { binding: val.to_owned(), code: collection_code(f, "svc_this"), typed: None }
     }
 }
 
@@ -149,6 +157,7 @@ pub(super) fn this_message(desc: &MessageDescriptor, val: &str) -> This {
             rust: "Ok::<_, cel::Error>(Some(svc_this))".into(),
             ty: Ty::Msg { desc: desc.clone(), dynamic: false },
         },
+        typed: Some((format!("Some({val})"), TTy::Msg(desc.clone()))),
     }
 }
 
@@ -196,6 +205,41 @@ pub(super) fn rule(
     }
     c.uses_this = c.vars.iter().any(|v| v.name == "this" && v.used);
     let rt = cx.rt;
+    // Statically typed throughout: plain Rust, no `Val`.
+    let typed_rule = rule.and_then(|(value, _, list, _)| if list { None } else { typed_constant(value) });
+    let mut t = Typed { cx, this: this.as_ref().and_then(|t| t.typed.clone()), rule: typed_rule, used_this: false };
+    if let Some(code) = t.expr(&ast) {
+        let mut out = String::from("{ ");
+        if code.rust.contains("cel::") {
+            out.push_str(&format!("use {rt}::validate::cel; "));
+        }
+        if let (true, Some((binding, _))) = (t.used_this, &t.this) {
+            out.push_str(&format!("let svc_this = {binding}; "));
+        }
+        let violated = |m: &str| format!("v.violation({rule_path}, {id:?}, {m})");
+        let body = match (&code.ty, code.fallible) {
+            (TTy::Bool, false) => format!("if {} {{ {} }}", negate(&code.rust), violated(&format!("{message:?}"))),
+            (TTy::Bool, true) => format!(
+                "match {} {{ Ok(true) => {{}} Ok(false) => {}, Err(e) => v.error({rule_path}, {id:?}, e) }}",
+                code.rust,
+                violated(&format!("{message:?}"))
+            ),
+            (TTy::Str, false) => {
+                format!("let m: &str = {}; if !m.is_empty() {{ {} }}", code.rust, violated("m.to_owned()"))
+            }
+            (TTy::Str, true) => format!(
+                "match {} {{ Ok(\"\") => {{}} Ok(m) => {}, Err(e) => v.error({rule_path}, {id:?}, e) }}",
+                code.rust,
+                violated("m.to_owned()")
+            ),
+            _ => String::new(),
+        };
+        if !body.is_empty() {
+            out.push_str(&body);
+            out.push_str(" }");
+            return Ok(out);
+        }
+    }
     let mut out = format!("{{ use {rt}::validate::cel; ");
     if let (true, Some(this)) = (c.uses_this, &this) {
         out.push_str(&format!("let svc_this = {}; ", this.binding));
@@ -1102,4 +1146,494 @@ fn bytes_lit(b: &[u8]) -> String {
     } else {
         format!("vec![{}]", b.iter().map(|x| format!("{x}u8")).collect::<Vec<_>>().join(", "))
     }
+}
+
+/// A type the typed path represents as a plain Rust value: `bool`, `i64`,
+/// `u64`, `f64`, `&str`, `&[u8]`, or a message as `Option<&M>` (`None`
+/// for an unset one, which reads as its default).
+#[derive(Clone, Debug)]
+pub(super) enum TTy {
+    Bool,
+    Int,
+    Uint,
+    Double,
+    Str,
+    Bytes,
+    Msg(MessageDescriptor),
+}
+
+impl TTy {
+    fn same(&self, other: &TTy) -> bool {
+        matches!(
+            (self, other),
+            (TTy::Bool, TTy::Bool)
+                | (TTy::Int, TTy::Int)
+                | (TTy::Uint, TTy::Uint)
+                | (TTy::Double, TTy::Double)
+                | (TTy::Str, TTy::Str)
+                | (TTy::Bytes, TTy::Bytes)
+        )
+    }
+
+    /// The value of an unset field of this type.
+    fn zero(&self) -> Option<&'static str> {
+        Some(match self {
+            TTy::Bool => "false",
+            TTy::Int => "0i64",
+            TTy::Uint => "0u64",
+            TTy::Double => "0.0f64",
+            TTy::Str => "\"\"",
+            TTy::Bytes => "&[][..]",
+            TTy::Msg(_) => return None,
+        })
+    }
+}
+
+/// Typed code: Rust of the type's representation, or of `Result<_,
+/// cel::Error>` when `fallible`.
+struct T {
+    rust: String,
+    ty: TTy,
+    fallible: bool,
+}
+
+fn plain(rust: String, ty: TTy) -> Option<T> {
+    Some(T { rust, ty, fallible: false })
+}
+
+/// Reads a value of `kind` as the typed path represents it: `copy` reads
+/// it (numbers, bools), `owner` is what methods are called on.
+fn typed_read(kind: &Kind, copy: &str, owner: &str) -> Option<(String, TTy)> {
+    Some(match kind {
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 | Kind::Enum(_) => (format!("i64::from({copy})"), TTy::Int),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => (copy.to_owned(), TTy::Int),
+        Kind::Uint32 | Kind::Fixed32 => (format!("u64::from({copy})"), TTy::Uint),
+        Kind::Uint64 | Kind::Fixed64 => (copy.to_owned(), TTy::Uint),
+        Kind::Float => (format!("f64::from({copy})"), TTy::Double),
+        Kind::Double => (copy.to_owned(), TTy::Double),
+        Kind::Bool => (copy.to_owned(), TTy::Bool),
+        Kind::String => (format!("{owner}.as_str()"), TTy::Str),
+        Kind::Bytes => (format!("&{owner}[..]"), TTy::Bytes),
+        Kind::Message(d) if is_wrapper(d.full_name()) => {
+            return typed_read(&d.get_field_by_name("value")?.kind(), copy, owner);
+        }
+        Kind::Message(_) => return None,
+    })
+}
+
+/// A scalar constant (a predefined rule's value) for the typed path.
+fn typed_constant(v: &Value) -> Option<T> {
+    match v {
+        Value::Bool(b) => plain(b.to_string(), TTy::Bool),
+        Value::I32(i) => plain(format!("{i}i64"), TTy::Int),
+        Value::I64(i) => plain(if *i == i64::MIN { "i64::MIN".into() } else { format!("{i}i64") }, TTy::Int),
+        Value::EnumNumber(i) => plain(format!("{i}i64"), TTy::Int),
+        Value::U32(u) => plain(format!("{u}u64"), TTy::Uint),
+        Value::U64(u) => plain(format!("{u}u64"), TTy::Uint),
+        Value::F32(f) => plain(typed_double(f64::from(*f)), TTy::Double),
+        Value::F64(f) => plain(typed_double(*f), TTy::Double),
+        Value::String(s) => plain(format!("{s:?}"), TTy::Str),
+        _ => None,
+    }
+}
+
+fn typed_double(d: f64) -> String {
+    if d.is_finite() { format!("{d:?}f64") } else { double_lit(d) }
+}
+
+/// The typed path: expressions whose every part has a static scalar type
+/// compile to plain Rust; `None` sends the expression to the `Val` path.
+struct Typed<'a> {
+    cx: &'a Cx<'a>,
+    this: Option<(String, TTy)>,
+    rule: Option<T>,
+    used_this: bool,
+}
+
+/// `e` parenthesised if it is not a single term (for operands and
+/// method receivers).
+fn smart(e: &str) -> String {
+    let mut depth = 0i32;
+    let mut simple = !e.starts_with(['-', '!', '&', '*']);
+    let mut chars = e.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            '"' => {
+                // Skip a string literal.
+                while let Some(c) = chars.next() {
+                    if c == '\\' {
+                        chars.next();
+                    } else if c == '"' {
+                        break;
+                    }
+                }
+            }
+            ' ' | '|' if depth == 0 => simple = false,
+            _ => {}
+        }
+    }
+    if simple { e.to_owned() } else { format!("({e})") }
+}
+
+/// `!e`, simplified: a double negation or a constant folded.
+fn negate(e: &str) -> String {
+    match e {
+        "true" => return "false".into(),
+        "false" => return "true".into(),
+        _ => {}
+    }
+    if let Some(inner) = e.strip_prefix('!')
+        && smart(inner) == inner
+    {
+        return inner.to_owned();
+    }
+    if let Some(inner) = e.strip_prefix("!(")
+        && let Some(inner) = inner.strip_suffix(')')
+        && smart(&format!("({inner})")) == format!("({inner})")
+        && !inner.contains(['(', ')'])
+    {
+        return inner.to_owned();
+    }
+    format!("!{}", smart(e))
+}
+
+/// `Ok` of infallible code, the code itself when fallible.
+fn res(t: &T) -> String {
+    if t.fallible { t.rust.clone() } else { format!("Ok::<_, cel::Error>({})", t.rust) }
+}
+
+impl Typed<'_> {
+    fn expr(&mut self, e: &Expr) -> Option<T> {
+        match e {
+            Expr::Bool(b) => plain(b.to_string(), TTy::Bool),
+            Expr::Int(i) => plain(if *i == i64::MIN { "i64::MIN".into() } else { format!("{i}i64") }, TTy::Int),
+            Expr::Uint(u) => plain(format!("{u}u64"), TTy::Uint),
+            Expr::Double(d) => plain(typed_double(*d), TTy::Double),
+            Expr::Str(s) => plain(format!("{s:?}"), TTy::Str),
+            Expr::Bytes(b) => plain(format!("&{}[..]", bytes_array(b)), TTy::Bytes),
+            Expr::Ident(name) if name == "this" => {
+                let (_, ty) = self.this.clone()?;
+                self.used_this = true;
+                plain("svc_this".into(), ty)
+            }
+            Expr::Ident(name) if name == "rule" => {
+                let r = self.rule.as_ref()?;
+                plain(r.rust.clone(), r.ty.clone())
+            }
+            Expr::Select(operand, field) => {
+                let op = self.expr(operand)?;
+                let (TTy::Msg(desc), false) = (&op.ty, op.fallible) else { return None };
+                let f = desc.get_field_by_name(field)?;
+                self.select(&op.rust, desc, &f)
+            }
+            Expr::Has(operand, field) => {
+                let op = self.expr(operand)?;
+                let (TTy::Msg(desc), false) = (&op.ty, op.fallible) else { return None };
+                let f = desc.get_field_by_name(field)?;
+                let mut c = Compiler { cx: self.cx, vars: Vec::new(), uses_this: false, uses_now: false, fresh: 0 };
+                let test = c.has_code(desc, "m", &f).ok()?;
+                plain(format!("{}.is_some_and(|m| {test})", op.rust), TTy::Bool)
+            }
+            Expr::Unary(UnaryOp::Not, a) => {
+                let a = self.expr(a)?;
+                if !matches!(a.ty, TTy::Bool) {
+                    return None;
+                }
+                Some(if a.fallible {
+                    T { rust: format!("{}.map(|b| !b)", a.rust), ty: TTy::Bool, fallible: true }
+                } else {
+                    T { rust: negate(&a.rust), ty: TTy::Bool, fallible: false }
+                })
+            }
+            Expr::Unary(UnaryOp::Neg, a) => {
+                let a = self.expr(a)?;
+                match (&a.ty, a.fallible) {
+                    (TTy::Double, false) => plain(format!("-{}", smart(&a.rust)), TTy::Double),
+                    (TTy::Int, false) => Some(T {
+                        rust: format!("cel::overflowed({}.checked_neg())", smart(&a.rust)),
+                        ty: TTy::Int,
+                        fallible: true,
+                    }),
+                    _ => None,
+                }
+            }
+            Expr::Binary(op, a, b) => self.binary(*op, a, b),
+            Expr::Cond(c, a, b) => {
+                let (c, a, b) = (self.expr(c)?, self.expr(a)?, self.expr(b)?);
+                if !matches!(c.ty, TTy::Bool) || !a.ty.same(&b.ty) {
+                    return None;
+                }
+                let ty = a.ty.clone();
+                if !(c.fallible || a.fallible || b.fallible) {
+                    return plain(format!("if {} {{ {} }} else {{ {} }}", c.rust, a.rust, b.rust), ty);
+                }
+                Some(T {
+                    rust: format!(
+                        "match {} {{ Ok(true) => {}, Ok(false) => {}, Err(e) => Err(e) }}",
+                        res(&c),
+                        res(&a),
+                        res(&b)
+                    ),
+                    ty,
+                    fallible: true,
+                })
+            }
+            Expr::Call { target, function, args } => self.call(target.as_deref(), function, args),
+            _ => None,
+        }
+    }
+
+    /// Field `f` of the message `m` (an `Option<&M>`).
+    fn select(&mut self, m: &str, desc: &MessageDescriptor, f: &FieldDescriptor) -> Option<T> {
+        if f.is_list() || f.is_map() || f.containing_oneof().is_some_and(|o| !o.is_synthetic()) {
+            return None;
+        }
+        let name = crate::ident::to_snake(f.name());
+        let kind = f.kind();
+        let holder = self.cx.holder(f);
+        if let Kind::Message(sub) = &kind {
+            if is_wrapper_or_time(sub.full_name()) || sub.full_name().starts_with("google.protobuf.") {
+                return None;
+            }
+            let _ = desc;
+            let rust = match holder {
+                Holder::Plain => format!("{m}.map(|m| &m.{name})"),
+                _ => format!("{m}.and_then(|m| m.{name}.as_ref())"),
+            };
+            return plain(rust, TTy::Msg(sub.clone()));
+        }
+        let (read, ty) = match holder {
+            Holder::Plain => typed_read(&kind, &format!("m.{name}"), &format!("m.{name}"))?,
+            Holder::Optional | Holder::ImplicitOption => {
+                let default = f.default_value();
+                match &kind {
+                    Kind::String => {
+                        let d = default.as_str().unwrap_or_default().to_owned();
+                        (format!("m.{name}.as_deref().unwrap_or({d:?})"), TTy::Str)
+                    }
+                    Kind::Bytes => {
+                        let d = default.as_bytes().map(|b| b.to_vec()).unwrap_or_default();
+                        (format!("m.{name}.as_deref().unwrap_or(&{}[..])", bytes_array(&d)), TTy::Bytes)
+                    }
+                    _ => {
+                        let raw = raw_default(&default)?;
+                        typed_read(&kind, &format!("m.{name}.unwrap_or({raw})"), "")?
+                    }
+                }
+            }
+        };
+        let zero = ty.zero()?;
+        plain(format!("{m}.map_or({zero}, |m| {read})"), ty)
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: &Expr, b: &Expr) -> Option<T> {
+        let (a, b) = (self.expr(a)?, self.expr(b)?);
+        if matches!(a.ty, TTy::Msg(_)) || matches!(b.ty, TTy::Msg(_)) {
+            return None;
+        }
+        let either = a.fallible || b.fallible;
+        // `f(x, y)` over plain operands, as infallible (`Ok(..)`) or
+        // fallible Rust.
+        let combine = |f: String, ty: TTy, fallible_op: bool| -> Option<T> {
+            if !either {
+                let f = f
+                    .replace("{xa}", &a.rust)
+                    .replace("{ya}", &b.rust)
+                    .replace("{x}", &smart(&a.rust))
+                    .replace("{y}", &smart(&b.rust));
+                return Some(T { rust: f, ty, fallible: fallible_op });
+            }
+            let inner = f.replace("{xa}", "x").replace("{ya}", "y").replace("{x}", "x").replace("{y}", "y");
+            let inner = if fallible_op { inner } else { format!("Ok({inner})") };
+            Some(T {
+                rust: format!(
+                    "match ({}, {}) {{ (Ok(x), Ok(y)) => {inner}, (Err(e), _) | (_, Err(e)) => Err(e) }}",
+                    res(&a),
+                    res(&b)
+                ),
+                ty,
+                fallible: true,
+            })
+        };
+        match op {
+            BinaryOp::And | BinaryOp::Or => {
+                if !matches!((&a.ty, &b.ty), (TTy::Bool, TTy::Bool)) {
+                    return None;
+                }
+                let word = if op == BinaryOp::And { "and" } else { "or" };
+                // A constant side decides, or leaves the other (CEL absorbs
+                // the other's error where the constant decides).
+                let and = op == BinaryOp::And;
+                for (k, other) in [(&a, &b), (&b, &a)] {
+                    match (k.rust.as_str(), k.fallible, and) {
+                        ("true", false, true) | ("false", false, false) => {
+                            return Some(T { rust: other.rust.clone(), ty: TTy::Bool, fallible: other.fallible });
+                        }
+                        ("false", false, true) => return plain("false".into(), TTy::Bool),
+                        ("true", false, false) => return plain("true".into(), TTy::Bool),
+                        _ => {}
+                    }
+                }
+                if !either {
+                    let sym = if op == BinaryOp::And { "&&" } else { "||" };
+                    return plain(format!("{} {sym} {}", smart(&a.rust), smart(&b.rust)), TTy::Bool);
+                }
+                Some(T { rust: format!("cel::{word}_bool({}, {})", res(&a), res(&b)), ty: TTy::Bool, fallible: true })
+            }
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+                if !a.ty.same(&b.ty) {
+                    return None;
+                }
+                let sym = match op {
+                    BinaryOp::Eq => "==",
+                    BinaryOp::Ne => "!=",
+                    BinaryOp::Lt => "<",
+                    BinaryOp::Le => "<=",
+                    BinaryOp::Gt => ">",
+                    _ => ">=",
+                };
+                combine(format!("{{x}} {sym} {{y}}"), TTy::Bool, false)
+            }
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => {
+                if !a.ty.same(&b.ty) {
+                    return None;
+                }
+                let ty = a.ty.clone();
+                let (sym, checked) = match op {
+                    BinaryOp::Add => ("+", "checked_add"),
+                    BinaryOp::Sub => ("-", "checked_sub"),
+                    BinaryOp::Mul => ("*", "checked_mul"),
+                    BinaryOp::Div => ("/", "div"),
+                    _ => ("%", "rem"),
+                };
+                match (&ty, op) {
+                    (TTy::Double, BinaryOp::Rem) => None,
+                    (TTy::Double, _) => combine(format!("{{x}} {sym} {{y}}"), ty, false),
+                    (TTy::Int | TTy::Uint, BinaryOp::Div | BinaryOp::Rem) => {
+                        let kind = if matches!(ty, TTy::Int) { "int" } else { "uint" };
+                        combine(format!("cel::{kind}_{checked}({{xa}}, {{ya}})"), ty, true)
+                    }
+                    (TTy::Int | TTy::Uint, _) => combine(format!("cel::overflowed({{x}}.{checked}({{ya}}))"), ty, true),
+                    _ => None,
+                }
+            }
+            BinaryOp::In => None,
+        }
+    }
+
+    fn call(&mut self, target: Option<&Expr>, function: &str, args: &[Expr]) -> Option<T> {
+        let rt = self.cx.rt;
+        let (t, args) = match (target, args) {
+            (Some(t), args) => (self.expr(t)?, args),
+            (None, [first, rest @ ..]) => (self.expr(first)?, rest),
+            _ => return None,
+        };
+        if t.fallible {
+            return None;
+        }
+        let mut a = Vec::new();
+        for arg in args {
+            let c = self.expr(arg)?;
+            if c.fallible {
+                return None;
+            }
+            a.push(c);
+        }
+        let arg = t.rust.clone();
+        let x = &smart(&t.rust);
+        match (function, &t.ty, a.as_slice()) {
+            ("size", TTy::Str, []) => plain(format!("({rt}::validate::chars({arg}) as i64)"), TTy::Int),
+            ("size", TTy::Bytes, []) => plain(format!("({x}.len() as i64)"), TTy::Int),
+            ("startsWith", TTy::Str | TTy::Bytes, [y]) if y.ty.same(&t.ty) => {
+                plain(format!("{x}.starts_with({})", y.rust), TTy::Bool)
+            }
+            ("endsWith", TTy::Str | TTy::Bytes, [y]) if y.ty.same(&t.ty) => {
+                plain(format!("{x}.ends_with({})", y.rust), TTy::Bool)
+            }
+            ("contains", TTy::Str, [y]) if matches!(y.ty, TTy::Str) => {
+                plain(format!("{x}.contains({})", y.rust), TTy::Bool)
+            }
+            ("contains", TTy::Bytes, [y]) if matches!(y.ty, TTy::Bytes) => {
+                plain(format!("{rt}::validate::contains_bytes({arg}, {})", y.rust), TTy::Bool)
+            }
+            ("matches", TTy::Str, [_]) => {
+                let [Expr::Str(pattern)] = args else { return None };
+                regex::Regex::new(pattern).ok()?;
+                plain(
+                    format!(
+                        "{{ static RE: std::sync::LazyLock<{rt}::validate::Regex> = std::sync::LazyLock::new(|| {rt}::validate::Regex::new({pattern:?}).expect(\"checked at generation\")); RE.is_match({arg}) }}"
+                    ),
+                    TTy::Bool,
+                )
+            }
+            ("isEmail" | "isHostname" | "isUri" | "isUriRef", TTy::Str, []) => {
+                let f = match function {
+                    "isEmail" => "is_email",
+                    "isHostname" => "is_hostname",
+                    "isUri" => "is_uri",
+                    _ => "is_uri_ref",
+                };
+                plain(format!("{rt}::validate::format::{f}({arg})"), TTy::Bool)
+            }
+            ("isIp", TTy::Str, []) => plain(format!("{rt}::validate::format::is_ip({arg}, 0)"), TTy::Bool),
+            ("isIp", TTy::Str, [v]) if matches!(v.ty, TTy::Int) => {
+                plain(format!("{rt}::validate::format::is_ip({arg}, {})", v.rust), TTy::Bool)
+            }
+            ("isIpPrefix", TTy::Str, []) => {
+                plain(format!("{rt}::validate::format::is_ip_prefix({arg}, 0, false)"), TTy::Bool)
+            }
+            ("isIpPrefix", TTy::Str, [v]) if matches!(v.ty, TTy::Int) => {
+                plain(format!("{rt}::validate::format::is_ip_prefix({arg}, {}, false)", v.rust), TTy::Bool)
+            }
+            ("isIpPrefix", TTy::Str, [s]) if matches!(s.ty, TTy::Bool) => {
+                plain(format!("{rt}::validate::format::is_ip_prefix({arg}, 0, {})", s.rust), TTy::Bool)
+            }
+            ("isIpPrefix", TTy::Str, [v, s]) if matches!(v.ty, TTy::Int) && matches!(s.ty, TTy::Bool) => {
+                plain(format!("{rt}::validate::format::is_ip_prefix({arg}, {}, {})", v.rust, s.rust), TTy::Bool)
+            }
+            ("isHostAndPort", TTy::Str, [b]) if matches!(b.ty, TTy::Bool) => {
+                plain(format!("{rt}::validate::format::is_host_and_port({arg}, {})", b.rust), TTy::Bool)
+            }
+            ("isNan", TTy::Double, []) => plain(format!("{x}.is_nan()"), TTy::Bool),
+            ("isInf", TTy::Double, []) => plain(format!("{x}.is_infinite()"), TTy::Bool),
+            ("int", TTy::Int, []) | ("uint", TTy::Uint, []) | ("double", TTy::Double, []) => {
+                plain(arg.clone(), t.ty.clone())
+            }
+            ("double", TTy::Int | TTy::Uint, []) => plain(format!("({x} as f64)"), TTy::Double),
+            ("int", TTy::Uint, []) => {
+                Some(T { rust: format!("cel::overflowed(i64::try_from({arg}).ok())"), ty: TTy::Int, fallible: true })
+            }
+            ("uint", TTy::Int, []) => {
+                Some(T { rust: format!("cel::overflowed(u64::try_from({arg}).ok())"), ty: TTy::Uint, fallible: true })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A proto2 default (or zero) as a literal of the field's Rust type.
+fn raw_default(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Bool(b) => b.to_string(),
+        Value::I32(i) => format!("{i}i32"),
+        Value::I64(i) => {
+            if *i == i64::MIN {
+                "i64::MIN".into()
+            } else {
+                format!("{i}i64")
+            }
+        }
+        Value::EnumNumber(i) => format!("{i}i32"),
+        Value::U32(u) => format!("{u}u32"),
+        Value::U64(u) => format!("{u}u64"),
+        Value::F32(f) if f.is_finite() => format!("{f:?}f32"),
+        Value::F64(f) if f.is_finite() => format!("{f:?}f64"),
+        _ => return None,
+    })
+}
+
+fn bytes_array(b: &[u8]) -> String {
+    format!("[{}]", b.iter().map(|x| format!("{x}u8")).collect::<Vec<_>>().join(", "))
 }

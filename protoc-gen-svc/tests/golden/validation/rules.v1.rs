@@ -704,55 +704,18 @@ impl ::svc_runtime::validate::Validate for Order {
     #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
     fn validate_into(&self, v: &mut ::svc_runtime::validate::Validator) {
         {
-            use ::svc_runtime::validate::cel;
-            let svc_this = self;
-            match cel::verdict(
-                cel::or(
-                    cel::le(
-                        match Ok::<_, cel::Error>(Some(svc_this)) {
-                            Ok(Some(svc_m1)) => Ok(cel::Val::Double(svc_m1.discount)),
-                            Ok(None) => Ok(cel::Val::Double(0.0)),
-                            Err(e) => Err(e),
-                        },
-                        Ok(cel::Val::Double(0.5)),
-                    ),
-                    cel::ge(
-                        match Ok::<_, cel::Error>(Some(svc_this)) {
-                            Ok(Some(svc_m2)) => {
-                                Ok(cel::Val::Uint(u64::from(svc_m2.quantity)))
-                            }
-                            Ok(None) => Ok(cel::Val::Uint(0)),
-                            Err(e) => Err(e),
-                        },
-                        Ok(cel::Val::Uint(10)),
-                    ),
-                ),
-            ) {
-                Ok(None) => {}
-                Ok(Some(m)) => {
-                    v.violation(
-                        &::svc_runtime::validate::Rule {
-                            steps: &[],
-                            index: None,
-                        },
-                        "order.bulk_discount",
-                        if m.is_empty() {
-                            String::from("a discount above 0.5 needs at least 10 items")
-                        } else {
-                            m
-                        },
-                    )
-                }
-                Err(e) => {
-                    v.error(
-                        &::svc_runtime::validate::Rule {
-                            steps: &[],
-                            index: None,
-                        },
-                        "order.bulk_discount",
-                        e,
-                    )
-                }
+            let svc_this = Some(self);
+            if !((svc_this.map_or(0.0f64, |m| m.discount) <= 0.5f64)
+                || (svc_this.map_or(0u64, |m| u64::from(m.quantity)) >= 10u64))
+            {
+                v.violation(
+                    &::svc_runtime::validate::Rule {
+                        steps: &[],
+                        index: None,
+                    },
+                    "order.bulk_discount",
+                    "a discount above 0.5 needs at least 10 items",
+                )
             }
         }
         if self.payment.is_none() {
@@ -1071,49 +1034,20 @@ impl ::svc_runtime::validate::Validate for Order {
                     );
                 }
                 {
-                    use ::svc_runtime::validate::cel;
-                    let svc_this = cel::Val::Str(val.clone());
-                    match cel::verdict(
-                        cel::not(
-                            cel::contains(
-                                Ok(svc_this.clone()),
-                                Ok(cel::Val::Str(String::from(" "))),
-                            ),
-                        ),
-                    ) {
-                        Ok(None) => {}
-                        Ok(Some(m)) => {
-                            v.violation(
-                                &::svc_runtime::validate::Rule {
-                                    steps: &[
-                                        (18, "repeated", 11),
-                                        (4, "items", 11),
-                                        (23, "cel", 11),
-                                    ],
-                                    index: Some(0),
-                                },
-                                "tag.no_spaces",
-                                if m.is_empty() {
-                                    String::from("must not contain spaces")
-                                } else {
-                                    m
-                                },
-                            )
-                        }
-                        Err(e) => {
-                            v.error(
-                                &::svc_runtime::validate::Rule {
-                                    steps: &[
-                                        (18, "repeated", 11),
-                                        (4, "items", 11),
-                                        (23, "cel", 11),
-                                    ],
-                                    index: Some(0),
-                                },
-                                "tag.no_spaces",
-                                e,
-                            )
-                        }
+                    let svc_this = val.as_str();
+                    if svc_this.contains(" ") {
+                        v.violation(
+                            &::svc_runtime::validate::Rule {
+                                steps: &[
+                                    (18, "repeated", 11),
+                                    (4, "items", 11),
+                                    (23, "cel", 11),
+                                ],
+                                index: Some(0),
+                            },
+                            "tag.no_spaces",
+                            "must not contain spaces",
+                        )
                     }
                 }
                 v.leave();
@@ -1269,45 +1203,21 @@ impl ::svc_runtime::validate::Validate for Order {
                         );
                     }
                     {
-                        use ::svc_runtime::validate::cel;
-                        let svc_this = cel::Val::Str(val.clone());
-                        match cel::verdict(
-                            match cel::truth(
-                                cel::starts_with(
-                                    Ok(svc_this.clone()),
-                                    Ok(cel::Val::Str(String::from(" "))),
-                                ),
-                            ) {
-                                Ok(true) => {
-                                    Ok(
-                                        cel::Val::Str(String::from("must not start with a space")),
-                                    )
-                                }
-                                Ok(false) => Ok(cel::Val::Str(String::from(""))),
-                                Err(e) => Err(e),
-                            },
-                        ) {
-                            Ok(None) => {}
-                            Ok(Some(m)) => {
-                                v.violation(
-                                    &::svc_runtime::validate::Rule {
-                                        steps: &[(23, "cel", 11)],
-                                        index: Some(0),
-                                    },
-                                    "note.no_leading_space",
-                                    if m.is_empty() { String::from("") } else { m },
-                                )
-                            }
-                            Err(e) => {
-                                v.error(
-                                    &::svc_runtime::validate::Rule {
-                                        steps: &[(23, "cel", 11)],
-                                        index: Some(0),
-                                    },
-                                    "note.no_leading_space",
-                                    e,
-                                )
-                            }
+                        let svc_this = val.as_str();
+                        let m: &str = if svc_this.starts_with(" ") {
+                            "must not start with a space"
+                        } else {
+                            ""
+                        };
+                        if !m.is_empty() {
+                            v.violation(
+                                &::svc_runtime::validate::Rule {
+                                    steps: &[(23, "cel", 11)],
+                                    index: Some(0),
+                                },
+                                "note.no_leading_space",
+                                m.to_owned(),
+                            )
                         }
                     }
                     v.leave();
@@ -1365,17 +1275,10 @@ impl ::svc_runtime::validate::Validate for Order {
     #[allow(unused_variables, clippy::collapsible_if, clippy::if_same_then_else)]
     fn is_valid(&self) -> bool {
         {
-            use ::svc_runtime::validate::cel;
-            let svc_this = self;
-            if !matches!(
-                cel::verdict(cel::or(cel::le(match Ok:: < _, cel::Error >
-                (Some(svc_this)) { Ok(Some(svc_m1)) => Ok(cel::Val::Double(svc_m1
-                .discount)), Ok(None) => Ok(cel::Val::Double(0.0)), Err(e) => Err(e) },
-                Ok(cel::Val::Double(0.5))), cel::ge(match Ok:: < _, cel::Error >
-                (Some(svc_this)) { Ok(Some(svc_m2)) => Ok(cel::Val::Uint(u64::from(svc_m2
-                .quantity))), Ok(None) => Ok(cel::Val::Uint(0)), Err(e) => Err(e) },
-                Ok(cel::Val::Uint(10))))), Ok(None)
-            ) {
+            let svc_this = Some(self);
+            if !((svc_this.map_or(0.0f64, |m| m.discount) <= 0.5f64)
+                || (svc_this.map_or(0u64, |m| u64::from(m.quantity)) >= 10u64))
+            {
                 return false;
             }
         }
@@ -1489,12 +1392,8 @@ impl ::svc_runtime::validate::Validate for Order {
                     return false;
                 }
                 {
-                    use ::svc_runtime::validate::cel;
-                    let svc_this = cel::Val::Str(val.clone());
-                    if !matches!(
-                        cel::verdict(cel::not(cel::contains(Ok(svc_this.clone()),
-                        Ok(cel::Val::Str(String::from(" ")))))), Ok(None)
-                    ) {
+                    let svc_this = val.as_str();
+                    if svc_this.contains(" ") {
                         return false;
                     }
                 }
@@ -1562,16 +1461,13 @@ impl ::svc_runtime::validate::Validate for Order {
                         return false;
                     }
                     {
-                        use ::svc_runtime::validate::cel;
-                        let svc_this = cel::Val::Str(val.clone());
-                        if !matches!(
-                            cel::verdict(match cel::truth(cel::starts_with(Ok(svc_this
-                            .clone()), Ok(cel::Val::Str(String::from(" "))))) { Ok(true)
-                            =>
-                            Ok(cel::Val::Str(String::from("must not start with a space"))),
-                            Ok(false) => Ok(cel::Val::Str(String::from(""))), Err(e) =>
-                            Err(e) }), Ok(None)
-                        ) {
+                        let svc_this = val.as_str();
+                        let m: &str = if svc_this.starts_with(" ") {
+                            "must not start with a space"
+                        } else {
+                            ""
+                        };
+                        if !m.is_empty() {
                             return false;
                         }
                     }
@@ -1601,57 +1497,20 @@ impl ::svc_runtime::validate::Validate for Address {
     #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
     fn validate_into(&self, v: &mut ::svc_runtime::validate::Validator) {
         {
-            use ::svc_runtime::validate::cel;
-            let svc_this = self;
-            match cel::verdict(
-                cel::or(
-                    cel::ne(
-                        match Ok::<_, cel::Error>(Some(svc_this)) {
-                            Ok(Some(svc_m1)) => Ok(cel::Val::Str(svc_m1.country.clone())),
-                            Ok(None) => Ok(cel::Val::Str(String::from(""))),
-                            Err(e) => Err(e),
-                        },
-                        Ok(cel::Val::Str(String::from("US"))),
-                    ),
-                    cel::gt(
-                        cel::size(
-                            match Ok::<_, cel::Error>(Some(svc_this)) {
-                                Ok(Some(svc_m2)) => Ok(cel::Val::Str(svc_m2.line.clone())),
-                                Ok(None) => Ok(cel::Val::Str(String::from(""))),
-                                Err(e) => Err(e),
-                            },
-                        ),
-                        Ok(cel::Val::Int(3)),
-                    ),
-                ),
-            ) {
-                Ok(None) => {}
-                Ok(Some(m)) => {
-                    v.violation(
-                        &::svc_runtime::validate::Rule {
-                            steps: &[],
-                            index: None,
-                        },
-                        "this.country != 'US' || size(this.line) > 3",
-                        if m.is_empty() {
-                            String::from(
-                                "\"this.country != 'US' || size(this.line) > 3\" returned false",
-                            )
-                        } else {
-                            m
-                        },
-                    )
-                }
-                Err(e) => {
-                    v.error(
-                        &::svc_runtime::validate::Rule {
-                            steps: &[],
-                            index: None,
-                        },
-                        "this.country != 'US' || size(this.line) > 3",
-                        e,
-                    )
-                }
+            let svc_this = Some(self);
+            if !((svc_this.map_or("", |m| m.country.as_str()) != "US")
+                || ((::svc_runtime::validate::chars(
+                    svc_this.map_or("", |m| m.line.as_str()),
+                ) as i64) > 3i64))
+            {
+                v.violation(
+                    &::svc_runtime::validate::Rule {
+                        steps: &[],
+                        index: None,
+                    },
+                    "this.country != 'US' || size(this.line) > 3",
+                    "\"this.country != 'US' || size(this.line) > 3\" returned false",
+                )
             }
         }
         {
@@ -1678,53 +1537,26 @@ impl ::svc_runtime::validate::Validate for Address {
                     );
                 }
                 {
-                    use ::svc_runtime::validate::cel;
-                    let svc_this = cel::Val::Str(val.clone());
-                    match cel::verdict(
-                        cel::or(
-                            cel::not(Ok(cel::Val::Bool(true))),
-                            {
-                                static RE: std::sync::LazyLock<
-                                    ::svc_runtime::validate::Regex,
-                                > = std::sync::LazyLock::new(|| {
-                                    ::svc_runtime::validate::Regex::new("^[\0-\u{7f}]*$")
-                                        .expect("checked at generation")
-                                });
-                                cel::matches(Ok(svc_this.clone()), &RE)
+                    let svc_this = val.as_str();
+                    if !{
+                        static RE: std::sync::LazyLock<::svc_runtime::validate::Regex> = std::sync::LazyLock::new(||
+                        {
+                            ::svc_runtime::validate::Regex::new("^[\0-\u{7f}]*$")
+                                .expect("checked at generation")
+                        });
+                        RE.is_match(svc_this)
+                    } {
+                        v.violation(
+                            &::svc_runtime::validate::Rule {
+                                steps: &[
+                                    (14, "string", 11),
+                                    (81001, "[rules.v1.ascii_only]", 8),
+                                ],
+                                index: None,
                             },
-                        ),
-                    ) {
-                        Ok(None) => {}
-                        Ok(Some(m)) => {
-                            v.violation(
-                                &::svc_runtime::validate::Rule {
-                                    steps: &[
-                                        (14, "string", 11),
-                                        (81001, "[rules.v1.ascii_only]", 8),
-                                    ],
-                                    index: None,
-                                },
-                                "string.ascii_only",
-                                if m.is_empty() {
-                                    String::from("must contain only ASCII characters")
-                                } else {
-                                    m
-                                },
-                            )
-                        }
-                        Err(e) => {
-                            v.error(
-                                &::svc_runtime::validate::Rule {
-                                    steps: &[
-                                        (14, "string", 11),
-                                        (81001, "[rules.v1.ascii_only]", 8),
-                                    ],
-                                    index: None,
-                                },
-                                "string.ascii_only",
-                                e,
-                            )
-                        }
+                            "string.ascii_only",
+                            "must contain only ASCII characters",
+                        )
                     }
                 }
                 v.leave();
@@ -1770,18 +1602,12 @@ impl ::svc_runtime::validate::Validate for Address {
     #[allow(unused_variables, clippy::collapsible_if, clippy::if_same_then_else)]
     fn is_valid(&self) -> bool {
         {
-            use ::svc_runtime::validate::cel;
-            let svc_this = self;
-            if !matches!(
-                cel::verdict(cel::or(cel::ne(match Ok:: < _, cel::Error >
-                (Some(svc_this)) { Ok(Some(svc_m1)) => Ok(cel::Val::Str(svc_m1.country
-                .clone())), Ok(None) => Ok(cel::Val::Str(String::from(""))), Err(e) =>
-                Err(e) }, Ok(cel::Val::Str(String::from("US")))), cel::gt(cel::size(match
-                Ok:: < _, cel::Error > (Some(svc_this)) { Ok(Some(svc_m2)) =>
-                Ok(cel::Val::Str(svc_m2.line.clone())), Ok(None) =>
-                Ok(cel::Val::Str(String::from(""))), Err(e) => Err(e) }),
-                Ok(cel::Val::Int(3))))), Ok(None)
-            ) {
+            let svc_this = Some(self);
+            if !((svc_this.map_or("", |m| m.country.as_str()) != "US")
+                || ((::svc_runtime::validate::chars(
+                    svc_this.map_or("", |m| m.line.as_str()),
+                ) as i64) > 3i64))
+            {
                 return false;
             }
         }
@@ -1795,16 +1621,15 @@ impl ::svc_runtime::validate::Validate for Address {
                     return false;
                 }
                 {
-                    use ::svc_runtime::validate::cel;
-                    let svc_this = cel::Val::Str(val.clone());
-                    if !matches!(
-                        cel::verdict(cel::or(cel::not(Ok(cel::Val::Bool(true))), { static
-                        RE : std::sync::LazyLock < ::svc_runtime::validate::Regex > =
-                        std::sync::LazyLock::new(| |
-                        ::svc_runtime::validate::Regex::new("^[\0-\u{7f}]*$")
-                        .expect("checked at generation")); cel::matches(Ok(svc_this
-                        .clone()), & RE) })), Ok(None)
-                    ) {
+                    let svc_this = val.as_str();
+                    if !{
+                        static RE: std::sync::LazyLock<::svc_runtime::validate::Regex> = std::sync::LazyLock::new(||
+                        {
+                            ::svc_runtime::validate::Regex::new("^[\0-\u{7f}]*$")
+                                .expect("checked at generation")
+                        });
+                        RE.is_match(svc_this)
+                    } {
                         return false;
                     }
                 }
