@@ -159,27 +159,34 @@ fn edition_name(n: i32) -> String {
 /// Whether any singular, non-message field outside a oneof resolves to
 /// IMPLICIT presence.
 fn any_implicit(parent: &DynamicMessage, list: &str, inherited: Features) -> bool {
-    let Some(Value::List(messages)) = parent.get_field_by_name(list).map(|v| v.into_owned()) else { return false };
-    messages.iter().filter_map(|m| m.as_message()).any(|m| {
-        let features = inherited.merge(m);
-        let fields = match m.get_field_by_name("field").map(|v| v.into_owned()) {
-            Some(Value::List(fields)) => fields,
-            _ => Vec::new(),
-        };
-        fields.iter().filter_map(|f| f.as_message()).any(|f| {
-            let ty = get_enum(f, "type").unwrap_or(0);
-            get_enum(f, "label") != Some(LABEL_REPEATED)
-                && ty != TYPE_MESSAGE
-                && ty != TYPE_GROUP
-                && !f.has_field_by_name("oneof_index")
-                && features.merge(f).presence == PRESENCE_IMPLICIT
-        }) || any_implicit(m, "nested_type", features)
+    any_field(parent, list, inherited, &|f, features| {
+        let ty = get_enum(f, "type").unwrap_or(0);
+        get_enum(f, "label") != Some(LABEL_REPEATED)
+            && ty != TYPE_MESSAGE
+            && ty != TYPE_GROUP
+            && !f.has_field_by_name("oneof_index")
+            && features.presence == PRESENCE_IMPLICIT
     })
 }
 
 /// Whether any field needs proto2 to be expressed: LEGACY_REQUIRED
 /// presence, or DELIMITED message encoding.
 fn needs_proto2(parent: &DynamicMessage, list: &str, inherited: Features) -> bool {
+    any_field(parent, list, inherited, &|f, features| {
+        let ty = get_enum(f, "type").unwrap_or(0);
+        (get_enum(f, "label") != Some(LABEL_REPEATED) && features.presence == PRESENCE_REQUIRED)
+            || (ty == TYPE_MESSAGE && features.message_encoding == MESSAGE_DELIMITED)
+    })
+}
+
+/// Whether `test` holds for a field (with its resolved features) of any
+/// message in `parent`'s `list`, nested messages included.
+fn any_field(
+    parent: &DynamicMessage,
+    list: &str,
+    inherited: Features,
+    test: &dyn Fn(&DynamicMessage, Features) -> bool,
+) -> bool {
     let Some(Value::List(messages)) = parent.get_field_by_name(list).map(|v| v.into_owned()) else { return false };
     messages.iter().filter_map(|m| m.as_message()).any(|m| {
         let features = inherited.merge(m);
@@ -187,12 +194,8 @@ fn needs_proto2(parent: &DynamicMessage, list: &str, inherited: Features) -> boo
             Some(Value::List(fields)) => fields,
             _ => Vec::new(),
         };
-        fields.iter().filter_map(|f| f.as_message()).any(|f| {
-            let resolved = features.merge(f);
-            let ty = get_enum(f, "type").unwrap_or(0);
-            (get_enum(f, "label") != Some(LABEL_REPEATED) && resolved.presence == PRESENCE_REQUIRED)
-                || (ty == TYPE_MESSAGE && resolved.message_encoding == MESSAGE_DELIMITED)
-        }) || needs_proto2(m, "nested_type", features)
+        fields.iter().filter_map(|f| f.as_message()).any(|f| test(f, features.merge(f)))
+            || any_field(m, "nested_type", features, test)
     })
 }
 

@@ -171,6 +171,10 @@ fn cel_rules_of_messages_fields_items_and_predefined_extensions_are_enforced() {
     assert_eq!(found.0[0].rule_id, "this.country != 'US' || size(this.line) > 3");
     assert_eq!(found.0[0].message, "\"this.country != 'US' || size(this.line) > 3\" returned false");
     assert_eq!(found.0[0].field_path(), "ship_to");
+    // getField(this, 'text') reads the field.
+    assert_eq!(Line { text: "a b".into() }.validate(), Ok(()));
+    let found = Line { text: "   ".into() }.validate().expect_err("blank");
+    assert_eq!(found.0[0].rule_id, "line.not_blank");
 }
 
 #[test]

@@ -609,8 +609,14 @@ impl Compiler<'_> {
     fn call(&mut self, target: Option<&Expr>, function: &str, args: &[Expr]) -> Result<Code, String> {
         // Global functions of one argument, and size(x).
         if target.is_none() {
+            // protovalidate's getField(message, "name"): a selection.
+            if let ("getField", [message, Expr::Str(name)]) = (function, args) {
+                let op = self.expr(message)?;
+                return self.select(op, name);
+            }
             let [arg] = args else {
                 return match function {
+                    "getField" => Err("getField takes a message and a field name as a string literal".into()),
                     "matches" if args.len() == 2 => self.call(Some(&args[0]), "matches", &args[1..]),
                     _ => Err(format!("undeclared reference to '{function}' with {} argument(s)", args.len())),
                 };

@@ -1655,6 +1655,59 @@ impl ::svc_runtime::validate::Validate for Line {
     #[allow(unused_comparisons, clippy::absurd_extreme_comparisons)]
     fn validate_into(&self, v: &mut ::svc_runtime::validate::Validator) {
         {
+            use ::svc_runtime::validate::cel;
+            let svc_this = self;
+            match cel::verdict(
+                cel::or(
+                    cel::eq(
+                        match Ok::<_, cel::Error>(Some(svc_this)) {
+                            Ok(Some(svc_m1)) => Ok(cel::Val::Str(svc_m1.text.clone())),
+                            Ok(None) => Ok(cel::Val::Str(String::from(""))),
+                            Err(e) => Err(e),
+                        },
+                        Ok(cel::Val::Str(String::from(""))),
+                    ),
+                    {
+                        static RE: std::sync::LazyLock<::svc_runtime::validate::Regex> = std::sync::LazyLock::new(||
+                        {
+                            ::svc_runtime::validate::Regex::new("[^ ]")
+                                .expect("checked at generation")
+                        });
+                        cel::matches(
+                            match Ok::<_, cel::Error>(Some(svc_this)) {
+                                Ok(Some(svc_m2)) => Ok(cel::Val::Str(svc_m2.text.clone())),
+                                Ok(None) => Ok(cel::Val::Str(String::from(""))),
+                                Err(e) => Err(e),
+                            },
+                            &RE,
+                        )
+                    },
+                ),
+            ) {
+                Ok(None) => {}
+                Ok(Some(m)) => {
+                    v.violation(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[],
+                            index: None,
+                        },
+                        "line.not_blank",
+                        if m.is_empty() { String::from("must not be blank") } else { m },
+                    )
+                }
+                Err(e) => {
+                    v.error(
+                        &::svc_runtime::validate::Rule {
+                            steps: &[],
+                            index: None,
+                        },
+                        "line.not_blank",
+                        e,
+                    )
+                }
+            }
+        }
+        {
             let field = &::svc_runtime::validate::Field {
                 number: 1,
                 name: "text",
@@ -1685,6 +1738,25 @@ impl ::svc_runtime::validate::Validate for Line {
     #[allow(unused_variables, clippy::collapsible_if, clippy::if_same_then_else)]
     fn is_valid(&self) -> bool {
         {
+            use ::svc_runtime::validate::cel;
+            let svc_this = self;
+            if !matches!(
+                cel::verdict(cel::or(cel::eq(match Ok:: < _, cel::Error >
+                (Some(svc_this)) { Ok(Some(svc_m1)) => Ok(cel::Val::Str(svc_m1.text
+                .clone())), Ok(None) => Ok(cel::Val::Str(String::from(""))), Err(e) =>
+                Err(e) }, Ok(cel::Val::Str(String::from("")))), { static RE :
+                std::sync::LazyLock < ::svc_runtime::validate::Regex > =
+                std::sync::LazyLock::new(| | ::svc_runtime::validate::Regex::new("[^ ]")
+                .expect("checked at generation")); cel::matches(match Ok:: < _,
+                cel::Error > (Some(svc_this)) { Ok(Some(svc_m2)) =>
+                Ok(cel::Val::Str(svc_m2.text.clone())), Ok(None) =>
+                Ok(cel::Val::Str(String::from(""))), Err(e) => Err(e) }, & RE) })),
+                Ok(None)
+            ) {
+                return false;
+            }
+        }
+        {
             {
                 let val = &self.text;
                 if (val.as_str().len() as u64) < 1
@@ -1705,7 +1777,7 @@ impl ::svc_runtime::validate::Validate for Receipt {
 pub static FILE_DESCRIPTORS: ::svc_runtime::codegen::FileDescriptors = ::svc_runtime::codegen::FileDescriptors {
     files: &[
         // rules.proto
-        b"\n\x0brules.proto\x12\x08rules.v1\x1a\x1bbuf/validate/validate.proto\x1a\x11svc/options.proto\"\xb8\x06\n\x05Order\x12(\n\x02id\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18@2\x11^[a-z][a-z0-9-]*$\x12\x16\n\x05email\x18\x02 \x01(\tB\x07\xbaH\x04r\x02`\x01\x12\x1a\n\x08callback\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x80\x02\x01\x12\x1c\n\x08quantity\x18\x04 \x01(\rB\n\xbaH\x07*\x05\x18\xe8\x07(\x01\x12+\n\x08discount\x18\x05 \x01(\x01B\x19\xbaH\x16\x12\x14\x11\0\0\0\0\0\0\xf0?!\0\0\0\0\0\0\0\0@\x01\x12(\n\x04kind\x18\x06 \x01(\x0e2\x0e.rules.v1.KindB\n\xbaH\x07\x82\x01\x04\x10\x01 \0\x12b\n\x04tags\x18\x07 \x03(\tBT\xbaHQ\x92\x01N\x08\x01\x10\n\x18\x01\"Fr\x04\x10\x01\x18\x10\xba\x01=\n\rtag.no_spaces\x12\x17must not contain spaces\x1a\x13!this.contains(' ')\x12R\n\nattributes\x18\x08 \x03(\x0b2\x1f.rules.v1.Order.AttributesEntryB\x1d\xbaH\x1a\x9a\x01\x17\x10\x08\"\rr\x0b2\t^[a-z_]+$*\x04r\x02\x10\x01\x12\x16\n\x05token\x18\t \x01(\x0cB\x07\xbaH\x04z\x02h\x10\x12*\n\x07ship_to\x18\n \x01(\x0b2\x11.rules.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12m\n\x04note\x18\x0b \x01(\tB_\xbaH\\r\x02\x10\x05\xba\x01R\n\x15note.no_leading_space\x1a9this.startsWith(' ') ? 'must not start with a space' : ''\xd8\x01\x01\x12\x18\n\x04card\x18\x0c \x01(\tB\x08\xbaH\x05r\x03\x98\x01\x10H\0\x12\x1a\n\x07account\x18\r \x01(\x04B\x07\xbaH\x042\x02 \0H\0\x1a1\n\x0fAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x028\x01:v\xbaHs\x1aq\n\x13order.bulk_discount\x12,a discount above 0.5 needs at least 10 items\x1a,this.discount <= 0.5 || this.quantity >= 10uB\x10\n\x07payment\x12\x05\xbaH\x02\x08\x01\"\x81\x01\n\x07Address\x12\x19\n\x04line\x18\x01 \x01(\tB\x0b\xbaH\x08r\x06\x10\x01\xc8\xc6'\x01\x12)\n\x07country\x18\x02 \x01(\tB\x18\xbaH\x15r\x13R\x02DER\x02FRR\x02GBR\x02US\x98\x01\x02:0\xbaH-*+this.country != 'US' || size(this.line) > 3\"\x1d\n\x04Line\x12\x15\n\x04text\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01\"\x17\n\x07Receipt\x12\x0c\n\x04seen\x18\x01 \x01(\t*A\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\0\x12\x0f\n\x0bKIND_RETAIL\x10\x01\x12\x12\n\x0eKIND_WHOLESALE\x10\x022\x9d\x01\n\x07Checked\x12,\n\x06Strict\x12\x0f.rules.v1.Order\x1a\x11.rules.v1.Receipt\x125\n\x07Lenient\x12\x0f.rules.v1.Order\x1a\x11.rules.v1.Receipt\"\x06\xd2\xd5\"\x028\x01\x12-\n\x06Upload\x12\x0e.rules.v1.Line\x1a\x11.rules.v1.Receipt(\x01:\x99\x01\n\nascii_only\x12\x19.buf.validate.StringRules\x18\xe9\xf8\x04 \x01(\x08Be\xc2Hb\n`\n\x11string.ascii_only\x12\"must contain only ASCII characters\x1a'!rule || this.matches('^[\\x00-\\x7f]*$')\x88\x01\x01b\x06proto3",
+        b"\n\x0brules.proto\x12\x08rules.v1\x1a\x1bbuf/validate/validate.proto\x1a\x11svc/options.proto\"\xb8\x06\n\x05Order\x12(\n\x02id\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18@2\x11^[a-z][a-z0-9-]*$\x12\x16\n\x05email\x18\x02 \x01(\tB\x07\xbaH\x04r\x02`\x01\x12\x1a\n\x08callback\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x80\x02\x01\x12\x1c\n\x08quantity\x18\x04 \x01(\rB\n\xbaH\x07*\x05\x18\xe8\x07(\x01\x12+\n\x08discount\x18\x05 \x01(\x01B\x19\xbaH\x16\x12\x14\x11\0\0\0\0\0\0\xf0?!\0\0\0\0\0\0\0\0@\x01\x12(\n\x04kind\x18\x06 \x01(\x0e2\x0e.rules.v1.KindB\n\xbaH\x07\x82\x01\x04\x10\x01 \0\x12b\n\x04tags\x18\x07 \x03(\tBT\xbaHQ\x92\x01N\x08\x01\x10\n\x18\x01\"Fr\x04\x10\x01\x18\x10\xba\x01=\n\rtag.no_spaces\x12\x17must not contain spaces\x1a\x13!this.contains(' ')\x12R\n\nattributes\x18\x08 \x03(\x0b2\x1f.rules.v1.Order.AttributesEntryB\x1d\xbaH\x1a\x9a\x01\x17\x10\x08\"\rr\x0b2\t^[a-z_]+$*\x04r\x02\x10\x01\x12\x16\n\x05token\x18\t \x01(\x0cB\x07\xbaH\x04z\x02h\x10\x12*\n\x07ship_to\x18\n \x01(\x0b2\x11.rules.v1.AddressB\x06\xbaH\x03\xc8\x01\x01\x12m\n\x04note\x18\x0b \x01(\tB_\xbaH\\r\x02\x10\x05\xba\x01R\n\x15note.no_leading_space\x1a9this.startsWith(' ') ? 'must not start with a space' : ''\xd8\x01\x01\x12\x18\n\x04card\x18\x0c \x01(\tB\x08\xbaH\x05r\x03\x98\x01\x10H\0\x12\x1a\n\x07account\x18\r \x01(\x04B\x07\xbaH\x042\x02 \0H\0\x1a1\n\x0fAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x028\x01:v\xbaHs\x1aq\n\x13order.bulk_discount\x12,a discount above 0.5 needs at least 10 items\x1a,this.discount <= 0.5 || this.quantity >= 10uB\x10\n\x07payment\x12\x05\xbaH\x02\x08\x01\"\x81\x01\n\x07Address\x12\x19\n\x04line\x18\x01 \x01(\tB\x0b\xbaH\x08r\x06\x10\x01\xc8\xc6'\x01\x12)\n\x07country\x18\x02 \x01(\tB\x18\xbaH\x15r\x13R\x02DER\x02FRR\x02GBR\x02US\x98\x01\x02:0\xbaH-*+this.country != 'US' || size(this.line) > 3\"\x8f\x01\n\x04Line\x12\x15\n\x04text\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x10\x01:p\xbaHm\x1ak\n\x0eline.not_blank\x12\x11must not be blank\x1aFgetField(this, 'text') == '' || getField(this, 'text').matches('[^ ]')\"\x17\n\x07Receipt\x12\x0c\n\x04seen\x18\x01 \x01(\t*A\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\0\x12\x0f\n\x0bKIND_RETAIL\x10\x01\x12\x12\n\x0eKIND_WHOLESALE\x10\x022\x9d\x01\n\x07Checked\x12,\n\x06Strict\x12\x0f.rules.v1.Order\x1a\x11.rules.v1.Receipt\x125\n\x07Lenient\x12\x0f.rules.v1.Order\x1a\x11.rules.v1.Receipt\"\x06\xd2\xd5\"\x028\x01\x12-\n\x06Upload\x12\x0e.rules.v1.Line\x1a\x11.rules.v1.Receipt(\x01:\x99\x01\n\nascii_only\x12\x19.buf.validate.StringRules\x18\xe9\xf8\x04 \x01(\x08Be\xc2Hb\n`\n\x11string.ascii_only\x12\"must contain only ASCII characters\x1a'!rule || this.matches('^[\\x00-\\x7f]*$')\x88\x01\x01b\x06proto3",
     ],
     imports: &[
         &SHARED_FILE_DESCRIPTORS,
