@@ -808,7 +808,7 @@ tokio::task_local! {
 /// The codec generated clients use for methods whose requests have rules:
 /// prost's, with each request checked as it is encoded when the client was
 /// built with `validate_requests(true)` (the encoder runs inside the
-/// client's [`CheckedBody`]); otherwise exactly prost's.
+/// client's request body); otherwise exactly prost's.
 #[derive(Debug, Clone)]
 pub struct ValidatingClientCodec<T, U>(tonic_prost::ProstCodec<T, U>);
 
