@@ -21,8 +21,13 @@
 #     .tools/go/bin); with
 #     --bench also ghz
 #   - buf (npm package @bufbuild/buf, into .tools/node)
-#   - protoc from Debian (protobuf-compiler, 3.21), and a current protoc
-#     (33.x, with editions) from Maven Central into .tools/protoc
+#   - from Debian: protoc (protobuf-compiler, 3.21), dnsmasq, etcd, nginx
+#     (nginx-light) and prometheus; a current protoc (33.x, with editions)
+#     from Maven Central into .tools/protoc
+#   - the gRPC interop peers: grpc-java's interop client and server
+#     (Maven Central; with the interop protos and test certificates from
+#     its jars, into .tools/interop) and grpc-go's (Go modules, into
+#     .tools/go/bin)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$root/.tools"
@@ -177,41 +182,24 @@ else
   (cd "$tools" && GOBIN="$tools/go/bin" go install github.com/bojand/ghz/cmd/ghz@v0.120.0)
 fi
 
-# protoc from Debian.
-if command -v protoc >/dev/null 2>&1; then
-  log "protoc present ($(protoc --version))"
-else
-  log "installing protobuf-compiler from Debian"
-  if [ "$(id -u)" = 0 ]; then
-    (apt-get install -y -qq protobuf-compiler >/dev/null 2>&1) || { apt-get update -qq >/dev/null && apt-get install -y -qq protobuf-compiler >/dev/null; }
-  else
-    (sudo apt-get install -y -qq protobuf-compiler >/dev/null 2>&1) || { sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq protobuf-compiler >/dev/null; }
+# Packages from Debian, each skipped when its command is there.
+debian_install() {
+  local command="$1" package="$2" why="$3"
+  if command -v "$command" >/dev/null 2>&1 || [ -x "/usr/sbin/$command" ]; then
+    log "$command present"
+    return
   fi
-fi
-# dnsmasq from Debian: the DNS server the client's discovery tests change
-# records on.
-if command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ]; then
-  log "dnsmasq present"
-else
-  log "installing dnsmasq-base from Debian"
-  if [ "$(id -u)" = 0 ]; then
-    (apt-get install -y -qq dnsmasq-base >/dev/null 2>&1) || { apt-get update -qq >/dev/null && apt-get install -y -qq dnsmasq-base >/dev/null; }
-  else
-    (sudo apt-get install -y -qq dnsmasq-base >/dev/null 2>&1) || { sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq dnsmasq-base >/dev/null; }
-  fi
-fi
-# etcd from Debian (etcd-server): the registry the client's discovery tests
-# register servers in and watch.
-if command -v etcd >/dev/null 2>&1; then
-  log "etcd present"
-else
-  log "installing etcd-server from Debian"
-  if [ "$(id -u)" = 0 ]; then
-    (apt-get install -y -qq etcd-server >/dev/null 2>&1) || { apt-get update -qq >/dev/null && apt-get install -y -qq etcd-server >/dev/null; }
-  else
-    (sudo apt-get install -y -qq etcd-server >/dev/null 2>&1) || { sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq etcd-server >/dev/null; }
-  fi
-fi
+  log "installing $package from Debian ($why)"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  ($sudo apt-get install -y -qq "$package" >/dev/null 2>&1) ||
+    { $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq "$package" >/dev/null; }
+}
+debian_install protoc protobuf-compiler "protoc 3.21, one of the protoc versions the plugin is driven by"
+debian_install dnsmasq dnsmasq-base "the DNS server the client's discovery tests change records on"
+debian_install etcd etcd-server "the registry the client's discovery tests register servers in and watch"
+debian_install nginx nginx-light "the gRPC proxy (grpc_pass) the example is load-balanced behind"
+debian_install prometheus prometheus "the server that scrapes the example's /metrics"
 # A current protoc (editions) from Maven Central, where protobuf publishes
 # its protoc executables; the embedded compiler hands edition files to it.
 protoc_version=33.5
@@ -229,5 +217,78 @@ else
   rm -f "$mvn_log"
   mv "$tools/protoc/protoc-4.$protoc_version-linux-x86_64.exe" "$tools/protoc/protoc"
   chmod +x "$tools/protoc/protoc"
+fi
+
+# The gRPC interop peers (scripts/interop.sh): grpc-java's interop client
+# and server (io.grpc:grpc-interop-testing from Maven Central; its jar also
+# carries the interop protos, and grpc-testing's the peers' test
+# certificates), and grpc-go's (packages interop/client and interop/server
+# of google.golang.org/grpc, built from a throwaway module).
+interop="$tools/interop"
+java_interop_version=1.79.0
+if [ -s "$interop/java/classpath-$java_interop_version.txt" ] && [ -f "$interop/proto/grpc/testing/test.proto" ] \
+  && [ -f "$interop/certs/ca.pem" ]; then
+  log "grpc-java interop $java_interop_version present"
+else
+  log "fetching grpc-java interop testing $java_interop_version from Maven Central"
+  mkdir -p "$interop/java"
+  cat >"$interop/java/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>build.interop</groupId>
+  <artifactId>java-interop-peers</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>io.grpc</groupId>
+      <artifactId>grpc-interop-testing</artifactId>
+      <version>$java_interop_version</version>
+    </dependency>
+  </dependencies>
+</project>
+POM
+  mvn_log="$(mktemp)"
+  if ! (cd "$interop/java" && mvn -B -q dependency:build-classpath \
+    -Dmdep.outputFile="classpath-$java_interop_version.txt.part") >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    exit 1
+  fi
+  rm -f "$mvn_log"
+  python3 - "$interop" "$interop/java/classpath-$java_interop_version.txt.part" <<'PY'
+import os, sys, zipfile
+interop, classpath = sys.argv[1], sys.argv[2]
+jars = open(classpath).read().strip().split(":")
+def take(artifact, prefix, dest, strip):
+    jar = next(j for j in jars if os.path.basename(j).startswith(artifact + "-"))
+    with zipfile.ZipFile(jar) as z:
+        for name in z.namelist():
+            if name.startswith(prefix) and not name.endswith("/"):
+                out = os.path.join(dest, name[len(strip):])
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                with open(out, "wb") as f:
+                    f.write(z.read(name))
+take("grpc-interop-testing", "grpc/testing/", os.path.join(interop, "proto"), "")
+take("grpc-testing", "certs/", os.path.join(interop, "certs"), "certs/")
+PY
+  mv "$interop/java/classpath-$java_interop_version.txt.part" "$interop/java/classpath-$java_interop_version.txt"
+fi
+go_interop_version=v1.85.0
+if [ -x "$tools/go/bin/go-interop-client-$go_interop_version" ] && [ -x "$tools/go/bin/go-interop-server-$go_interop_version" ]; then
+  log "grpc-go interop $go_interop_version present"
+else
+  log "building grpc-go interop client and server $go_interop_version"
+  go_mod="$(mktemp -d)"
+  (
+    cd "$go_mod"
+    go mod init interop.build >/dev/null 2>&1
+    printf 'package main\n\nimport (\n\t_ "google.golang.org/grpc/interop/client"\n\t_ "google.golang.org/grpc/interop/server"\n)\n' >tools.go
+    export GOFLAGS=-mod=mod
+    go get "google.golang.org/grpc@$go_interop_version" >/dev/null 2>&1
+    go mod tidy >/dev/null 2>&1
+    go build -o "$tools/go/bin/go-interop-client-$go_interop_version" google.golang.org/grpc/interop/client
+    go build -o "$tools/go/bin/go-interop-server-$go_interop_version" google.golang.org/grpc/interop/server
+  )
+  rm -rf "$go_mod"
 fi
 log "done"

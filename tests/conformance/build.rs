@@ -167,7 +167,8 @@ fn main() {
                     if rejected.iter().any(|(m, _)| *m == message) {
                         continue;
                     }
-                    let Some(i) = owned.iter().position(|f| string_field(f, 1).as_deref() == Some(file.as_str())) else {
+                    let Some(i) = owned.iter().position(|f| string_field(f, 1).as_deref() == Some(file.as_str()))
+                    else {
                         continue;
                     };
                     let package = string_field(&owned[i], 2).unwrap_or_default();
@@ -208,7 +209,8 @@ fn main() {
     }
     for file in files.iter().filter(|f| string_field(f, 1).is_some_and(|n| wanted.contains(&n.as_str()))) {
         let package = string_field(file, 2).unwrap_or_default();
-        let module: Vec<String> = package.split('.').filter(|p| !p.is_empty()).map(protoc_gen_svc::ident::to_snake).collect();
+        let module: Vec<String> =
+            package.split('.').filter(|p| !p.is_empty()).map(protoc_gen_svc::ident::to_snake).collect();
         let mut stack: Vec<(String, &[u8])> = fields(file, 4).into_iter().map(|m| (package.clone(), m)).collect();
         while let Some((scope, message)) = stack.pop() {
             let name = string_field(message, 1).expect("a message name");

@@ -1163,3 +1163,60 @@ async fn an_idle_client_closes_its_connections_and_the_next_call_reopens_them() 
     assert_eq!(channel.connections_opened(), 4);
     assert_eq!(faulty.calls.load(Ordering::Relaxed), 11);
 }
+
+/// A greeter whose streams send one reply and then nothing, ever, under a
+/// bare tonic server (no deadline middleware): only the client can end
+/// such a call.
+#[derive(Clone)]
+struct Stalling;
+
+#[tonic::async_trait]
+impl Greeter for Stalling {
+    async fn say_hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    type SayHelloStreamStream = ReplyStream;
+
+    async fn say_hello_stream(&self, _: Request<HelloStreamRequest>) -> Result<Response<ReplyStream>, Status> {
+        let first = HelloReply { message: "first".into(), created_at: None };
+        let stalled = tokio_stream::once(Ok(first)).chain(tokio_stream::pending());
+        Ok(Response::new(Box::pin(stalled)))
+    }
+
+    async fn collect_hellos(&self, _: Request<Streaming<HelloRequest>>) -> Result<Response<HelloReply>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    type ChatStream = ReplyStream;
+
+    async fn chat(&self, _: Request<Streaming<HelloRequest>>) -> Result<Response<ReplyStream>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+}
+
+/// The deadline holds after the response has begun: a stream whose server
+/// stops sending fails with DEADLINE_EXCEEDED when the deadline passes.
+#[tokio::test]
+async fn the_deadline_ends_a_stream_the_server_stopped_sending_on() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc_tests::default::greeter::v1::greeter_server::GreeterServer::new(Stalling))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut client = greeter_svc::Client::connect(&addr).await.expect("connect");
+    let mut request = Request::new(HelloStreamRequest { name: "a".into(), count: 2, interval_ms: 0 });
+    request.set_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let mut stream = client.say_hello_stream(request).await.expect("the stream begins").into_inner();
+    let first = stream.message().await.expect("a first reply");
+    assert_eq!(first.map(|r| r.message).as_deref(), Some("first"));
+    let next = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
+    let status = next.expect("the call ends within its deadline, not never").expect_err("the deadline ends the stream");
+    let elapsed = started.elapsed();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(elapsed >= Duration::from_millis(290) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    server.abort();
+}

@@ -113,6 +113,7 @@ pub(crate) async fn run(
     let started = std::time::Instant::now();
     let sent = Sent::default();
     let outcome = attempts(&shared, method, series, request, &sent).await;
+    let deadline = *sent.deadline.lock().unwrap_or_else(|e| e.into_inner());
     let finish = Finish {
         series,
         started,
@@ -124,7 +125,7 @@ pub(crate) async fn run(
     };
     match outcome {
         Ok((response, Some((recv, in_flight)))) => {
-            Ok(response.map(|()| ResponseBody::streaming(recv, finish, in_flight)))
+            Ok(response.map(|()| ResponseBody::streaming(recv, finish, in_flight, deadline)))
         }
         Ok((response, None)) => {
             let code = crate::completion::status_of(response.headers()).unwrap_or(2);
@@ -149,6 +150,8 @@ pub(crate) async fn run(
 struct Sent {
     count: AtomicU32,
     peer: Mutex<Option<Address>>,
+    /// The call's deadline, once known.
+    deadline: Mutex<Option<Instant>>,
 }
 
 type Attempted = (http::Response<()>, Option<(h2::RecvStream, super::connection::InFlight)>);
@@ -221,6 +224,14 @@ impl Call<'_> {
         Ok(match sent {
             Err(SendError::Unprocessed(why)) => Reply::Unprocessed(why),
             Err(SendError::Failed(status)) => {
+                // A server resets a stream whose deadline it saw pass; the
+                // call failed by its deadline.
+                let status = match self.deadline {
+                    Some(at) if at <= Instant::now() => {
+                        Status::deadline_exceeded(format!("deadline exceeded ({})", status.message()))
+                    }
+                    _ => status,
+                };
                 conn.stats.outcome(status.code() as u8);
                 Reply::Failed(status)
             }
@@ -273,6 +284,7 @@ async fn attempts(
     let annotated = shared.timeout_override.or(method.and_then(|m| m.timeout)).map(|t| now + t);
     let inherited = crate::context::current_deadline().map(Instant::from_std);
     let deadline = [caller, annotated, inherited].into_iter().flatten().min();
+    *sent.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
     crate::context::propagate(&mut parts.headers);
     for (name, value) in shared.metadata.iter() {
         if !parts.headers.contains_key(name) {

@@ -392,21 +392,56 @@ pub(crate) async fn connect(
 
 /// A response body read from its HTTP/2 stream, releasing flow-control
 /// capacity as data is read, and telling `on_end` the call's final status.
+/// The call's deadline holds to its last byte: when it passes first, the
+/// stream is reset and the caller gets DEADLINE_EXCEEDED.
 pub struct ResponseBody {
     recv: Option<h2::RecvStream>,
     data_done: bool,
     end: Option<super::call::Finish>,
     _in_flight: Option<InFlight>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ResponseBody {
-    pub(crate) fn streaming(recv: h2::RecvStream, end: super::call::Finish, in_flight: InFlight) -> ResponseBody {
-        ResponseBody { recv: Some(recv), data_done: false, end: Some(end), _in_flight: Some(in_flight) }
+    pub(crate) fn streaming(
+        recv: h2::RecvStream,
+        end: super::call::Finish,
+        in_flight: InFlight,
+        deadline: Option<tokio::time::Instant>,
+    ) -> ResponseBody {
+        ResponseBody {
+            recv: Some(recv),
+            data_done: false,
+            end: Some(end),
+            _in_flight: Some(in_flight),
+            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+        }
     }
 
     /// A body with nothing to read (trailers-only responses).
     pub(crate) fn empty() -> ResponseBody {
-        ResponseBody { recv: None, data_done: true, end: None, _in_flight: None }
+        ResponseBody { recv: None, data_done: true, end: None, _in_flight: None, deadline: None }
+    }
+
+    /// The status of a transport error: DEADLINE_EXCEEDED once the deadline
+    /// has passed (a server resets a stream whose deadline it saw pass),
+    /// else what the error says.
+    fn transport_status(&self, e: &h2::Error) -> Status {
+        match &self.deadline {
+            Some(sleep) if sleep.deadline() <= tokio::time::Instant::now() => {
+                Status::deadline_exceeded(format!("deadline exceeded while reading the response ({e})"))
+            }
+            _ => status_of(e),
+        }
+    }
+
+    /// Ends the call with `status`: the stream is reset (the attempt is
+    /// dropped) and the status recorded.
+    fn fail(&mut self, status: Status) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        self.finish(status.code() as u8, status.message());
+        self.recv = None;
+        self._in_flight = None;
+        Poll::Ready(Some(Err(status)))
     }
 
     fn finish(&mut self, code: u8, message: &str) {
@@ -438,21 +473,21 @@ impl http_body::Body for ResponseBody {
         let Some(recv) = this.recv.as_mut() else { return Poll::Ready(None) };
         if !this.data_done {
             match recv.poll_data(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return this.poll_deadline(cx),
                 Poll::Ready(Some(Ok(data))) => {
                     let _ = recv.flow_control().release_capacity(data.len());
                     return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let status = status_of(&e);
-                    this.finish(status.code() as u8, status.message());
-                    return Poll::Ready(Some(Err(status)));
+                    let status = this.transport_status(&e);
+                    return this.fail(status);
                 }
                 Poll::Ready(None) => this.data_done = true,
             }
         }
+        let Some(recv) = this.recv.as_mut() else { return Poll::Ready(None) };
         match recv.poll_trailers(cx) {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => this.poll_deadline(cx),
             Poll::Ready(Ok(Some(trailers))) => {
                 let code = crate::completion::status_of(&trailers).unwrap_or(2);
                 if code == 0 {
@@ -471,15 +506,25 @@ impl http_body::Body for ResponseBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Err(e)) => {
-                let status = status_of(&e);
-                this.finish(status.code() as u8, status.message());
-                this.recv = None;
-                Poll::Ready(Some(Err(status)))
+                let status = this.transport_status(&e);
+                this.fail(status)
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         self.recv.is_none()
+    }
+}
+
+impl ResponseBody {
+    /// Waiting on the stream: fails the call if its deadline has come.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        match self.deadline.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                self.fail(Status::deadline_exceeded("deadline exceeded while reading the response"))
+            }
+            _ => Poll::Pending,
+        }
     }
 }
