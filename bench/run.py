@@ -37,10 +37,14 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def start(binary, env, pattern):
+def start(binary, env, pattern, prefix=()):
+    """Starts `binary` (after `prefix`, e.g. taskset) with only `env` and a
+    plain PATH, and waits for the stderr line matching `pattern`, whose
+    group is the address."""
     import threading
 
-    proc = subprocess.Popen([str(binary)], env={**env, "PATH": "/usr/bin:/bin"}, stderr=subprocess.PIPE)
+    cmd = [*map(str, prefix), str(binary)]
+    proc = subprocess.Popen(cmd, env={**env, "PATH": "/usr/bin:/bin"}, stderr=subprocess.PIPE)
     line = proc.stderr.readline().decode(errors="replace")
     m = re.search(pattern, line)
     if not m:

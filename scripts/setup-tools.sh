@@ -5,7 +5,9 @@
 #   scripts/setup-tools.sh --example   what the main job needs: grpcio and
 #                                      grpcio-tools (the Python client), buf
 #   scripts/setup-tools.sh             everything the test suite needs
-#   scripts/setup-tools.sh --bench     that, plus ghz
+#   scripts/setup-tools.sh --bench     that, plus ghz and the benchmark's
+#                                      peers' toolchains (Go stub
+#                                      generators, Debian's grpc C++)
 #
 # The test suite's tools:
 #   - Python packages: grpcio, grpcio-tools (protoc 3x as a module),
@@ -290,5 +292,23 @@ else
     go build -o "$tools/go/bin/go-interop-server-$go_interop_version" google.golang.org/grpc/interop/server
   )
   rm -rf "$go_mod"
+fi
+# bench/peers.py's peers, only with --bench: the Go stub generators for
+# the grpc-go server, and Debian's grpc C++ (libgrpc++ 1.51 and its protoc
+# plugin) for the C++ one.
+if [ "$mode" = "--bench" ]; then
+  if [ -x "$tools/go/bin/protoc-gen-go" ] && [ -x "$tools/go/bin/protoc-gen-go-grpc" ]; then
+    log "protoc-gen-go and protoc-gen-go-grpc present"
+  else
+    log "installing protoc-gen-go and protoc-gen-go-grpc with go install"
+    (cd "$tools" && GOBIN="$tools/go/bin" go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12)
+    (cd "$tools" && GOBIN="$tools/go/bin" go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1)
+  fi
+  debian_install grpc_cpp_plugin protobuf-compiler-grpc "the grpc C++ stub generator"
+  if pkg-config --exists grpc++ 2>/dev/null; then
+    log "libgrpc++ present ($(pkg-config --modversion grpc++))"
+  else
+    debian_install __libgrpc_dev libgrpc++-dev "grpc C++, the benchmark's C++ peer"
+  fi
 fi
 log "done"

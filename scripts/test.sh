@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: lint gates, Rust tests (unit, golden, plugin,
 # front ends, property tests, compile tests, macro, round trip), the lean
-# feature sets, packaging, docs, and the end-to-end suite (protoc, buf,
-# grpcio, corpus, scaffold, Dockerfile replay). Installs what it needs.
+# feature sets, packaging, docs, the protovalidate conformance suite, and
+# the end-to-end suite (protoc, buf, grpcio, corpus, scaffold, Dockerfile
+# replay, the gRPC interop matrix, nginx, Prometheus). Installs what it
+# needs.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -13,6 +15,9 @@ bash scripts/setup-tools.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
+# The crates outside the workspace (their builds need fetched inputs).
+cargo fmt --check --manifest-path examples/interop/Cargo.toml
+cargo fmt --check --manifest-path tests/conformance/Cargo.toml
 
 step "cargo clippy --workspace --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -34,6 +39,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 step "protovalidate conformance (strict), against generated validators"
 # The floor rises with each rule family compiled; the goal is every case.
 bash scripts/conformance.sh
+
+step "examples/interop: clippy (-D warnings) and unit tests"
+CARGO_TARGET_DIR="$root/target" cargo clippy -q --manifest-path examples/interop/Cargo.toml --all-targets -- -D warnings
+CARGO_TARGET_DIR="$root/target" cargo test -q --manifest-path examples/interop/Cargo.toml
 
 step "end-to-end suite (pytest)"
 python3 -m pytest -q tests/e2e
