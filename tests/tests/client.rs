@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use svc_runtime::client::{Builder, Channel};
 use svc_runtime::codegen::{
-    FailurePercentageEjectionSpec, HedgingSpec, OutlierDetectionSpec, RetrySpec, RetryThrottlingSpec, ServerSpec,
-    ServiceSpec,
+    FailurePercentageEjectionSpec, HedgingSpec, MethodSpec, OutlierDetectionSpec, RetrySpec, RetryThrottlingSpec,
+    ServerSpec, ServiceSpec,
 };
 use svc_runtime::server::{Config, Server};
 use svc_runtime::tonic::metadata::MetadataValue;
@@ -257,6 +257,15 @@ async fn step(
 fn limited(streams: u32) -> &'static ServiceSpec {
     let spec = greeter_svc::SERVICE;
     Box::leak(Box::new(ServiceSpec { server: ServerSpec { max_concurrent_streams: streams, ..spec.server }, ..spec }))
+}
+
+/// The greeter's spec without its rate limits (500 calls per second per
+/// client address): the balancing tests send thousands of calls a second
+/// from one address, as fast as the machine allows.
+fn unlimited() -> &'static ServiceSpec {
+    let spec = greeter_svc::SERVICE;
+    let methods: Vec<MethodSpec> = spec.methods.iter().map(|m| MethodSpec { rate_limit: None, ..*m }).collect();
+    Box::leak(Box::new(ServiceSpec { methods: Box::leak(methods.into_boxed_slice()), ..spec }))
 }
 
 struct Running {
@@ -852,7 +861,7 @@ async fn spread_with(policy: &str, ewma: bool, delays: [u64; 3], calls: usize, c
     for delay in delays {
         let faulty = Arc::new(Faulty::default());
         *faulty.delay.lock().expect("delay") = Duration::from_millis(delay);
-        running.push(serve(&greeter_svc::SERVICE, faulty.clone()).await);
+        running.push(serve(unlimited(), faulty.clone()).await);
         servers.push(faulty);
     }
     let target = format!("ipv4:{}", running.iter().map(|r| r.addr.as_str()).collect::<Vec<_>>().join(","));
