@@ -184,18 +184,24 @@ else
   (cd "$tools" && GOBIN="$tools/go/bin" go install github.com/bojand/ghz/cmd/ghz@v0.120.0)
 fi
 
-# Packages from Debian, each skipped when its command is there.
+# Packages from Debian: debian_package installs one (updating the package
+# lists only if the first try fails); debian_install skips it when its
+# command is there.
+debian_package() {
+  local package="$1" why="$2"
+  log "installing $package from Debian ($why)"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  ($sudo apt-get install -y -qq "$package" >/dev/null 2>&1) ||
+    { $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq "$package" >/dev/null; }
+}
 debian_install() {
   local command="$1" package="$2" why="$3"
   if command -v "$command" >/dev/null 2>&1 || [ -x "/usr/sbin/$command" ]; then
     log "$command present"
     return
   fi
-  log "installing $package from Debian ($why)"
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo=sudo
-  ($sudo apt-get install -y -qq "$package" >/dev/null 2>&1) ||
-    { $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq "$package" >/dev/null; }
+  debian_package "$package" "$why"
 }
 debian_install protoc protobuf-compiler "protoc 3.21, one of the protoc versions the plugin is driven by"
 debian_install dnsmasq dnsmasq-base "the DNS server the client's discovery tests change records on"
@@ -308,7 +314,7 @@ if [ "$mode" = "--bench" ]; then
   if pkg-config --exists grpc++ 2>/dev/null; then
     log "libgrpc++ present ($(pkg-config --modversion grpc++))"
   else
-    debian_install __libgrpc_dev libgrpc++-dev "grpc C++, the benchmark's C++ peer"
+    debian_package libgrpc++-dev "grpc C++, the benchmark's C++ peer"
   fi
 fi
 log "done"

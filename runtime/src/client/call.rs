@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 
 use super::Shared;
 use super::backoff::retry_wait;
-use super::connection::{ResponseBody, SendError};
+use super::connection::{ResponseBody, SendError, past_deadline};
 use super::retry::{MAX_ATTEMPTS, Replay};
 use super::target::Address;
 use crate::codegen::{HedgingSpec, MethodSpec, RetrySpec};
@@ -224,14 +224,7 @@ impl Call<'_> {
         Ok(match sent {
             Err(SendError::Unprocessed(why)) => Reply::Unprocessed(why),
             Err(SendError::Failed(status)) => {
-                // A server resets a stream whose deadline it saw pass; the
-                // call failed by its deadline.
-                let status = match self.deadline {
-                    Some(at) if at <= Instant::now() => {
-                        Status::deadline_exceeded(format!("deadline exceeded ({})", status.message()))
-                    }
-                    _ => status,
-                };
+                let status = past_deadline(self.deadline, status);
                 conn.stats.outcome(status.code() as u8);
                 Reply::Failed(status)
             }

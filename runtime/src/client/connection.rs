@@ -218,6 +218,18 @@ impl Connection {
     }
 }
 
+/// The status of a call that failed at the transport: DEADLINE_EXCEEDED
+/// once its deadline has passed (a server resets a stream whose deadline
+/// it saw pass, as grpc-go's does), else `status`.
+pub(crate) fn past_deadline(deadline: Option<tokio::time::Instant>, status: Status) -> Status {
+    match deadline {
+        Some(at) if at <= tokio::time::Instant::now() => {
+            Status::deadline_exceeded(format!("deadline exceeded ({})", status.message()))
+        }
+        _ => status,
+    }
+}
+
 /// The status a call gets for a transport error.
 pub(crate) fn status_of(e: &h2::Error) -> Status {
     match e.reason() {
@@ -423,15 +435,18 @@ impl ResponseBody {
         ResponseBody { recv: None, data_done: true, end: None, _in_flight: None, deadline: None }
     }
 
-    /// The status of a transport error: DEADLINE_EXCEEDED once the deadline
-    /// has passed (a server resets a stream whose deadline it saw pass),
-    /// else what the error says.
+    /// The status of a transport error while reading (see [`past_deadline`]).
     fn transport_status(&self, e: &h2::Error) -> Status {
-        match &self.deadline {
-            Some(sleep) if sleep.deadline() <= tokio::time::Instant::now() => {
-                Status::deadline_exceeded(format!("deadline exceeded while reading the response ({e})"))
+        past_deadline(self.deadline.as_ref().map(|sleep| sleep.deadline()), status_of(e))
+    }
+
+    /// Waiting on the stream: fails the call if its deadline has come.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        match self.deadline.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                self.fail(Status::deadline_exceeded("deadline exceeded while reading the response"))
             }
-            _ => status_of(e),
+            _ => Poll::Pending,
         }
     }
 
@@ -514,17 +529,5 @@ impl http_body::Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         self.recv.is_none()
-    }
-}
-
-impl ResponseBody {
-    /// Waiting on the stream: fails the call if its deadline has come.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
-        match self.deadline.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => {
-                self.fail(Status::deadline_exceeded("deadline exceeded while reading the response"))
-            }
-            _ => Poll::Pending,
-        }
     }
 }

@@ -152,20 +152,6 @@ async fn client_streaming_with(client: &mut Client, requests: Vec<StreamingInput
     })
 }
 
-/// A full-duplex call fed from a channel, so each request can wait for
-/// the previous response.
-async fn duplex(
-    client: &mut Client,
-    request: Request<ReceiverStream<StreamingOutputCallRequest>>,
-) -> Result<
-    svc_runtime::tonic::Response<
-        svc_runtime::tonic::Streaming<svc_interop::generated::grpc::testing::StreamingOutputCallResponse>,
-    >,
-    Status,
-> {
-    client.full_duplex_call(request).await
-}
-
 /// Checks a call ended by its caller comes back CANCELLED without
 /// disturbing the connection: a call after it succeeds.
 async fn after_cancel(client: &mut Client, cancelled: impl Future<Output = Outcome>) -> Outcome {
@@ -258,7 +244,8 @@ async fn run_case(case: &str, peer: &Peer) -> Outcome {
             // The first request goes out with the call: a server may hold
             // its response headers until it has read one.
             tx.send(output_request(&[(pairs[0].1, false)], pairs[0].0)).await.map_err(|_| "the call ended early")?;
-            let mut stream = duplex(&mut client, Request::new(ReceiverStream::new(rx)))
+            let mut stream = client
+                .full_duplex_call(Request::new(ReceiverStream::new(rx)))
                 .await
                 .map_err(failed("FullDuplexCall"))?
                 .into_inner();
@@ -301,7 +288,8 @@ async fn run_case(case: &str, peer: &Peer) -> Outcome {
             let cancelled = async move {
                 let (tx, rx) = mpsc::channel(1);
                 tx.send(output_request(&[(31415, false)], 27182)).await.map_err(|_| "the call ended early")?;
-                let mut stream = duplex(&mut caller, Request::new(ReceiverStream::new(rx)))
+                let mut stream = caller
+                    .full_duplex_call(Request::new(ReceiverStream::new(rx)))
                     .await
                     .map_err(failed("FullDuplexCall"))?
                     .into_inner();
@@ -319,7 +307,7 @@ async fn run_case(case: &str, peer: &Peer) -> Outcome {
             request.set_timeout(Duration::from_millis(1));
             let _ = tx.send(output_request(&[(31415, false)], 27182)).await;
             let result = async {
-                let mut stream = duplex(&mut client, request).await?.into_inner();
+                let mut stream = client.full_duplex_call(request).await?.into_inner();
                 while stream.message().await?.is_some() {}
                 Ok(())
             };
