@@ -101,6 +101,36 @@ def wait_for(predicate, seconds=10):
     return predicate()
 
 
+def free_tcp_port():
+    """A TCP port free on 127.0.0.1 (for servers that cannot take port 0)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port):
+    """Whether something accepts TCP connections on 127.0.0.1:port."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def stop_process(proc, timeout=10):
+    """SIGTERM, then SIGKILL if the process has not exited within `timeout` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def tree(path):
     """{relative name: content} of every file under path."""
     path = pathlib.Path(path)
@@ -134,12 +164,7 @@ class Served:
         return out
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, timeout=15)
 
 
 def start_greeter(binary, extra_env=None):

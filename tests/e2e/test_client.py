@@ -16,7 +16,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from conftest import start_greeter, wait_for
+from conftest import free_tcp_port, start_greeter, wait_for
 from test_tls import Ca, pem
 
 
@@ -251,9 +251,7 @@ def test_dns_records_that_change_move_the_calls(binaries, tmp_path):
 
 
 def test_unreachable_targets_fail_fast_and_name_the_address(binaries):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        addr = f"127.0.0.1:{s.getsockname()[1]}"
+    addr = f"127.0.0.1:{free_tcp_port()}"
     started = time.monotonic()
     r = client(binaries, "--target", addr)
     assert r.returncode != 0
@@ -263,12 +261,6 @@ def test_unreachable_targets_fail_fast_and_name_the_address(binaries):
     assert "accepted forms" in r.stderr, r.stderr
     r = client(binaries, "--target", addr, "--policy", "random")
     assert "is not a policy" in r.stderr, r.stderr
-
-
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Etcd:

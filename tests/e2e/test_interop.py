@@ -15,13 +15,12 @@ scripts/setup-tools.sh into .tools.
 """
 
 import os
-import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import REPO, TARGET, run
+from conftest import REPO, TARGET, free_tcp_port, listening, run, stop_process
 
 TOOLS = REPO / ".tools"
 CERTS = TOOLS / "interop" / "certs"
@@ -87,22 +86,14 @@ NEEDS_COMPRESSION_CHECK = {"client_compressed_unary", "client_compressed_streami
 TRANSPORTS = ["plaintext", "tls"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_listening(port, proc, what, seconds=30):
     deadline = time.time() + seconds
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"{what} exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
+        if listening(port):
+            return
+        time.sleep(0.1)
     pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within {seconds} s")
 
 
@@ -145,10 +136,7 @@ class Servers:
         for p in self.procs:
             p.terminate()
         for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop_process(p)
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +147,11 @@ def servers(interop_bins, tmp_path_factory):
     try:
         for transport in TRANSPORTS:
             tls = ["--use_tls"] + tls_files if transport == "tls" else []
-            port = free_port()
+            port = free_tcp_port()
             s.start(f"svc-{transport}", [interop_bins["server"], f"--port={port}", *tls], port)
-            port = free_port()
+            port = free_tcp_port()
             s.start(f"go-{transport}", [need(GO_SERVER), f"--port={port}", *tls], port)
-            port = free_port()
+            port = free_tcp_port()
             java_tls = "true" if transport == "tls" else "false"
             java = ["java", "-cp", java_classpath(), "io.grpc.testing.integration.TestServiceServer"]
             s.start(f"java-{transport}", [*java, f"--port={port}", f"--use_tls={java_tls}"], port)

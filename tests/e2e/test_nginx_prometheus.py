@@ -13,7 +13,6 @@ nginx and prometheus are installed by scripts/setup-tools.sh.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,24 +23,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import health_probe, start_greeter, wait_for
+from conftest import free_tcp_port, health_probe, listening, start_greeter, stop_process, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def listening(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class Nginx:
@@ -50,7 +35,7 @@ class Nginx:
     def __init__(self, tmp, upstreams):
         if not os.path.exists(NGINX):
             pytest.fail("nginx is not installed; run scripts/setup-tools.sh")
-        self.port = free_port()
+        self.port = free_tcp_port()
         self.tmp = tmp
         servers = "\n".join(f"    server {addr} max_fails=0;" for addr in upstreams)
         temp = " ".join(f"{kind}_temp_path {tmp}/{kind};" for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
@@ -93,11 +78,7 @@ http {{
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 def calls_logged(served, method):
@@ -213,7 +194,7 @@ class Prometheus:
     def __init__(self, tmp, target):
         if not os.path.exists(PROMETHEUS):
             pytest.fail("prometheus is not installed; run scripts/setup-tools.sh")
-        self.port = free_port()
+        self.port = free_tcp_port()
         (tmp / "prometheus.yml").write_text(
             f"""global:
   scrape_interval: 1s
@@ -262,11 +243,7 @@ scrape_configs:
         return answer["data"]["result"]
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, timeout=15)
         self.log.close()
 
 
