@@ -42,6 +42,16 @@ esac
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# The Go tools build with one build cache for this run, removed at the end:
+# the binaries land in .tools/go/bin, and the cache (over 2 GB for grpc-go's
+# module graph) would otherwise take disk the test suite's builds need. A
+# GOCACHE set by the caller is left alone.
+if [ -z "${GOCACHE:-}" ]; then
+  GOCACHE="$(mktemp -d)"
+  export GOCACHE
+  trap 'go clean -cache >/dev/null 2>&1 || true; rm -rf "$GOCACHE"' EXIT
+fi
+
 # buf from npm, kept inside the repo's .tools folder.
 if [ -x "$tools/node/node_modules/.bin/buf" ]; then
   log "buf present"

@@ -8,7 +8,17 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-step() { printf '\n==> %s\n' "$*" >&2; }
+# Each step says how much disk is left: the builds below (the workspace,
+# scaffolds, the corpus, the interop peers, a Dockerfile replay) share one
+# disk with the tools, and a full disk fails tests far from its cause.
+step() { printf '\n==> %s  [%s free]\n' "$*" "$(df -h --output=avail "$root" | tail -1 | tr -d ' ')" >&2; }
+
+# One build per configuration and no incremental caches: CI builds once,
+# and incremental data and full debug info triple the target directory.
+# Line tables keep panics' backtraces useful. Builds the tests start
+# (scaffolds, the corpus, `cargo install`) inherit both.
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 
 step "tools"
 bash scripts/setup-tools.sh
@@ -46,3 +56,4 @@ CARGO_TARGET_DIR="$root/target" cargo test -q --manifest-path examples/interop/C
 
 step "end-to-end suite (pytest)"
 python3 -m pytest -q tests/e2e
+step "done"
