@@ -200,9 +200,16 @@ impl Logger {
             line.push_str("\",\"msg\":");
             json_string(line, message);
             for (key, value) in fields {
-                line.push(',');
-                json_string(line, key);
-                line.push(':');
+                if json_plain(key) {
+                    line.reserve(key.len() + 4);
+                    line.push_str(",\"");
+                    line.push_str(key);
+                    line.push_str("\":");
+                } else {
+                    line.push(',');
+                    json_string(line, key);
+                    line.push(':');
+                }
                 match value {
                     Value::Str(s) => json_string(line, s),
                     Value::None => line.push_str("null"),
@@ -349,15 +356,13 @@ impl Value<'_> {
             Value::Millis(d) => {
                 let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
                 push_u64(out, micros / 1000);
-                let mut frac = micros % 1000;
+                let frac = (micros % 1000) as u32;
                 if frac > 0 {
                     out.push('.');
-                    let mut digits = 3;
-                    while frac % 10 == 0 {
-                        frac /= 10;
-                        digits -= 1;
-                    }
-                    let _ = write!(out, "{frac:0digits$}");
+                    push_3_digits(out, frac);
+                    // Trailing zeros say nothing: 1.5, not 1.500.
+                    let zeros = out.bytes().rev().take_while(|&b| b == b'0').count();
+                    out.truncate(out.len() - zeros);
                 }
             }
             Value::None => {}
@@ -377,18 +382,33 @@ fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.push_str(crate::trace::ascii(&digits[at..]));
+}
+
+/// Appends `n` (below 1000) as exactly three digits.
+fn push_3_digits(out: &mut String, n: u32) {
+    let n = n.min(999);
+    let digits = [b'0' + (n / 100) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    out.push_str(crate::trace::ascii(&digits));
+}
+
+/// Whether `s` can go between JSON quotes as it is. Written without an
+/// early exit, so the compiler checks many bytes at a time: records are
+/// mostly short strings that need nothing.
+fn json_plain(s: &str) -> bool {
+    !s.bytes().fold(false, |special, b| special | (b < 0x20) | (b == b'"') | (b == b'\\'))
 }
 
 pub(crate) fn json_string(out: &mut String, s: &str) {
-    out.push('"');
     // Most values (methods, ids, addresses) need no escaping at all.
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if json_plain(s) {
+        out.reserve(s.len() + 2);
+        out.push('"');
         out.push_str(s);
         out.push('"');
         return;
     }
+    out.push('"');
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -424,8 +444,9 @@ fn push_timestamp(out: &mut String, t: SystemTime) {
         cached.set((secs, text));
         text
     });
-    out.push_str(std::str::from_utf8(&prefix).unwrap_or_default());
-    let _ = write!(out, "{:03}Z", d.subsec_millis());
+    out.push_str(crate::trace::ascii(&prefix));
+    push_3_digits(out, d.subsec_millis());
+    out.push('Z');
 }
 
 /// `2026-11-21T05:30:00.` for seconds since the epoch.
@@ -480,6 +501,12 @@ mod tests {
         assert_eq!(plain(Value::Addr("10.0.0.255:50051".parse().expect("addr"))), "10.0.0.255:50051");
         assert_eq!(plain(Value::Addr("[::1]:8".parse().expect("addr"))), "[::1]:8");
         assert_eq!(plain(Value::Hex(&[0x00, 0xab, 0x10])), "00ab10");
+        assert_eq!(plain(Value::Hex(&[])), "");
+        // Longer than one 32-byte chunk.
+        let long: Vec<u8> = (0..40).collect();
+        let expected: String = long.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(plain(Value::Hex(&long)), expected);
+        assert_eq!(plain(Value::Millis(Duration::from_micros(7_010))), "7.01");
         assert_eq!(plain(Value::Num(2.5)), "2.5");
         assert_eq!(plain(Value::Bool(false)), "false");
     }
@@ -516,6 +543,10 @@ mod tests {
         let mut s = String::new();
         json_string(&mut s, "a\"b\\c\nd\u{1}");
         assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001\"");
+        // A key that needs escaping is escaped like a value.
+        let at = SystemTime::UNIX_EPOCH;
+        let json = Logger::new(Level::Info, true).format(at, "info", "m", &[("a\"b", Value::Bool(true))]);
+        assert!(json.ends_with("\"msg\":\"m\",\"a\\\"b\":true}\n"), "{json}");
     }
 
     #[test]

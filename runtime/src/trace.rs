@@ -129,9 +129,20 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Appends `bytes` as lowercase hex digits.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        out.extend(hex_pair(b).map(char::from));
+    // Ids are at most 16 bytes: their digits go in with one copy.
+    let mut digits = [0u8; 64];
+    for chunk in bytes.chunks(32) {
+        for (pair, &b) in digits.chunks_exact_mut(2).zip(chunk) {
+            pair.copy_from_slice(&hex_pair(b));
+        }
+        out.push_str(ascii(&digits[..2 * chunk.len()]));
     }
+}
+
+/// `bytes`, known to be ASCII, as text.
+pub(crate) fn ascii(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.is_ascii());
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// The two lowercase hex digits of `byte`.

@@ -5,7 +5,11 @@
 //! rounds; once more with access records off (`SVC_LOG=warn`). Prints
 //! nanoseconds per call and ratios.
 //!
-//! usage: bench-stack [calls per round] 2>/dev/null
+//! usage: bench-stack [calls per round] [bare|full|quiet] 2>/dev/null
+//!
+//! With a configuration named, only that one runs (one round, no
+//! comparison): for a profiler such as
+//! `valgrind --tool=callgrind bench-stack 20000 full`.
 
 use std::time::Instant;
 
@@ -80,6 +84,22 @@ async fn main() {
     let mut bare = EchoServer::new(EchoImpl);
     let mut full = stack(svc_runtime::log::Level::Info);
     let mut quiet = stack(svc_runtime::log::Level::Warn);
+    match std::env::args().nth(2).as_deref() {
+        None => {}
+        Some(only) => {
+            let ns = match only {
+                "bare" => round(&mut bare, calls).await,
+                "full" => round(&mut full, calls).await,
+                "quiet" => round(&mut quiet, calls).await,
+                other => {
+                    eprintln!("bench-stack: unknown configuration {other:?}: expected bare, full or quiet");
+                    std::process::exit(2);
+                }
+            };
+            println!("{only}: {ns:.0} ns/call over {calls} calls");
+            return;
+        }
+    }
     round(&mut bare, calls / 10).await;
     round(&mut full, calls / 10).await;
     round(&mut quiet, calls / 10).await;

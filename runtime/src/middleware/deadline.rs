@@ -77,6 +77,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let annotated = self.timeouts.get(req.uri().path()).copied();
         let caller = req.headers().get(&GRPC_TIMEOUT).and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
@@ -110,6 +111,7 @@ where
 {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {

@@ -91,6 +91,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         match self.middleware.request(&mut req) {
             Ok(state) => WrapFuture::Inner { future: self.inner.call(req), state: Some(state) },
@@ -120,6 +121,7 @@ where
 {
     type Output = Result<http::Response<Body>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             WrapProjection::Answered { response } => Poll::Ready(Ok(response.take().expect(POLLED_AFTER_COMPLETION))),

@@ -44,6 +44,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let context = CallContext {
             deadline: req.extensions().get::<CallDeadline>().map(|d| d.0),

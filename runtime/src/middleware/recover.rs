@@ -73,6 +73,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         // What the report needs, kept without allocating for the service's
         // own methods; text only on panic.
@@ -118,6 +119,7 @@ where
 {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         match self.project().state.project() {
             RecoverProjection::Answered { response } => {
