@@ -13,12 +13,20 @@ cd "$root"
 # disk with the tools, and a full disk fails tests far from its cause.
 step() { printf '\n==> %s  [%s free]\n' "$*" "$(df -h --output=avail "$root" | tail -1 | tr -d ' ')" >&2; }
 
-# One build per configuration and no incremental caches: CI builds once,
-# and incremental data and full debug info triple the target directory.
-# Line tables keep panics' backtraces useful. Builds the tests start
-# (scaffolds, the corpus, `cargo install`) inherit both.
+# No incremental caches (CI builds once) and line tables instead of full
+# debug info (panics' backtraces keep file and line): both shrink every
+# build directory; with them, a whole run's target/ ends near 9 GB. Builds
+# the tests start (scaffolds, the corpus, `cargo install`) inherit both.
 export CARGO_INCREMENTAL=0
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+
+# A full run takes about 12 GB (target/, .tools, the package caches).
+avail_kb="$(df -Pk "$root" | awk 'NR == 2 {print $4}')"
+if [ "${avail_kb:-0}" -lt $((12 * 1024 * 1024)) ]; then
+  printf 'warning: %s has %s MB free; the whole suite needs about 12 GB, and a full disk fails\n' \
+    "$root" "$((avail_kb / 1024))" >&2
+  printf 'whichever test writes next (free space, or set CARGO_TARGET_DIR to a larger disk)\n' >&2
+fi
 
 step "tools"
 bash scripts/setup-tools.sh
