@@ -18,7 +18,6 @@ usage: python3 bench/instructions.py [--requests N] [--functions]
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -29,8 +28,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import CALL, PAYLOAD, PEERS, TASKSET, CLIENT_CPU, SERVER_CPU  # noqa: E402
-from run import GHZ, ROOT, TARGET, sh  # noqa: E402
+from peers import SERVER_CPU, TASKSET, ghz  # noqa: E402
+from run import ROOT, TARGET, sh  # noqa: E402
 
 SERVERS = {
     "bare tonic": ("bench-complex-bare", {"BENCH_ADDR": "127.0.0.1:0"}),
@@ -39,15 +38,6 @@ SERVERS = {
         {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0", "SVC_LOG": "info"},
     ),
 }
-
-
-def ghz(addr, extra):
-    cmd = [TASKSET, "-c", CLIENT_CPU, GHZ, "--insecure", "--proto", PEERS / "complex.proto", "--import-paths", PEERS,
-           "--call", CALL, "-d", json.dumps(PAYLOAD), "--format", "json", *extra, addr]
-    report = json.loads(sh(cmd).stdout)
-    codes = report.get("statusCodeDistribution", {})
-    if set(codes) != {"OK"}:
-        sys.exit(f"non-OK responses from {addr}: {codes} {report.get('errorDistribution')}")
 
 
 def count(binary, env, requests, work):
