@@ -21,46 +21,22 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import SERVER_CPU, TASKSET, ghz  # noqa: E402
-from run import ROOT, TARGET, sh  # noqa: E402
+from peers import RUST_SERVERS, SERVER_CPU, TASKSET, ghz  # noqa: E402
+from run import ROOT, sh, start  # noqa: E402
 
-SERVERS = {
-    "bare tonic": ("bench-complex-bare", {"BENCH_ADDR": "127.0.0.1:0"}),
-    "generated": (
-        "bench-complex-generated",
-        {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0", "SVC_LOG": "info"},
-    ),
-}
-
-
-def count(binary, env, requests, work):
+def count(server, requests, work):
     """Instructions over `requests` calls, and the dump they are in."""
-    out = work / f"{binary}.callgrind"
-    cmd = [TASKSET, "-c", SERVER_CPU, "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-           TARGET / "release" / binary]
-    log = open(work / f"{binary}.log", "w+")
-    proc = subprocess.Popen([str(c) for c in cmd], env={**env, "PATH": "/usr/bin:/bin"}, stderr=log)
+    binary, env, pattern = server
+    out = work / f"{binary.name}.callgrind"
+    # --quiet: valgrind's banner would hide the server's address line.
+    prefix = [TASKSET, "-c", SERVER_CPU, "valgrind", "--quiet", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    proc, addr = start(binary, env, pattern, prefix=prefix)
     try:
-        addr = None
-        for _ in range(120):
-            log.seek(0)
-            m = re.search(r"(?:listening on|serving \S+ on) (127\.0\.0\.1:\d+)", log.read())
-            if m:
-                addr = m.group(1)
-                break
-            if proc.poll() is not None:
-                break
-            time.sleep(0.5)
-        if addr is None:
-            log.seek(0)
-            sys.exit(f"{binary} did not start under valgrind:\n{log.read()[-2000:]}")
         ghz(addr, ["-n", "1000", "-c", "20"])  # warm up: connections, tables, buffers
         sh(["callgrind_control", "-z", str(proc.pid)])
         ghz(addr, ["-n", str(requests), "-c", "50", "--connections", "4"])
@@ -68,7 +44,6 @@ def count(binary, env, requests, work):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-        log.close()
     dump = Path(f"{out}.1")
     for line in dump.read_text(errors="replace").splitlines():
         if line.startswith(("summary:", "totals:")):
@@ -102,8 +77,8 @@ def main():
         work = Path(tmp)
         per = {}
         dumps = {}
-        for name, (binary, env) in SERVERS.items():
-            total, dumps[name] = count(binary, env, args.requests, work)
+        for name, server in RUST_SERVERS.items():
+            total, dumps[name] = count(server, args.requests, work)
             per[name] = total / args.requests
         bare, generated = per["bare tonic"], per["generated"]
         print(f"callgrind, {args.requests} calls (50 streams over 4 connections), user-space instructions per request")

@@ -49,7 +49,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 if [ -z "${GOCACHE:-}" ]; then
   GOCACHE="$(mktemp -d)"
   export GOCACHE
-  trap 'go clean -cache >/dev/null 2>&1 || true; rm -rf "$GOCACHE"' EXIT
+  trap 'rm -rf "$GOCACHE"' EXIT
 fi
 
 # buf from npm, kept inside the repo's .tools folder.

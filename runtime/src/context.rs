@@ -87,7 +87,7 @@ impl RequestId {
             IdText::Minted(digits) => &digits[..],
             IdText::Given(value) => value.as_bytes(),
         };
-        std::str::from_utf8(bytes).unwrap_or_default()
+        crate::trace::ascii(bytes)
     }
 
     /// Accepts a caller's id when it is 1..=128 visible ASCII characters.
