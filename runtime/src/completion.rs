@@ -8,18 +8,26 @@ use std::task::{Context, Poll};
 use http_body::{Frame, SizeHint};
 use tonic::body::Body;
 
-/// Runs `done(code)` exactly once when the call behind `response` ends.
-pub(crate) fn observe<F>(response: http::Response<Body>, done: F) -> http::Response<Body>
+/// Runs `done(code)` exactly once when the call behind `response` ends,
+/// with `fix(trailers)` applied to its trailers first, if given. `status`
+/// is the code in the response headers (see [`status_of`]), if any.
+#[inline]
+pub(crate) fn observe<F>(
+    response: http::Response<Body>,
+    status: Option<u8>,
+    done: F,
+    fix: Option<fn(&mut http::HeaderMap)>,
+) -> http::Response<Body>
 where
     F: FnOnce(u8) + Send + Unpin + 'static,
 {
-    let (parts, body) = response.into_parts();
     let mut completion = Completion(Some(done));
-    if let Some(code) = status_of(&parts.headers) {
+    if let Some(code) = status {
         completion.finish(code);
-        return http::Response::from_parts(parts, body);
+        return response;
     }
-    http::Response::from_parts(parts, Body::new(ObservedBody { inner: body, completion }))
+    let (parts, body) = response.into_parts();
+    http::Response::from_parts(parts, Body::new(ObservedBody { inner: body, completion, fix }))
 }
 
 pub(crate) static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
@@ -27,7 +35,13 @@ pub(crate) static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static(
 /// The final status code in `headers`, if they carry one (an unreadable
 /// one counts as `UNKNOWN`).
 pub(crate) fn status_of(headers: &http::HeaderMap) -> Option<u8> {
-    let code = match headers.get(&GRPC_STATUS)?.as_bytes() {
+    // Responses and trailers carry a few entries: passing them costs less
+    // than hashing the name.
+    let value = match headers.len() {
+        0..=8 => headers.iter().find_map(|(name, value)| (name == GRPC_STATUS).then_some(value)),
+        _ => headers.get(&GRPC_STATUS),
+    };
+    let code = match value?.as_bytes() {
         [d] if d.is_ascii_digit() => d - b'0',
         [b'1', d] if (b'0'..=b'6').contains(d) => 10 + (d - b'0'),
         _ => 2,
@@ -55,6 +69,7 @@ impl<F: FnOnce(u8)> Drop for Completion<F> {
 struct ObservedBody<F: FnOnce(u8)> {
     inner: Body,
     completion: Completion<F>,
+    fix: Option<fn(&mut http::HeaderMap)>,
 }
 
 impl<F: FnOnce(u8) + Send + Unpin + 'static> http_body::Body for ObservedBody<F> {
@@ -65,11 +80,16 @@ impl<F: FnOnce(u8) + Send + Unpin + 'static> http_body::Body for ObservedBody<F>
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
+        let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &mut polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(code) = frame.trailers_ref().and_then(status_of) {
-                    self.completion.finish(code);
+                if let Some(trailers) = frame.trailers_mut() {
+                    if let Some(fix) = self.fix {
+                        fix(trailers);
+                    }
+                    if let Some(code) = status_of(trailers) {
+                        self.completion.finish(code);
+                    }
                 }
             }
             Poll::Ready(Some(Err(_))) => self.completion.finish(13),
@@ -85,5 +105,28 @@ impl<F: FnOnce(u8) + Send + Unpin + 'static> http_body::Body for ObservedBody<F>
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_in_small_and_large_maps() {
+        for extra in [0, 20] {
+            let mut headers = http::HeaderMap::new();
+            for i in 0..extra {
+                headers.insert(
+                    http::HeaderName::from_bytes(format!("x-{i}").as_bytes()).expect("name"),
+                    "v".parse().expect("value"),
+                );
+            }
+            assert_eq!(status_of(&headers), None, "{extra} others");
+            for (value, code) in [("0", 0), ("14", 14), ("16", 16), ("17", 2), ("x", 2), ("", 2)] {
+                headers.insert(&GRPC_STATUS, value.parse().expect("value"));
+                assert_eq!(status_of(&headers), Some(code), "{value:?} among {extra} others");
+            }
+        }
     }
 }

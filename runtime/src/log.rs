@@ -6,7 +6,6 @@
 //! at every level but `off`. `SVC_LOG_FORMAT` is `json` (the default: one
 //! object per line) or `text`.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -156,72 +155,70 @@ impl Logger {
 
     fn write(&self, level: &str, message: &str, fields: &[(&str, Value<'_>)]) {
         let now = SystemTime::now();
-        // Formatted straight into this thread's buffer (see [`LOCAL`]).
-        let buffered = LOCAL.try_with(|local| {
-            let full = {
-                let mut buffer = local.0.lock().unwrap_or_else(|e| e.into_inner());
-                self.format_into(&mut buffer, now, level, message, fields);
-                buffer.len() >= FLUSH_BYTES
-            };
-            if full {
-                write_out(&local.0);
+        emit(|line| self.format_into(line, now, level, message, fields));
+    }
+
+    /// Writes the access record of a call (`info`, message `rpc`) if the
+    /// level lets it through, and the same fields as an audit record when
+    /// `audit` is set and logging is not off.
+    pub(crate) fn access(&self, access: &Access<'_>, audit: bool) {
+        let level = self.level();
+        let info = level <= Level::Info;
+        let audit = audit && level != Level::Off;
+        if !info && !audit {
+            return;
+        }
+        let now = SystemTime::now();
+        emit(|line| {
+            if info {
+                self.format_access(line, now, "info", "rpc", access);
+            }
+            if audit {
+                self.format_access(line, now, "audit", "audit", access);
             }
         });
-        if buffered.is_err() {
-            // The thread is ending and its buffer is gone: write directly.
-            let mut line = String::new();
-            self.format_into(&mut line, now, level, message, fields);
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        }
     }
 
     /// One record as a line.
     #[cfg(test)]
     fn format(&self, now: SystemTime, level: &str, message: &str, fields: &[(&str, Value<'_>)]) -> String {
-        let mut line = String::new();
+        let mut line = Vec::new();
         self.format_into(&mut line, now, level, message, fields);
-        line
+        String::from_utf8(line).expect("records are UTF-8")
     }
 
     /// Appends one record, as a line, to `line`.
     fn format_into(
         &self,
-        line: &mut String,
+        line: &mut Vec<u8>,
         now: SystemTime,
         level: &str,
         message: &str,
         fields: &[(&str, Value<'_>)],
     ) {
         if self.json {
-            line.push_str("{\"ts\":\"");
+            line.extend_from_slice(b"{\"ts\":\"");
             push_timestamp(line, now);
-            line.push_str("\",\"level\":\"");
-            line.push_str(level);
-            line.push_str("\",\"msg\":");
+            line.extend_from_slice(b"\",\"level\":\"");
+            line.extend_from_slice(level.as_bytes());
+            line.extend_from_slice(b"\",\"msg\":");
             json_string(line, message);
             for (key, value) in fields {
-                if json_plain(key) {
-                    line.reserve(key.len() + 4);
-                    line.push_str(",\"");
-                    line.push_str(key);
-                    line.push_str("\":");
-                } else {
-                    line.push(',');
-                    json_string(line, key);
-                    line.push(':');
-                }
+                line.push(b',');
+                json_string(line, key);
+                line.push(b':');
                 match value {
                     Value::Str(s) => json_string(line, s),
-                    Value::None => line.push_str("null"),
+                    Value::None => line.extend_from_slice(b"null"),
                     Value::Hex(_) | Value::Addr(_) => {
-                        line.push('"');
+                        line.push(b'"');
                         value.push_plain(line);
-                        line.push('"');
+                        line.push(b'"');
                     }
                     _ => value.push_plain(line),
                 }
             }
-            line.push('}');
+            line.push(b'}');
         } else {
             push_timestamp(line, now);
             let _ = write!(line, " {level:<5} {message}");
@@ -234,13 +231,103 @@ impl Logger {
                     }
                     _ => {}
                 }
-                line.push(' ');
-                line.push_str(key);
-                line.push('=');
+                line.push(b' ');
+                line.extend_from_slice(key.as_bytes());
+                line.push(b'=');
                 value.push_plain(line);
             }
         }
-        line.push('\n');
+        line.push(b'\n');
+    }
+
+    /// Appends an access or audit record. JSON records are written piece
+    /// by piece, their keys and separators fixed, the same bytes as
+    /// [`Logger::format_into`] writes for [`Access::fields`] (a test holds
+    /// them equal); text records go through it.
+    fn format_access(&self, line: &mut Vec<u8>, now: SystemTime, level: &str, message: &str, a: &Access<'_>) {
+        if !self.json {
+            return self.format_into(line, now, level, message, &a.fields());
+        }
+        line.reserve(224 + a.method.len() + a.request_id.len() + a.subject.map_or(0, str::len));
+        line.extend_from_slice(b"{\"ts\":\"");
+        push_timestamp(line, now);
+        line.extend_from_slice(b"\",\"level\":\"");
+        line.extend_from_slice(level.as_bytes());
+        line.extend_from_slice(b"\",\"msg\":\"");
+        line.extend_from_slice(message.as_bytes());
+        line.extend_from_slice(b"\",\"method\":");
+        json_string(line, a.method);
+        line.extend_from_slice(b",\"code\":\"");
+        line.extend_from_slice(crate::metrics::code_name(a.code).as_bytes());
+        line.extend_from_slice(b"\",\"duration_ms\":");
+        push_millis(line, a.duration);
+        match a.peer {
+            Some(peer) => {
+                line.extend_from_slice(b",\"peer\":\"");
+                push_addr(line, peer);
+                line.extend_from_slice(b"\",\"request_id\":");
+            }
+            None => line.extend_from_slice(b",\"peer\":null,\"request_id\":"),
+        }
+        json_string(line, a.request_id);
+        line.extend_from_slice(b",\"subject\":");
+        match a.subject {
+            Some(subject) => json_string(line, subject),
+            None => line.extend_from_slice(b"null"),
+        }
+        line.extend_from_slice(b",\"trace_id\":\"");
+        crate::trace::push_hex(line, &a.trace.trace_id);
+        line.extend_from_slice(b"\",\"span_id\":\"");
+        crate::trace::push_hex(line, &a.trace.span_id);
+        line.extend_from_slice(b"\"}\n");
+    }
+}
+
+/// What an access record says about a call (see [`Logger::access`]).
+pub(crate) struct Access<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) code: u8,
+    pub(crate) duration: Duration,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) request_id: &'a str,
+    pub(crate) subject: Option<&'a str>,
+    pub(crate) trace: &'a crate::trace::TraceContext,
+}
+
+impl Access<'_> {
+    /// The record's fields, in order.
+    fn fields(&self) -> [(&'static str, Value<'_>); 8] {
+        [
+            ("method", Value::Str(self.method)),
+            ("code", Value::Str(crate::metrics::code_name(self.code))),
+            ("duration_ms", Value::Millis(self.duration)),
+            ("peer", self.peer.map_or(Value::None, Value::Addr)),
+            ("request_id", Value::Str(self.request_id)),
+            ("subject", self.subject.map_or(Value::None, Value::Str)),
+            ("trace_id", Value::Hex(&self.trace.trace_id)),
+            ("span_id", Value::Hex(&self.trace.span_id)),
+        ]
+    }
+}
+
+/// Formats a record with `format` straight into this thread's buffer
+/// (see [`LOCAL`]).
+fn emit(format: impl Fn(&mut Vec<u8>)) {
+    let buffered = LOCAL.try_with(|local| {
+        let full = {
+            let mut buffer = local.0.lock().unwrap_or_else(|e| e.into_inner());
+            format(&mut buffer);
+            buffer.len() >= FLUSH_BYTES
+        };
+        if full {
+            write_out(&local.0);
+        }
+    });
+    if buffered.is_err() {
+        // The thread is ending and its buffer is gone: write directly.
+        let mut line = Vec::new();
+        format(&mut line);
+        let _ = std::io::stderr().lock().write_all(&line);
     }
 }
 
@@ -253,10 +340,10 @@ impl Logger {
 const FLUSH_BYTES: usize = 32 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
-type Buffer = std::sync::Arc<std::sync::Mutex<String>>;
+type Buffer = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
 
 /// Every thread's buffer, for the flusher.
-static BUFFERS: std::sync::Mutex<Vec<std::sync::Weak<std::sync::Mutex<String>>>> = std::sync::Mutex::new(Vec::new());
+static BUFFERS: std::sync::Mutex<Vec<std::sync::Weak<std::sync::Mutex<Vec<u8>>>>> = std::sync::Mutex::new(Vec::new());
 
 /// A thread's buffer; what is left in it is written when the thread ends.
 struct Local(Buffer);
@@ -278,7 +365,7 @@ thread_local! {
                 }
             });
         });
-        let buffer = Buffer::new(std::sync::Mutex::new(String::with_capacity(2 * FLUSH_BYTES)));
+        let buffer = Buffer::new(std::sync::Mutex::new(Vec::with_capacity(2 * FLUSH_BYTES)));
         let mut all = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|b| b.strong_count() > 0);
         all.push(std::sync::Arc::downgrade(&buffer));
@@ -294,9 +381,9 @@ fn write_out(buffer: &Buffer) {
             return;
         }
         // Swap in a buffer that already has room, so appends never regrow.
-        std::mem::replace(&mut *buffer, String::with_capacity(2 * FLUSH_BYTES))
+        std::mem::replace(&mut *buffer, Vec::with_capacity(2 * FLUSH_BYTES))
     };
-    let _ = std::io::stderr().lock().write_all(bytes.as_bytes());
+    let _ = std::io::stderr().lock().write_all(&bytes);
 }
 
 /// Writes every record logged so far, by any thread.
@@ -332,48 +419,79 @@ pub enum Value<'a> {
 impl Value<'_> {
     /// Appends the value as it reads in text records (and, quoted where it
     /// is a string, in JSON ones).
-    fn push_plain(&self, out: &mut String) {
+    fn push_plain(&self, out: &mut Vec<u8>) {
         match *self {
-            Value::Str(s) => out.push_str(s),
+            Value::Str(s) => out.extend_from_slice(s.as_bytes()),
             Value::Num(n) => {
                 let _ = write!(out, "{n}");
             }
-            Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+            Value::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
             Value::Hex(bytes) => crate::trace::push_hex(out, bytes),
-            Value::Addr(SocketAddr::V4(a)) => {
-                for (i, octet) in a.ip().octets().into_iter().enumerate() {
-                    if i > 0 {
-                        out.push('.');
-                    }
-                    push_u64(out, u64::from(octet));
-                }
-                out.push(':');
-                push_u64(out, u64::from(a.port()));
-            }
-            Value::Addr(a) => {
-                let _ = write!(out, "{a}");
-            }
-            Value::Millis(d) => {
-                let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-                push_u64(out, micros / 1000);
-                let frac = (micros % 1000) as u32;
-                if frac > 0 {
-                    out.push('.');
-                    push_3_digits(out, frac);
-                    // Trailing zeros say nothing: 1.5, not 1.500.
-                    let zeros = out.bytes().rev().take_while(|&b| b == b'0').count();
-                    out.truncate(out.len() - zeros);
-                }
-            }
+            Value::Addr(a) => push_addr(out, a),
+            Value::Millis(d) => push_millis(out, d),
             Value::None => {}
         }
     }
 }
 
-/// Appends `n` in decimal.
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// Appends `a` as `ip:port` (`[ip]:port` for IPv6).
+fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a {
+        SocketAddr::V4(a) => {
+            // At most `255.255.255.255:65535`, written in one piece.
+            let mut text = [0u8; 21];
+            let mut at = 0;
+            for octet in a.ip().octets() {
+                at += put_decimal(&mut text[at..], u32::from(octet));
+                text[at] = b'.';
+                at += 1;
+            }
+            text[at - 1] = b':';
+            at += put_decimal(&mut text[at..], u32::from(a.port()));
+            out.extend_from_slice(&text[..at]);
+        }
+        a => {
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
+/// Appends `d` in milliseconds with up to three decimals, trailing zeros
+/// dropped: 1.5, not 1.500.
+fn push_millis(out: &mut Vec<u8>, d: Duration) {
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    push_u64(out, micros / 1000);
+    let mut frac = (micros % 1000) as u32;
+    if frac > 0 {
+        let mut digits = 3;
+        while frac.is_multiple_of(10) {
+            frac /= 10;
+            digits -= 1;
+        }
+        out.push(b'.');
+        let text = [b'0' + (frac / 100 % 10) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+        out.extend_from_slice(&text[3 - digits..]);
+    }
+}
+
+/// "00" to "99", for writing numbers two digits at a time.
+const PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// Writes `n` (below 100,000) in decimal at the start of `out`; returns
+/// the digits written.
+fn put_decimal(out: &mut [u8], n: u32) -> usize {
+    let mut digits = [0u8; 5];
     let mut at = digits.len();
+    let mut n = n.min(99_999);
     loop {
         at -= 1;
         digits[at] = b'0' + (n % 10) as u8;
@@ -382,14 +500,35 @@ fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    out.push_str(crate::trace::ascii(&digits[at..]));
+    let len = digits.len() - at;
+    out[..len].copy_from_slice(&digits[at..]);
+    len
+}
+
+/// Appends `n` in decimal.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    while n >= 100 {
+        let pair = 2 * (n % 100) as usize;
+        n /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[2 * n as usize..2 * n as usize + 2]);
+    } else {
+        at -= 1;
+        digits[at] = b'0' + n as u8;
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Appends `n` (below 1000) as exactly three digits.
-fn push_3_digits(out: &mut String, n: u32) {
+fn push_3_digits(out: &mut Vec<u8>, n: u32) {
     let n = n.min(999);
-    let digits = [b'0' + (n / 100) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
-    out.push_str(crate::trace::ascii(&digits));
+    out.extend_from_slice(&[b'0' + (n / 100) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]);
 }
 
 /// Whether `s` can go between JSON quotes as it is. Written without an
@@ -399,35 +538,66 @@ fn json_plain(s: &str) -> bool {
     !s.bytes().fold(false, |special, b| special | (b < 0x20) | (b == b'"') | (b == b'\\'))
 }
 
-pub(crate) fn json_string(out: &mut String, s: &str) {
+/// Where text is written: a `String`, or the bytes of a log buffer.
+pub(crate) trait Text {
+    /// Appends `s`.
+    fn put(&mut self, s: &str);
+    /// Appends `bytes`, known to be ASCII.
+    fn put_ascii(&mut self, bytes: &[u8]);
+}
+
+impl Text for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+    fn put_ascii(&mut self, bytes: &[u8]) {
+        self.push_str(crate::trace::ascii(bytes));
+    }
+}
+
+impl Text for Vec<u8> {
+    fn put(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+    fn put_ascii(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Appends `s` as a JSON string.
+pub(crate) fn json_string(out: &mut impl Text, s: &str) {
     // Most values (methods, ids, addresses) need no escaping at all.
     if json_plain(s) {
-        out.reserve(s.len() + 2);
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
+        out.put_ascii(b"\"");
+        out.put(s);
+        out.put_ascii(b"\"");
         return;
     }
-    out.push('"');
-    for c in s.chars() {
+    out.put_ascii(b"\"");
+    let mut rest = s;
+    while let Some(at) = rest.find(|c: char| c < ' ' || c == '"' || c == '\\') {
+        out.put(&rest[..at]);
+        let c = rest.as_bytes()[at];
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            b'"' => out.put_ascii(b"\\\""),
+            b'\\' => out.put_ascii(b"\\\\"),
+            b'\n' => out.put_ascii(b"\\n"),
+            b'\r' => out.put_ascii(b"\\r"),
+            b'\t' => out.put_ascii(b"\\t"),
+            c => {
+                let [hi, lo] = crate::trace::hex_pair(c);
+                out.put_ascii(&[b'\\', b'u', b'0', b'0', hi, lo]);
             }
-            c => out.push(c),
         }
+        rest = &rest[at + 1..];
     }
-    out.push('"');
+    out.put(rest);
+    out.put_ascii(b"\"");
 }
 
 /// Appends `t` as `2026-11-21T05:30:00.123Z`. The date and time up to the
 /// second are formatted once per second and thread, then reused.
-fn push_timestamp(out: &mut String, t: SystemTime) {
+fn push_timestamp(out: &mut Vec<u8>, t: SystemTime) {
     use std::cell::Cell;
     thread_local! {
         static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
@@ -444,9 +614,9 @@ fn push_timestamp(out: &mut String, t: SystemTime) {
         cached.set((secs, text));
         text
     });
-    out.push_str(crate::trace::ascii(&prefix));
+    out.extend_from_slice(&prefix);
     push_3_digits(out, d.subsec_millis());
-    out.push('Z');
+    out.push(b'Z');
 }
 
 /// `2026-11-21T05:30:00.` for seconds since the epoch.
@@ -472,9 +642,9 @@ mod tests {
     #[test]
     fn timestamps() {
         let rfc3339 = |t| {
-            let mut s = String::new();
+            let mut s = Vec::new();
             push_timestamp(&mut s, t);
-            s
+            String::from_utf8(s).expect("ASCII")
         };
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_240_253_840);
@@ -489,9 +659,9 @@ mod tests {
     #[test]
     fn values() {
         let plain = |v: Value<'_>| {
-            let mut s = String::new();
+            let mut s = Vec::new();
             v.push_plain(&mut s);
-            s
+            String::from_utf8(s).expect("ASCII")
         };
         assert_eq!(plain(Value::Millis(Duration::from_micros(1_234_567))), "1234.567");
         assert_eq!(plain(Value::Millis(Duration::from_micros(120))), "0.12");
@@ -499,6 +669,8 @@ mod tests {
         assert_eq!(plain(Value::Millis(Duration::from_micros(5_007))), "5.007");
         assert_eq!(plain(Value::Millis(Duration::from_nanos(999))), "0");
         assert_eq!(plain(Value::Addr("10.0.0.255:50051".parse().expect("addr"))), "10.0.0.255:50051");
+        assert_eq!(plain(Value::Addr("0.0.0.0:0".parse().expect("addr"))), "0.0.0.0:0");
+        assert_eq!(plain(Value::Addr("255.255.255.255:65535".parse().expect("addr"))), "255.255.255.255:65535");
         assert_eq!(plain(Value::Addr("[::1]:8".parse().expect("addr"))), "[::1]:8");
         assert_eq!(plain(Value::Hex(&[0x00, 0xab, 0x10])), "00ab10");
         assert_eq!(plain(Value::Hex(&[])), "");
@@ -536,6 +708,63 @@ mod tests {
             text,
             "2026-11-21T05:50:53.840Z info  rpc method=/p.S/M peer=127.0.0.1:5 trace_id=ab01 duration_ms=1.5 note=\"two words\"\n"
         );
+    }
+
+    #[test]
+    fn access_records_are_the_generic_records_of_their_fields() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_240_253_840);
+        let trace = crate::trace::TraceContext {
+            trace_id: [0xab; 16],
+            span_id: [1, 2, 3, 4, 5, 6, 7, 8],
+            parent_span_id: None,
+            sampled: true,
+        };
+        let records = [
+            Access {
+                method: "/p.v1.S/M",
+                code: 0,
+                duration: Duration::from_micros(1500),
+                peer: Some("127.0.0.1:50051".parse().expect("addr")),
+                request_id: "0123456789abcdef0123456789abcdef",
+                subject: None,
+                trace: &trace,
+            },
+            Access {
+                method: "/unknown \"path\"\n",
+                code: 16,
+                duration: Duration::from_secs(12),
+                peer: Some("[2001:db8::1]:8".parse().expect("addr")),
+                request_id: "caller's\\id",
+                subject: Some("user \u{1}\u{e9}"),
+                trace: &trace,
+            },
+            Access {
+                method: "",
+                code: 4,
+                duration: Duration::ZERO,
+                peer: None,
+                request_id: "x",
+                subject: Some(""),
+                trace: &trace,
+            },
+        ];
+        for json in [true, false] {
+            let logger = Logger::new(Level::Info, json);
+            for a in &records {
+                for (level, message) in [("info", "rpc"), ("audit", "audit")] {
+                    let mut fast = Vec::new();
+                    logger.format_access(&mut fast, at, level, message, a);
+                    let generic = logger.format(at, level, message, &a.fields());
+                    assert_eq!(String::from_utf8(fast).expect("UTF-8"), generic);
+                }
+            }
+        }
+        let mut line = Vec::new();
+        Logger::new(Level::Info, true).format_access(&mut line, at, "info", "rpc", &records[0]);
+        let parsed: serde_json::Value = serde_json::from_slice(&line).expect("JSON");
+        assert_eq!(parsed["duration_ms"], 1.5);
+        assert_eq!(parsed["peer"], "127.0.0.1:50051");
+        assert_eq!(parsed["span_id"], "0102030405060708");
     }
 
     #[test]

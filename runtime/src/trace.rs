@@ -6,9 +6,10 @@
 //! Without one, the call starts a new, sampled trace. [`Sampler`]
 //! (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`) can keep only a share
 //! of new traces, or decide regardless of the caller. The span's context is
-//! in the request's extensions as [`TraceContext`], so handlers can pass it
-//! on ([`TraceContext::traceparent`] is the header for outgoing calls), and
-//! access records carry its `trace_id` and `span_id`.
+//! a [`TraceContext`], which handlers find in
+//! [`crate::context::CallContext::current`] (generated clients pass it on by
+//! themselves; [`TraceContext::traceparent`] is the header for other
+//! outgoing calls), and access records carry its `trace_id` and `span_id`.
 //!
 //! With `SVC_OTLP_ENDPOINT` set (e.g. `http://otel-collector:4318`, or an
 //! `https://` URL, trusted through the system's CA certificates or those
@@ -128,14 +129,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Appends `bytes` as lowercase hex digits.
-pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+pub(crate) fn push_hex(out: &mut impl crate::log::Text, bytes: &[u8]) {
     // Ids are at most 16 bytes: their digits go in with one copy.
     let mut digits = [0u8; 64];
     for chunk in bytes.chunks(32) {
         for (pair, &b) in digits.chunks_exact_mut(2).zip(chunk) {
             pair.copy_from_slice(&hex_pair(b));
         }
-        out.push_str(ascii(&digits[..2 * chunk.len()]));
+        out.put_ascii(&digits[..2 * chunk.len()]);
     }
 }
 

@@ -8,63 +8,46 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tonic::Status;
 use tonic::body::Body;
 
-use super::{Middleware, forever, layer};
 use crate::codegen::ServiceSpec;
 
-/// Sheds calls beyond each service's concurrency limit.
-#[derive(Clone)]
-pub struct ConcurrencyLayer {
-    services: &'static [Limit],
-}
-
 /// One service's limit and its calls in flight.
-struct Limit {
-    prefix: String,
+pub(crate) struct Limit {
+    /// `/package.Service/`, which the paths of its methods start with.
+    pub(crate) prefix: String,
     limit: usize,
     in_flight: AtomicUsize,
 }
 
-impl ConcurrencyLayer {
-    /// At most `concurrency_limit` calls of each service's methods at once.
-    pub fn new(specs: &[&ServiceSpec]) -> ConcurrencyLayer {
-        let services = specs
-            .iter()
-            .map(|spec| Limit {
-                prefix: format!("/{}/", spec.name),
-                limit: spec.server.concurrency_limit.max(1),
-                in_flight: AtomicUsize::new(0),
-            })
-            .collect::<Vec<_>>();
-        ConcurrencyLayer { services: forever(services) }
+impl Limit {
+    /// The limit of `spec`'s calls.
+    pub(crate) fn of(spec: &ServiceSpec) -> Limit {
+        Limit {
+            prefix: format!("/{}/", spec.name),
+            limit: spec.server.concurrency_limit.max(1),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// A place for one more call, or the answer shedding it.
+    #[inline]
+    #[expect(clippy::result_large_err, reason = "the answer is moved out once, on shed calls only")]
+    pub(crate) fn enter(&'static self) -> Result<Slot, http::Response<Body>> {
+        let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(&self.in_flight);
+        if previous >= self.limit {
+            drop(slot);
+            return Err(Status::resource_exhausted("server is at its concurrency limit; retry later").into_http());
+        }
+        Ok(slot)
     }
 }
 
-/// A call counted against a service's concurrency limit; released when
-/// dropped.
-pub struct Slot(&'static AtomicUsize);
+/// A call counted against a service's concurrency limit until the
+/// handler has answered; released when dropped.
+pub(crate) struct Slot(&'static AtomicUsize);
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
-
-impl Middleware for ConcurrencyLayer {
-    /// The call's place among those in flight, given back when the
-    /// handler has answered (or the call is dropped).
-    type State = Option<Slot>;
-
-    fn request<B>(&self, req: &mut http::Request<B>) -> Result<Option<Slot>, http::Response<Body>> {
-        let path = req.uri().path();
-        let Some(service) = self.services.iter().find(|s| path.starts_with(&s.prefix)) else { return Ok(None) };
-        let previous = service.in_flight.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(&service.in_flight);
-        if previous >= service.limit {
-            drop(slot);
-            return Err(Status::resource_exhausted("server is at its concurrency limit; retry later").into_http());
-        }
-        Ok(Some(slot))
-    }
-}
-
-layer!(ConcurrencyLayer);

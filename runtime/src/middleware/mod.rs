@@ -1,154 +1,80 @@
-//! The layers of the generated server, one file each, and what they share:
-//! the [`Middleware`] trait, the generic [`Wrap`] service that runs one,
-//! and per-path tables built once and kept for the process.
+//! The steps of the generated server's middleware, one file each, and the
+//! per-path tables they read, built once and kept for the process.
 //!
-//! Most layers are a [`Middleware`]: a step before the call and one after
-//! it. Nothing is boxed: the futures of the layers nest into one value,
-//! allocated once with the call's task. Deadlines and panic recovery act
-//! while the call runs, so they are services of their own
-//! ([`Deadline`], [`Recover`]).
+//! Each file holds one layer's logic as plain functions and types: read or
+//! mint the request id, check a token, take a rate-limit token, enter the
+//! concurrency limit, compute a deadline, catch a panic, fix a status,
+//! write an access record. [`crate::server::Stack`] runs them, in the
+//! documented order, as the steps of one service with one state per call,
+//! so nothing is looked up, copied or boxed more than once per call.
 //!
 //! Layers know this module and the leaves of the crate (configuration,
 //! metrics registry, trace context, credentials), never the server or the
-//! client. The server composes them, in its documented order, in
-//! [`crate::server::Stack`].
+//! client.
 
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+pub(crate) mod access_log;
+pub(crate) mod auth;
+pub(crate) mod concurrency;
+pub(crate) mod deadline;
+pub(crate) mod message_limit;
+pub(crate) mod rate_limit;
+pub(crate) mod recover;
+pub(crate) mod request_id;
+pub(crate) mod trace;
 
-use tonic::body::Body;
+pub use deadline::parse_grpc_timeout;
 
-mod access_log;
-mod auth;
-mod concurrency;
-mod deadline;
-mod message_limit;
-mod metrics;
-mod propagate;
-mod rate_limit;
-mod recover;
-mod request_id;
-mod trace;
+/// The request headers the steps read, found in one pass over the
+/// headers rather than one hashed look-up each (a call carries a handful
+/// of headers; hashing a custom name costs more than passing them all).
+#[derive(Default)]
+pub(crate) struct Seen<'a> {
+    /// `x-request-id`.
+    pub(crate) request_id: Option<&'a http::HeaderValue>,
+    /// `traceparent`.
+    pub(crate) traceparent: Option<&'a http::HeaderValue>,
+    /// `grpc-timeout`.
+    pub(crate) timeout: Option<&'a http::HeaderValue>,
+}
 
-pub use access_log::{AccessLogLayer, Pending};
-pub use auth::AuthLayer;
-pub use concurrency::{ConcurrencyLayer, Slot};
-pub use deadline::{Deadline, DeadlineFuture, DeadlineLayer, parse_grpc_timeout};
-pub use message_limit::MessageLimitLayer;
-pub use metrics::MetricsLayer;
-pub use propagate::{CallDeadline, Propagate, PropagateLayer};
-pub use rate_limit::RateLimitLayer;
-pub use recover::{Recover, RecoverFuture, RecoverLayer};
-pub use request_id::RequestIdLayer;
+impl Seen<'_> {
+    /// The first of each in `headers`, as a look-up would find it.
+    #[inline]
+    pub(crate) fn scan(headers: &http::HeaderMap) -> Seen<'_> {
+        let mut seen = Seen::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "x-request-id" => &mut seen.request_id,
+                "traceparent" => &mut seen.traceparent,
+                "grpc-timeout" => &mut seen.timeout,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        seen
+    }
+}
 pub use trace::TraceLayer;
 
 pub use crate::context::RequestId;
 pub(crate) use crate::table::{PathMap, forever};
 
-/// What one layer of the server does with a call: a look at (or change
-/// to) the request before the inner service sees it, and one at the
-/// response after. [`Wrap`] supplies the tower plumbing around it
-/// (readiness is the inner service's), and each layer type is its own
-/// `tower_layer::Layer`, wrapping the inner service with a copy of itself.
-pub trait Middleware {
-    /// What the layer carries from the request to its response.
-    type State: Send + 'static;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Before the call: reads or changes `req`, or answers the call itself
-    /// (`Err`) without calling further in.
-    #[expect(
-        clippy::result_large_err,
-        reason = "an answer is moved out once, on rejected calls only; boxing it would cost an allocation"
-    )]
-    fn request<B>(&self, req: &mut http::Request<B>) -> Result<Self::State, http::Response<Body>>;
-
-    /// After the call: shapes the response (headers, and the body, which
-    /// may be wrapped to see the call's end). By default the response
-    /// passes unchanged and the state is dropped.
-    fn response(state: Self::State, response: http::Response<Body>) -> http::Response<Body> {
-        drop(state);
-        response
-    }
-}
-
-/// A service running the middleware `M` in front of `S`.
-#[derive(Debug, Clone)]
-pub struct Wrap<M, S> {
-    middleware: M,
-    inner: S,
-}
-
-impl<M, S, B> tower_service::Service<http::Request<B>> for Wrap<M, S>
-where
-    M: Middleware,
-    S: tower_service::Service<http::Request<B>, Response = http::Response<Body>>,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = WrapFuture<M, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    #[inline]
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        match self.middleware.request(&mut req) {
-            Ok(state) => WrapFuture::Inner { future: self.inner.call(req), state: Some(state) },
-            Err(response) => WrapFuture::Answered { response: Some(response) },
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The future of [`Wrap`]: the inner call followed by
-    /// [`Middleware::response`], or the middleware's own answer.
-    #[project = WrapProjection]
-    pub enum WrapFuture<M: Middleware, F> {
-        /// The middleware answered the call.
-        Answered { response: Option<http::Response<Body>> },
-        /// The inner service is answering.
-        Inner { #[pin] future: F, state: Option<M::State> },
-    }
-}
-
-const POLLED_AFTER_COMPLETION: &str = "future polled after it completed";
-
-impl<M, F, E> Future for WrapFuture<M, F>
-where
-    M: Middleware,
-    F: Future<Output = Result<http::Response<Body>, E>>,
-{
-    type Output = Result<http::Response<Body>, E>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            WrapProjection::Answered { response } => Poll::Ready(Ok(response.take().expect(POLLED_AFTER_COMPLETION))),
-            WrapProjection::Inner { future, state } => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(M::response(state.take().expect(POLLED_AFTER_COMPLETION), response)))
-            }
-        }
-    }
-}
-
-/// Makes each listed [`Middleware`] type a `tower_layer::Layer` producing
-/// [`Wrap`].
-macro_rules! layer {
-    ($($middleware:ty),+) => {$(
-        impl<S> tower_layer::Layer<S> for $middleware {
-            type Service = $crate::middleware::Wrap<$middleware, S>;
-            fn layer(&self, inner: S) -> Self::Service {
-                $crate::middleware::Wrap::wrapping(self.clone(), inner)
-            }
-        }
-    )+};
-}
-pub(crate) use layer;
-
-impl<M, S> Wrap<M, S> {
-    pub(crate) fn wrapping(middleware: M, inner: S) -> Self {
-        Wrap { middleware, inner }
+    #[test]
+    fn one_pass_finds_what_look_ups_find() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-type", "application/grpc".parse().expect("value"));
+        headers.append("x-request-id", "first".parse().expect("value"));
+        headers.append("x-request-id", "second".parse().expect("value"));
+        headers.insert("grpc-timeout", "5S".parse().expect("value"));
+        headers.insert("x-traceparent", "not it".parse().expect("value"));
+        let seen = Seen::scan(&headers);
+        assert_eq!(seen.request_id, headers.get("x-request-id"));
+        assert_eq!(seen.request_id.map(|v| v.as_bytes()), Some(&b"first"[..]));
+        assert_eq!(seen.timeout, headers.get("grpc-timeout"));
+        assert_eq!(seen.traceparent, None);
     }
 }

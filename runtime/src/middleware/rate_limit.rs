@@ -5,7 +5,7 @@
 //! will be back.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,9 +14,7 @@ use tonic::body::Body;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::{Middleware, PathMap, forever, layer};
-use crate::auth::Principal;
-use crate::codegen::{RateLimitKey, RateLimitSpec, ServiceSpec};
+use crate::codegen::{RateLimitKey, RateLimitSpec};
 
 /// Buckets kept per method before idle (full) ones are dropped.
 const MAX_BUCKETS: usize = 10_000;
@@ -33,7 +31,7 @@ enum BucketKey {
 /// and is refused when it would land more than `burst - 1` intervals
 /// ahead of now. The `GLOBAL` bucket is one atomic word, taken without a
 /// lock; keyed buckets share a map.
-struct Limiter {
+pub(crate) struct Limiter {
     spec: RateLimitSpec,
     /// Times are nanoseconds since this instant.
     base: Instant,
@@ -46,7 +44,7 @@ struct Limiter {
 }
 
 impl Limiter {
-    fn new(spec: RateLimitSpec) -> Limiter {
+    pub(crate) fn new(spec: RateLimitSpec) -> Limiter {
         let interval = if spec.rps > 0.0 { (1e9 / spec.rps).min(u64::MAX as f64) as u64 } else { u64::MAX };
         let tolerance = interval.saturating_mul(u64::from(spec.burst.max(1) - 1));
         Limiter { spec, base: Instant::now(), interval, tolerance, global: AtomicU64::new(0), keyed: Mutex::default() }
@@ -86,46 +84,24 @@ impl Limiter {
     }
 }
 
-/// Applies the annotated rate limits.
-#[derive(Clone)]
-pub struct RateLimitLayer {
-    limiters: &'static PathMap<Limiter>,
-}
-
-impl RateLimitLayer {
-    /// Limiters for the methods of `specs` that have a rate limit.
-    pub fn new(specs: &[&'static ServiceSpec]) -> RateLimitLayer {
-        let limiters = specs
-            .iter()
-            .flat_map(|s| s.methods.iter())
-            .filter_map(|m| m.rate_limit.map(|r| (m.path, Limiter::new(r))))
-            .collect();
-        RateLimitLayer { limiters: forever(limiters) }
-    }
-}
-
-impl Middleware for RateLimitLayer {
-    type State = ();
-
-    fn request<B>(&self, req: &mut http::Request<B>) -> Result<(), http::Response<Body>> {
-        let Some(limiter) = self.limiters.get(req.uri().path()) else { return Ok(()) };
-        let key = match limiter.spec.key {
+impl Limiter {
+    /// Takes a token for a call from `peer` by `subject`, or answers
+    /// `RESOURCE_EXHAUSTED` saying when one will be back.
+    #[expect(clippy::result_large_err, reason = "the answer is moved out once, on refused calls only")]
+    pub(crate) fn check(&self, peer: Option<SocketAddr>, subject: Option<&str>) -> Result<(), http::Response<Body>> {
+        let key = match self.spec.key {
             RateLimitKey::Global => BucketKey::Global,
-            RateLimitKey::Peer => BucketKey::Peer(crate::context::peer_addr(req.extensions()).map(|a| a.ip())),
-            RateLimitKey::Subject => {
-                BucketKey::Subject(req.extensions().get::<Principal>().and_then(|p| p.subject.clone()))
-            }
+            RateLimitKey::Peer => BucketKey::Peer(peer.map(|a| a.ip())),
+            RateLimitKey::Subject => BucketKey::Subject(subject.map(str::to_owned)),
         };
-        limiter.take(key, Instant::now()).map_err(|wait| {
+        self.take(key, Instant::now()).map_err(|wait| {
             let mut details = ErrorDetails::new();
             details.set_retry_info(Some(wait));
-            let message = format!("rate limit of {} requests per second exceeded", limiter.spec.rps);
+            let message = format!("rate limit of {} requests per second exceeded", self.spec.rps);
             Status::with_error_details(Code::ResourceExhausted, message, details).into_http()
         })
     }
 }
-
-layer!(RateLimitLayer);
 
 #[cfg(test)]
 mod tests {

@@ -1,16 +1,16 @@
 //! One span per call (see [`crate::trace`] for contexts, sampling and
 //! export).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tonic::body::Body;
-
-use super::{Middleware, layer};
 use crate::context::RequestId;
 use crate::trace::{Exporter, Sampler, SpanRecord, TraceContext};
 
-/// Starts a span for every call (see the module docs).
+/// How the server traces calls: every call gets a [`TraceContext`] (the
+/// caller's trace, or a new one), and sampled calls a span exported when
+/// the call ends, if an exporter is set.
 #[derive(Clone, Default)]
 pub struct TraceLayer {
     exporter: Option<Arc<Exporter>>,
@@ -33,38 +33,47 @@ impl TraceLayer {
     pub fn sampled_by(self, sampler: Sampler) -> TraceLayer {
         TraceLayer { sampler, ..self }
     }
-}
 
-impl Middleware for TraceLayer {
-    /// The span to export when the call ends, if spans are exported.
-    type State = Option<(Arc<Exporter>, SpanRecord)>;
+    /// The call's context: a new span in the caller's trace (its
+    /// `traceparent` header) or in a new one.
+    #[inline]
+    pub(crate) fn context(&self, traceparent: Option<&http::HeaderValue>) -> TraceContext {
+        TraceContext::sampled_by(traceparent, self.sampler)
+    }
 
-    fn request<B>(&self, req: &mut http::Request<B>) -> Result<Self::State, http::Response<Body>> {
-        static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-        let context = TraceContext::sampled_by(req.headers().get(&TRACEPARENT), self.sampler);
-        req.extensions_mut().insert(context);
-        let exporter = match &self.exporter {
-            Some(e) if context.sampled => e.clone(),
-            _ => return Ok(None),
-        };
-        let span = SpanRecord {
+    /// The span to export when the call ends, if it is sampled and spans
+    /// are exported.
+    #[inline]
+    pub(crate) fn span(
+        &self,
+        context: TraceContext,
+        path: &str,
+        peer: Option<SocketAddr>,
+        id: &RequestId,
+    ) -> Option<Box<Span>> {
+        let exporter = self.exporter.as_ref().filter(|_| context.sampled)?.clone();
+        let record = SpanRecord {
             context,
-            path: req.uri().path().to_owned(),
-            peer: crate::context::peer_addr(req.extensions()),
-            request_id: req.extensions().get::<RequestId>().map(|r| r.as_str().to_owned()),
+            path: path.to_owned(),
+            peer,
+            request_id: Some(id.as_str().to_owned()),
             start: SystemTime::now(),
             end: SystemTime::UNIX_EPOCH,
             code: 0,
         };
-        Ok(Some((exporter, span)))
-    }
-
-    fn response(state: Self::State, response: http::Response<Body>) -> http::Response<Body> {
-        let Some((exporter, span)) = state else { return response };
-        crate::completion::observe(response, move |code| {
-            exporter.record(SpanRecord { end: SystemTime::now(), code, ..span });
-        })
+        Some(Box::new(Span { exporter, record }))
     }
 }
 
-layer!(TraceLayer);
+/// A span waiting for its call to end.
+pub(crate) struct Span {
+    exporter: Arc<Exporter>,
+    record: SpanRecord,
+}
+
+impl Span {
+    /// Exports the span of a call that ended with `code`.
+    pub(crate) fn end(self, code: u8) {
+        self.exporter.record(SpanRecord { end: SystemTime::now(), code, ..self.record });
+    }
+}
