@@ -23,8 +23,8 @@ use std::process::Command;
 /// (crate, exact version, path inside the crate, import path)
 const SOURCES: &[(&str, &str, &str, &str)] = &[
     ("prost-protovalidate-types", "0.6.0", "proto/buf/validate/validate.proto", "buf/validate/validate.proto"),
-    ("gateway-annotations", "0.1.2", "proto/google/api/annotations.proto", "google/api/annotations.proto"),
-    ("gateway-annotations", "0.1.2", "proto/google/api/http.proto", "google/api/http.proto"),
+    ("etcd-client", "0.21.1", "proto/google/api/annotations.proto", "google/api/annotations.proto"),
+    ("etcd-client", "0.21.1", "proto/google/api/http.proto", "google/api/http.proto"),
     ("tonic-types", "0.14.9", "proto/status.proto", "google/rpc/status.proto"),
     ("tonic-types", "0.14.9", "proto/error_details.proto", "google/rpc/error_details.proto"),
 ];

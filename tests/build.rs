@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         protos.join("auth/vault.proto"),
         protos.join("limits/meter.proto"),
         protos.join("validation/rules.proto"),
+        protos.join("http/library.proto"),
     ];
     let includes = [
         example.clone(),
@@ -26,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         protos.join("auth"),
         protos.join("limits"),
         protos.join("validation"),
+        protos.join("http"),
     ];
     let run = |name: &str, builder: protoc_gen_svc::Builder, files: &[PathBuf], includes: &[PathBuf]| {
         builder

@@ -15,6 +15,8 @@ use crate::error::{Diagnostic, Error, Result};
 use crate::ir::*;
 use crate::units::{Quantity, parse_duration, parse_quantity};
 
+mod http;
+
 const SERVICE_EXT: &str = "svc.service";
 const METHOD_EXT: &str = "svc.method";
 const ERRORS_EXT: &str = "svc.errors";
@@ -46,7 +48,9 @@ pub fn read_packages(pool: &DescriptorPool, input: &crate::Input) -> Result<Vec<
         method: pool.get_extension_by_name(METHOD_EXT),
         errors: pool.get_extension_by_name(ERRORS_EXT),
         error: pool.get_extension_by_name(ERROR_EXT),
+        http: pool.get_extension_by_name(http::HTTP_EXT),
     };
+    let mut routes = HashMap::new();
     let mut packages: Vec<Package> = Vec::new();
     let mut by_package: HashMap<String, usize> = HashMap::new();
     let mut errors = Vec::new();
@@ -68,7 +72,7 @@ pub fn read_packages(pool: &DescriptorPool, input: &crate::Input) -> Result<Vec<
             });
             packages.len() - 1
         });
-        let mut cx = FileCx::new(&file, &input.descriptor_set, &mut errors);
+        let mut cx = FileCx::new(&file, &input.descriptor_set, &mut errors, &mut routes);
         let package = &mut packages[index];
         package.files.push(name.clone());
         for service in file.services() {
@@ -99,6 +103,7 @@ struct Extensions {
     method: Option<ExtensionDescriptor>,
     errors: Option<ExtensionDescriptor>,
     error: Option<ExtensionDescriptor>,
+    http: Option<ExtensionDescriptor>,
 }
 
 fn extension(options: &DynamicMessage, ext: &Option<ExtensionDescriptor>) -> Option<DynamicMessage> {
@@ -117,6 +122,9 @@ struct FileCx<'a> {
     /// Locations by path, read from `set` when the first diagnostic is due.
     locations: Option<HashMap<Vec<i32>, (u32, u32)>>,
     errors: &'a mut Vec<Diagnostic>,
+    /// Every HTTP binding seen so far in this run, by its route shape
+    /// (see [`http::route_key`]): the rpc and the binding it came from.
+    routes: &'a mut HashMap<String, (String, String)>,
 }
 
 /// Where a diagnostic points and what it is about.
@@ -126,8 +134,13 @@ struct At<'p> {
 }
 
 impl<'a> FileCx<'a> {
-    fn new(file: &FileDescriptor, set: &'a [u8], errors: &'a mut Vec<Diagnostic>) -> Self {
-        FileCx { name: file.name().to_owned(), set, locations: None, errors }
+    fn new(
+        file: &FileDescriptor,
+        set: &'a [u8],
+        errors: &'a mut Vec<Diagnostic>,
+        routes: &'a mut HashMap<String, (String, String)>,
+    ) -> Self {
+        FileCx { name: file.name().to_owned(), set, locations: None, errors, routes }
     }
 
     /// Location of the longest prefix of `path` that has source info.
@@ -724,6 +737,7 @@ impl<'a> FileCx<'a> {
             policy.validate = !get_bool(o, "skip_validation").unwrap_or(false);
         }
         let service_name = m.parent_service().full_name().to_owned();
+        let http = self.http_bindings(&exts.http, m);
         Method {
             name: m.name().to_owned(),
             path: format!("/{service_name}/{}", m.name()),
@@ -735,6 +749,7 @@ impl<'a> FileCx<'a> {
             server_streaming: m.is_server_streaming(),
             idempotency,
             policy,
+            http,
         }
     }
 

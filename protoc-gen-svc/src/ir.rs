@@ -208,6 +208,52 @@ pub struct Method {
     pub server_streaming: bool,
     pub idempotency: Idempotency,
     pub policy: MethodPolicy,
+    /// HTTP bindings from `google.api.http`: the rule, then its
+    /// `additional_bindings`.
+    pub http: Vec<HttpBinding>,
+}
+
+/// One checked HTTP binding of a method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpBinding {
+    /// `GET`, `PUT`, `POST`, `DELETE`, `PATCH`, or a custom rule's kind.
+    pub method: String,
+    /// The path template as written.
+    pub template: String,
+    /// The segments before any `:verb`.
+    pub path: Vec<PathSegment>,
+    /// The `:verb` suffix.
+    pub verb: Option<String>,
+    pub body: HttpBody,
+    /// The top-level response field sent as the body, if not the whole
+    /// response.
+    pub response_body: Option<String>,
+}
+
+/// One segment of a path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSegment {
+    Literal(String),
+    /// `*`
+    Any,
+    /// `**`
+    Rest,
+    /// `{a.b=pattern}`: field names from the request message down, and the
+    /// segments bound (`*` for `{a.b}`).
+    Field {
+        path: Vec<String>,
+        pattern: Vec<PathSegment>,
+    },
+}
+
+/// What an HTTP request body maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpBody {
+    None,
+    /// `*`
+    All,
+    /// A top-level request field.
+    Field(String),
 }
 
 /// Resolved `(svc.method)` policy (service defaults applied).

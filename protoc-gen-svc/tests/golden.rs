@@ -34,6 +34,13 @@ const CASES: &[Case] = &[
         params: "",
     },
     Case {
+        name: "http",
+        dir: None,
+        files: &["tests/protos/http/library.proto"],
+        includes: &["tests/protos/http"],
+        params: "",
+    },
+    Case {
         name: "adversarial",
         dir: None,
         files: &["tests/protos/adversarial/keywords.proto", "tests/protos/adversarial/legacy.proto"],

@@ -159,6 +159,32 @@ fn bad_annotations_report_every_problem_with_a_line() {
 }
 
 #[test]
+fn bad_http_bindings_report_every_problem_with_a_line() {
+    let dir = repo().join("tests/protos/bad");
+    let error = run(&request_for(&[dir.join("bad_http.proto")], &[dir], "")).error.expect("error");
+    let expected = [
+        "bad_http.proto:24:5: rpc badhttp.v1.BadHttp.NoField: get \"/v1/{missing}\": \"missing\" is not a field of badhttp.v1.Req (fields: name, tags, inner, id)",
+        "bad_http.proto:27:5: rpc badhttp.v1.BadHttp.NoBody: post \"/v1/things\": body \"nothing\" is not a field of badhttp.v1.Req",
+        "bad_http.proto:30:5: rpc badhttp.v1.BadHttp.NoResponseBody: get \"/v1/things/{name}\": response_body \"payload\" is not a field of badhttp.v1.Resp",
+        "bad_http.proto:33:5: rpc badhttp.v1.BadHttp.Repeated: get \"/v1/tags/{tags}\": {tags} is a repeated string, which a path segment cannot hold",
+        "bad_http.proto:36:5: rpc badhttp.v1.BadHttp.Message: get \"/v1/inner/{inner}\": {inner} is a message (badhttp.v1.Inner), which a path segment cannot hold",
+        "bad_http.proto:39:5: rpc badhttp.v1.BadHttp.Slashes: get \"/v1/ids/{id=a/*}\": {id} matches several segments, so it must be a string field",
+        "bad_http.proto:42:5: rpc badhttp.v1.BadHttp.Syntax: get \"/v1/{name\": the '{' at character 5 is not closed",
+        "bad_http.proto:45:5: rpc badhttp.v1.BadHttp.GetBody: get \"/v1/get/{name}\": a GET binding has a body",
+        "bad_http.proto:51:5: rpc badhttp.v1.BadHttp.Conflict: get \"/v1/fine/{id}\" conflicts with get \"/v1/fine/{name}\" of rpc badhttp.v1.BadHttp.Fine",
+        "bad_http.proto:54:5: rpc badhttp.v1.BadHttp.Nested: an additional binding has additional_bindings of its own",
+        "bad_http.proto:61:5: rpc badhttp.v1.BadHttp.BodyInPath: post \"/v1/names/{name}\": body \"name\" is also bound by the path",
+        "bad_http.proto:64:5: rpc badhttp.v1.BadHttp.Upload: (google.api.http) is set on a client-streaming method",
+        "bad_http.proto:67:5: rpc badhttp.v1.BadHttp.Custom: custom.kind \"head\" is not an HTTP method name",
+    ];
+    for needle in expected {
+        assert!(error.contains(needle), "missing {needle:?} in:\n{error}");
+    }
+    assert_eq!(error.lines().count(), expected.len(), "one line per problem:\n{error}");
+    assert!(error.lines().all(|l| l.contains("(fix: ")), "every problem has a fix:\n{error}");
+}
+
+#[test]
 fn source_file_descriptors_take_precedence() {
     let (dir, file) = example();
     let mut request = request_for(&[file], &[dir], "");

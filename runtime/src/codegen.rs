@@ -152,6 +152,59 @@ pub struct MethodSpec {
     pub audit: bool,
     /// Run request validation.
     pub validate: bool,
+    /// HTTP bindings from `google.api.http` (the rule, then its
+    /// `additional_bindings`), checked when the code was generated.
+    pub http: &'static [HttpRule],
+}
+
+/// One HTTP binding of a method, from its `google.api.http` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpRule {
+    /// The HTTP method: `GET`, `PUT`, `POST`, `DELETE`, `PATCH`, or the
+    /// kind of a `custom` rule.
+    pub method: &'static str,
+    /// The path template as written, e.g. `/v1/{name=shelves/*}:archive`.
+    pub template: &'static str,
+    /// The template's segments, before any `:verb`.
+    pub path: &'static [PathSegment],
+    /// The `:verb` suffix of the last segment, if any.
+    pub verb: Option<&'static str>,
+    /// What the request body holds.
+    pub body: HttpBody,
+    /// The response field sent as the response body; the whole response
+    /// message when `None`.
+    pub response_body: Option<&'static str>,
+}
+
+/// One segment of a path template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathSegment {
+    /// Exactly this text.
+    Literal(&'static str),
+    /// `*`: any one segment.
+    Any,
+    /// `**`: the rest of the path (zero or more segments); always last.
+    Rest,
+    /// `{field=pattern}`: the request field, by its proto names from the
+    /// request message down, bound to the segments `pattern` matches
+    /// (`{field}` is `{field=*}`).
+    Field {
+        /// Field names, outermost first.
+        path: &'static [&'static str],
+        /// Literals, `*` and `**` only.
+        pattern: &'static [PathSegment],
+    },
+}
+
+/// What the body of an HTTP request maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpBody {
+    /// No body: fields not in the path come from query parameters.
+    None,
+    /// `body: "*"`: every field not bound by the path.
+    All,
+    /// `body: "field"`: that top-level request field.
+    Field(&'static str),
 }
 
 /// Server transport settings.

@@ -772,6 +772,7 @@ pub mod greeter_svc {
                 }),
                 audit: false,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "SayHelloStream",
@@ -792,6 +793,7 @@ pub mod greeter_svc {
                 }),
                 audit: false,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "CollectHellos",
@@ -810,6 +812,7 @@ pub mod greeter_svc {
                 }),
                 audit: false,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "Chat",
@@ -828,6 +831,7 @@ pub mod greeter_svc {
                 }),
                 audit: true,
                 validate: true,
+                http: &[],
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,

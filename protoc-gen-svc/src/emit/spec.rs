@@ -289,6 +289,7 @@ fn method(m: &ir::Method, rt: &TokenStream) -> TokenStream {
     let rate_limit = option(p.rate_limit.as_ref().map(|r| rate_limit(r, rt)));
     let audit = p.audit;
     let validate = p.validate;
+    let http = m.http.iter().map(|b| http_rule(b, rt));
     quote!(#rt::codegen::MethodSpec {
         name: #name,
         path: #path,
@@ -302,7 +303,41 @@ fn method(m: &ir::Method, rt: &TokenStream) -> TokenStream {
         rate_limit: #rate_limit,
         audit: #audit,
         validate: #validate,
+        http: &[#(#http),*],
     })
+}
+
+fn http_rule(b: &ir::HttpBinding, rt: &TokenStream) -> TokenStream {
+    let (method, template) = (&b.method, &b.template);
+    let path = path_segments(&b.path, rt);
+    let verb = option(b.verb.as_ref().map(|v| quote!(#v)));
+    let body = match &b.body {
+        ir::HttpBody::None => quote!(#rt::codegen::HttpBody::None),
+        ir::HttpBody::All => quote!(#rt::codegen::HttpBody::All),
+        ir::HttpBody::Field(f) => quote!(#rt::codegen::HttpBody::Field(#f)),
+    };
+    let response_body = option(b.response_body.as_ref().map(|r| quote!(#r)));
+    quote!(#rt::codegen::HttpRule {
+        method: #method,
+        template: #template,
+        path: #path,
+        verb: #verb,
+        body: #body,
+        response_body: #response_body,
+    })
+}
+
+fn path_segments(segments: &[ir::PathSegment], rt: &TokenStream) -> TokenStream {
+    let segments = segments.iter().map(|s| match s {
+        ir::PathSegment::Literal(l) => quote!(#rt::codegen::PathSegment::Literal(#l)),
+        ir::PathSegment::Any => quote!(#rt::codegen::PathSegment::Any),
+        ir::PathSegment::Rest => quote!(#rt::codegen::PathSegment::Rest),
+        ir::PathSegment::Field { path, pattern } => {
+            let pattern = path_segments(pattern, rt);
+            quote!(#rt::codegen::PathSegment::Field { path: &[#(#path),*], pattern: #pattern })
+        }
+    });
+    quote!(&[#(#segments),*])
 }
 
 fn rate_limit(r: &ir::RateLimit, rt: &TokenStream) -> TokenStream {

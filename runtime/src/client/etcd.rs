@@ -37,6 +37,7 @@ const fn method(service_method: &'static str, name: &'static str, kind: MethodKi
         rate_limit: None,
         audit: false,
         validate: false,
+        http: &[],
     }
 }
 

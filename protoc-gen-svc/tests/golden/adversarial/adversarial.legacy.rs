@@ -407,6 +407,7 @@ pub mod legacy_service_svc {
                 rate_limit: ::core::option::Option::None,
                 audit: false,
                 validate: true,
+                http: &[],
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,

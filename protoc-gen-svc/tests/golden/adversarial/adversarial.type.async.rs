@@ -809,6 +809,7 @@ pub mod async_svc {
                 rate_limit: ::core::option::Option::None,
                 audit: false,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "Type",
@@ -823,6 +824,7 @@ pub mod async_svc {
                 rate_limit: ::core::option::Option::None,
                 audit: false,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "Move",
@@ -837,6 +839,7 @@ pub mod async_svc {
                 rate_limit: ::core::option::Option::None,
                 audit: false,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "Loop",
@@ -851,6 +854,7 @@ pub mod async_svc {
                 rate_limit: ::core::option::Option::None,
                 audit: false,
                 validate: true,
+                http: &[],
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,

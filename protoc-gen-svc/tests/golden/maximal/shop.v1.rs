@@ -765,6 +765,7 @@ pub mod shop_svc {
                 }),
                 audit: false,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "PlaceOrder",
@@ -791,6 +792,7 @@ pub mod shop_svc {
                 }),
                 audit: true,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "Ping",
@@ -816,6 +818,7 @@ pub mod shop_svc {
                 }),
                 audit: false,
                 validate: false,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "WatchInventory",
@@ -834,6 +837,7 @@ pub mod shop_svc {
                 }),
                 audit: false,
                 validate: true,
+                http: &[],
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,

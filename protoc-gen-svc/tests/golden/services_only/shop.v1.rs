@@ -464,6 +464,7 @@ pub mod shop_svc {
                 }),
                 audit: false,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "PlaceOrder",
@@ -490,6 +491,7 @@ pub mod shop_svc {
                 }),
                 audit: true,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "Ping",
@@ -515,6 +517,7 @@ pub mod shop_svc {
                 }),
                 audit: false,
                 validate: false,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "WatchInventory",
@@ -533,6 +536,7 @@ pub mod shop_svc {
                 }),
                 audit: false,
                 validate: true,
+                http: &[],
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,

@@ -619,6 +619,7 @@ pub mod checked_svc {
                 rate_limit: ::core::option::Option::None,
                 audit: false,
                 validate: true,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "Lenient",
@@ -633,6 +634,7 @@ pub mod checked_svc {
                 rate_limit: ::core::option::Option::None,
                 audit: false,
                 validate: false,
+                http: &[],
             },
             ::svc_runtime::codegen::MethodSpec {
                 name: "Upload",
@@ -647,6 +649,7 @@ pub mod checked_svc {
                 rate_limit: ::core::option::Option::None,
                 audit: false,
                 validate: true,
+                http: &[],
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,
