@@ -254,12 +254,23 @@ impl<'a> FileCx<'a> {
                 "give the gRPC and metrics listeners different ports",
             );
         }
+        let http_port = self.port(at, o, "http_port", 8080);
+        if http_port == port || http_port == metrics_port {
+            self.error(
+                at,
+                format!(
+                    "http_port {http_port} is also the {} port",
+                    if http_port == port { "gRPC" } else { "metrics" }
+                ),
+                "give the HTTP/JSON listener a port of its own",
+            );
+        }
         let server = self.server_settings(at, &get_msg(o, "server"));
         let auth = get_msg(o, "auth").and_then(|a| get_msg(&a, "jwt")).map(|j| self.jwt(at, &j));
         let rate_limit = get_msg(o, "rate_limit").and_then(|r| self.rate_limit(at, &r, auth.is_some()));
         let client = self.client_settings(at, &get_msg(o, "client"));
         let deploy = self.deploy_settings(at, &get_msg(o, "deploy"));
-        ServiceSettings { port, metrics_port, server, auth, rate_limit, client, deploy }
+        ServiceSettings { port, metrics_port, http_port, server, auth, rate_limit, client, deploy }
     }
 
     fn port(&mut self, at: &At<'_>, o: &DynamicMessage, field: &str, default: u16) -> u16 {

@@ -64,6 +64,8 @@ pub struct Service {
 pub struct ServiceSettings {
     pub port: u16,
     pub metrics_port: u16,
+    /// The HTTP/JSON listener's port (used when a method has a binding).
+    pub http_port: u16,
     pub server: ServerSettings,
     pub auth: Option<JwtSettings>,
     pub rate_limit: Option<RateLimit>,

@@ -177,6 +177,9 @@ fn runtime_features(service: &ir::Service) -> Vec<&'static str> {
     if service.settings.client.compression == "zstd" {
         features.push("zstd");
     }
+    if service.methods.iter().any(|m| !m.http.is_empty()) {
+        features.push("rest");
+    }
     features
 }
 
@@ -215,7 +218,8 @@ publish = false
 
 [dependencies]
 # The runtime and the generator go together: generated code checks that their
-# versions match. Features: `jwt` (auth), `tls` (TLS, https span export).
+# versions match. Features: `jwt` (auth), `tls` (TLS, https span export),
+# `rest` (HTTP/JSON from google.api.http bindings).
 svc-runtime = {runtime}
 tokio = {{ version = "1", features = ["rt-multi-thread", "macros"] }}
 
@@ -607,6 +611,7 @@ async fn every_method_answers_unimplemented() {{
     let config = Config {{
         grpc_addr: "127.0.0.1:0".parse().expect("address"),
         metrics_addr: "127.0.0.1:0".parse().expect("address"),
+        http_addr: "127.0.0.1:0".parse().expect("address"),
         shutdown_grace: Duration::from_secs(1),
     }};
 {server}    let bound = server.bind().await.expect("bind");

@@ -7,6 +7,7 @@
 //! ```toml
 //! grpc_addr = "0.0.0.0:50051"     # SVC_GRPC_ADDR
 //! metrics_addr = "0.0.0.0:9090"   # SVC_METRICS_ADDR
+//! http_addr = "0.0.0.0:8080"      # SVC_HTTP_ADDR (HTTP/JSON bindings)
 //! shutdown_grace = "20s"          # drain time after SIGTERM
 //! log = "info"                    # SVC_LOG; re-read while running
 //! log_format = "json"             # SVC_LOG_FORMAT
@@ -32,6 +33,8 @@ pub struct FileConfig {
     pub grpc_addr: Option<String>,
     /// Health/metrics listen address.
     pub metrics_addr: Option<String>,
+    /// HTTP/JSON listen address.
+    pub http_addr: Option<String>,
     /// Drain time after SIGTERM, e.g. "20s".
     pub shutdown_grace: Option<String>,
     /// Log level.
@@ -103,9 +106,10 @@ impl ConfigSource {
 }
 
 /// The keys a configuration file may hold.
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "grpc_addr",
     "metrics_addr",
+    "http_addr",
     "shutdown_grace",
     "log",
     "log_format",
@@ -129,6 +133,7 @@ impl FileConfig {
         let slot = match key {
             "grpc_addr" => &mut self.grpc_addr,
             "metrics_addr" => &mut self.metrics_addr,
+            "http_addr" => &mut self.http_addr,
             "shutdown_grace" => &mut self.shutdown_grace,
             "log" => &mut self.log,
             "log_format" => &mut self.log_format,

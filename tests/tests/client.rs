@@ -290,6 +290,7 @@ async fn serve_any<T: Greeter>(spec: &'static ServiceSpec, service: T) -> Runnin
     let config = Config {
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
         shutdown_grace: Duration::from_millis(200),
     };
     let quiet = svc_runtime::log::Logger::new(svc_runtime::log::Level::Warn, true);
@@ -981,6 +982,7 @@ async fn calls_go_only_to_connected_endpoints_and_return_after_a_restart() {
     let config = Config {
         grpc_addr: addr.parse().expect("addr"),
         metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
         shutdown_grace: Duration::from_millis(200),
     };
     let again = Arc::new(Faulty::default());

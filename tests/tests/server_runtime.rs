@@ -68,6 +68,7 @@ fn config() -> Config {
     Config {
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
         shutdown_grace: Duration::from_secs(2),
     }
 }

@@ -210,6 +210,7 @@ async fn serve() -> Running {
     let config = Config {
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
         shutdown_grace: Duration::from_millis(200),
     };
     let quiet = svc_runtime::log::Logger::new(svc_runtime::log::Level::Warn, true);

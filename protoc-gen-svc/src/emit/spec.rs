@@ -18,6 +18,7 @@ pub fn service_module(service: &ir::Service, rt: &TokenStream, with_server: bool
     let name = &service.full_name;
     let port = s.port;
     let metrics_port = s.metrics_port;
+    let http_port = s.http_port;
     let server = server(&s.server, rt);
     let mut entry = if with_server { server_entry(service, rt) } else { TokenStream::new() };
     if with_client {
@@ -48,6 +49,7 @@ pub fn service_module(service: &ir::Service, rt: &TokenStream, with_server: bool
                 name: #name,
                 port: #port,
                 metrics_port: #metrics_port,
+                http_port: #http_port,
                 server: #server,
                 auth: #auth,
                 client: #client,
@@ -78,6 +80,9 @@ fn server_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
     let mut features = TokenStream::new();
     if service.settings.auth.is_some() {
         features.extend(quote!(const _: () = #rt::codegen::require_jwt();));
+    }
+    if service.methods.iter().any(|m| !m.http.is_empty()) {
+        features.extend(quote!(const _: () = #rt::codegen::require_rest();));
     }
     if service.settings.deploy.tls_secret.is_some() {
         features.extend(quote!(const _: () = #rt::codegen::require_tls();));

@@ -55,6 +55,7 @@ static ETCD: ServiceSpec = ServiceSpec {
     name: "etcdserverpb",
     port: 2379,
     metrics_port: 0,
+    http_port: 8080,
     server: ServerSpec {
         max_recv_message_size: 4 << 20,
         max_send_message_size: 4 << 20,

@@ -31,6 +31,8 @@ use crate::tls::TlsFiles;
 mod probes;
 mod reflection;
 mod registry;
+#[cfg(feature = "rest")]
+mod rest;
 mod shutdown;
 mod stack;
 #[cfg(feature = "tls")]
@@ -52,6 +54,9 @@ pub struct Config {
     /// Health/metrics HTTP listen address (`SVC_METRICS_ADDR`; default
     /// `0.0.0.0:<metrics_port>`).
     pub metrics_addr: SocketAddr,
+    /// HTTP/JSON listen address, used when a method has an HTTP binding
+    /// (`SVC_HTTP_ADDR`; default `0.0.0.0:<http_port>`).
+    pub http_addr: SocketAddr,
     /// Drain time after SIGTERM (annotation `shutdown_grace`).
     pub shutdown_grace: Duration,
 }
@@ -62,6 +67,7 @@ impl Config {
         Config {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], spec.port)),
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], spec.metrics_port)),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], spec.http_port)),
             shutdown_grace: spec.server.shutdown_grace,
         }
     }
@@ -96,14 +102,19 @@ impl Config {
             if let Some(v) = &f.metrics_addr {
                 config.metrics_addr = addr(v).map_err(|p| source.error("metrics_addr", p))?;
             }
+            if let Some(v) = &f.http_addr {
+                config.http_addr = addr(v).map_err(|p| source.error("http_addr", p))?;
+            }
             if let Some(v) = &f.shutdown_grace {
                 config.shutdown_grace =
                     crate::config::parse_duration(v).map_err(|p| source.error("shutdown_grace", p))?;
             }
         }
-        for (variable, slot) in
-            [("SVC_GRPC_ADDR", &mut config.grpc_addr), ("SVC_METRICS_ADDR", &mut config.metrics_addr)]
-        {
+        for (variable, slot) in [
+            ("SVC_GRPC_ADDR", &mut config.grpc_addr),
+            ("SVC_METRICS_ADDR", &mut config.metrics_addr),
+            ("SVC_HTTP_ADDR", &mut config.http_addr),
+        ] {
             if let Some(v) = lookup(variable) {
                 *slot = addr(&v).map_err(|problem| Error::Config { variable, problem })?;
             }
@@ -179,6 +190,8 @@ pub struct Bound {
     settings: Settings,
     grpc: TcpListener,
     metrics: TcpListener,
+    /// The HTTP/JSON listener, when a method has an HTTP binding.
+    http: Option<TcpListener>,
 }
 
 impl Server {
@@ -320,7 +333,13 @@ impl Server {
         };
         let grpc = bind("gRPC", settings.config.grpc_addr).await?;
         let metrics = bind("metrics", settings.config.metrics_addr).await?;
-        Ok(Bound { settings, grpc, metrics })
+        let bindings = cfg!(feature = "rest")
+            && settings.services.iter().any(|(spec, _)| spec.methods.iter().any(|m| !m.http.is_empty()));
+        let http = match bindings {
+            true => Some(bind("HTTP/JSON", settings.config.http_addr).await?),
+            false => None,
+        };
+        Ok(Bound { settings, grpc, metrics, http })
     }
 
     /// Binds and serves `service` until SIGTERM or SIGINT.
@@ -337,8 +356,9 @@ impl Server {
     /// `Routes::new(a_svc::server(A)).add_service(b_svc::server(B))`).
     pub async fn serve_routes(self, routes: tonic::service::Routes) -> Result<(), Error> {
         let bound = self.bind().await?;
+        let http = bound.http_addr().map(|a| format!(", HTTP/JSON on {a}")).unwrap_or_default();
         eprintln!(
-            "svc: serving {} on {} (health and metrics on {})",
+            "svc: serving {} on {} (health and metrics on {}{http})",
             bound.settings.names(),
             bound.grpc_addr(),
             bound.metrics_addr()
@@ -358,6 +378,11 @@ impl Bound {
         self.metrics.local_addr().unwrap_or(self.settings.config.metrics_addr)
     }
 
+    /// The bound HTTP/JSON address, when a method has an HTTP binding.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|l| l.local_addr().unwrap_or(self.settings.config.http_addr))
+    }
+
     /// Serves `service` until `shutdown` completes, then drains: health
     /// turns NOT_SERVING and `/readyz` 503 first, new connections are
     /// refused, in-flight calls get `shutdown_grace` to finish; calls still
@@ -375,7 +400,7 @@ impl Bound {
         routes: tonic::service::Routes,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), Error> {
-        let Bound { settings, grpc, metrics } = self;
+        let Bound { settings, grpc, metrics, http } = self;
         let grpc_addr = grpc.local_addr().unwrap_or(settings.config.grpc_addr);
         let specs = settings.specs();
         let spec = specs[0];
@@ -415,8 +440,26 @@ impl Bound {
             }
         };
         let trace = trace.sampled_by(settings.sampler);
+        let stack = Stack::new(settings.services, logger, registry, trace);
+        // HTTP/JSON calls go through the same stack to the same services.
+        #[cfg(feature = "rest")]
+        let rest_stop = match http.map(|listener| (listener, rest::Rest::new(&specs, reflection.clone()))) {
+            Some((listener, Ok(Some(rest)))) => {
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let service = tower_layer::Layer::layer(&stack, routes.clone());
+                tokio::spawn(rest::serve(listener, Arc::new(rest), service, logger, stopped));
+                Some(stop)
+            }
+            Some((_, Err(e))) => {
+                probes.abort();
+                return Err(e);
+            }
+            _ => None,
+        };
+        #[cfg(not(feature = "rest"))]
+        drop(http);
         let router: Router<_> = tonic::transport::Server::builder()
-            .layer(Stack::new(settings.services, logger, registry, trace))
+            .layer(stack)
             .max_concurrent_streams(s.max_concurrent_streams)
             .http2_keepalive_interval(Some(s.keepalive_interval))
             .http2_keepalive_timeout(Some(s.keepalive_timeout))
@@ -495,6 +538,10 @@ impl Bound {
             health.set_service_status(s.name, ServingStatus::NotServing).await;
         }
         let _ = drain_tx.send(());
+        #[cfg(feature = "rest")]
+        if let Some(stop) = &rest_stop {
+            let _ = stop.send(true);
+        }
         let outcome = match tokio::time::timeout(settings.config.shutdown_grace, &mut server).await {
             Ok(result) => result.map_err(Error::Transport),
             Err(_) => Ok(()),
@@ -584,6 +631,7 @@ mod tests {
         name: "t.v1.T",
         port: 50051,
         metrics_port: 9090,
+        http_port: 8080,
         server: ServerSpec {
             max_recv_message_size: 4 << 20,
             max_send_message_size: 4 << 20,

@@ -370,6 +370,7 @@ pub mod legacy_service_svc {
         name: "adversarial.legacy.LegacyService",
         port: 50051u16,
         metrics_port: 9090u16,
+        http_port: 8080u16,
         server: ::svc_runtime::codegen::ServerSpec {
             max_recv_message_size: 4194304usize,
             max_send_message_size: 4194304usize,

@@ -772,6 +772,7 @@ pub mod async_svc {
         name: "adversarial.type.async.Async",
         port: 50051u16,
         metrics_port: 9090u16,
+        http_port: 8080u16,
         server: ::svc_runtime::codegen::ServerSpec {
             max_recv_message_size: 4194304usize,
             max_send_message_size: 4194304usize,
