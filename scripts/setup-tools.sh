@@ -92,10 +92,14 @@ py_pkgs=(
   "cloudcoil>=0.6,<0.7"
   "cloudcoil-models-kubernetes>=1.32,<1.33"
   "cloudcoil-models-prometheus-operator>=0.80,<0.81"
+  "httpx>=0.27,<1"
+  "openapi-spec-validator>=0.7,<0.8"
+  "schemathesis>=4.32,<5"
 )
 if python3 - <<'PY' 2>/dev/null
 import grpc, grpc_tools, grpc_status, grpc_health, grpc_reflection, prometheus_client, jwt, cryptography, h2, google.protobuf, google.api, pytest  # noqa: F401
 import yaml  # noqa: F401
+import httpx, openapi_spec_validator, schemathesis  # noqa: F401
 import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
 import inspect, pydantic
 assert "extra" in inspect.signature(pydantic.BaseModel.model_validate).parameters  # pydantic>=2.12

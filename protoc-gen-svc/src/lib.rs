@@ -42,6 +42,8 @@ pub use error::{Diagnostic, Error, Result};
 pub use params::{Options, Target};
 pub use source::Input;
 
+use std::collections::HashMap;
+
 /// Version of the generator; generated code checks the runtime against it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -160,14 +162,19 @@ pub fn read_ir(input: &Input) -> Result<Vec<ir::Package>> {
 /// template overrides when `templates=DIR` is given.
 pub fn generate(input: &Input, options: &Options) -> Result<Vec<GeneratedFile>> {
     let mut files = Vec::new();
-    let packages = if options.emits_rust() {
-        let (packages, code) = rust_code(input, options)?;
+    let (packages, documents) = if options.emits_rust() {
+        let (packages, code, documents) = rust_code(input, options)?;
         files.extend(emit::rust::files(code, options)?);
-        packages
+        (packages, documents)
     } else {
         let pool = descriptor_pool(input)?;
-        annotations::read_packages(&pool, input)?
+        let packages = annotations::read_packages(&pool, input)?;
+        let documents = emit::openapi::documents(&pool, &input.descriptor_set, &packages);
+        (packages, documents)
     };
+    if matches!(options.target, Target::Openapi | Target::All) {
+        files.extend(openapi_files(&packages, &documents, options.target)?);
+    }
     let (k8s, docker) =
         (matches!(options.target, Target::K8s | Target::All), matches!(options.target, Target::Docker | Target::All));
     if k8s || docker {
@@ -180,7 +187,11 @@ pub fn generate(input: &Input, options: &Options) -> Result<Vec<GeneratedFile>> 
 /// descriptor pool, runs on a thread of its own while the pool, the IR and
 /// the descriptor statics are built; then the packages are formatted on
 /// every core.
-fn rust_code(input: &Input, options: &Options) -> Result<(Vec<ir::Package>, Vec<emit::rust::PackageCode>)> {
+#[allow(clippy::type_complexity)]
+fn rust_code(
+    input: &Input,
+    options: &Options,
+) -> Result<(Vec<ir::Package>, Vec<emit::rust::PackageCode>, HashMap<String, String>)> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let files = emit::rust::SetFiles::read(&input.descriptor_set)?;
     let (front, prost) = std::thread::scope(|scope| {
@@ -192,16 +203,41 @@ fn rust_code(input: &Input, options: &Options) -> Result<(Vec<ir::Package>, Vec<
             let packages = annotations::read_packages(&pool, input)?;
             let plan = emit::rust::descriptor_plan(&pool, &files, &packages, options);
             let validators = emit::rust::validators(&pool, &input.descriptor_set, &packages, options)?;
-            Ok((packages, plan, validators))
+            let documents = emit::openapi::documents(&pool, &input.descriptor_set, &packages);
+            Ok((packages, plan, validators, documents))
         });
         (front, prost.join())
     });
     // The descriptors' and annotations' errors come first: they say what is
     // wrong with the input, which prost-build's may only echo.
-    let (packages, plan, validators) = front?;
+    let (packages, plan, validators, documents) = front?;
     let prost = prost.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-    let code = emit::rust::assemble(prost, plan, validators, &packages, options, threads)?;
-    Ok((packages, code))
+    let code = emit::rust::assemble(prost, plan, validators, &documents, &packages, options, threads)?;
+    Ok((packages, code, documents))
+}
+
+/// `<service-name>/openapi.json` for each service with HTTP bindings.
+fn openapi_files(
+    packages: &[ir::Package],
+    documents: &HashMap<String, String>,
+    target: Target,
+) -> Result<Vec<GeneratedFile>> {
+    let mut files = Vec::new();
+    for service in packages.iter().flat_map(|p| &p.services) {
+        if let Some(document) = documents.get(&service.full_name) {
+            let name =
+                crate::ident::to_snake(&service.name).trim_start_matches("r#").trim_end_matches('_').replace('_', "-");
+            files.push(GeneratedFile { name: format!("{name}/openapi.json"), content: document.clone() });
+        }
+    }
+    if files.is_empty() && target == Target::Openapi {
+        return Err(Error::one(Diagnostic::new(
+            "parameter target=openapi",
+            "no service of the files to generate has a google.api.http binding",
+            "annotate methods with option (google.api.http) = { get: \"/v1/...\" } (import google/api/annotations.proto), or drop target=openapi",
+        )));
+    }
+    Ok(files)
 }
 
 /// The Kubernetes manifests and Dockerfiles of `packages`.

@@ -13,6 +13,8 @@ pub enum Target {
     K8s,
     /// Dockerfiles.
     Docker,
+    /// OpenAPI 3.1 documents of the HTTP bindings.
+    Openapi,
     /// Everything.
     All,
 }
@@ -24,6 +26,7 @@ impl Target {
             Target::Rust => "rust",
             Target::K8s => "k8s",
             Target::Docker => "docker",
+            Target::Openapi => "openapi",
             Target::All => "all",
         }
     }
@@ -133,12 +136,13 @@ impl Options {
                     "rust" => Target::Rust,
                     "k8s" => Target::K8s,
                     "docker" => Target::Docker,
+                    "openapi" => Target::Openapi,
                     "all" => Target::All,
                     other => {
                         return Err(Diagnostic::new(
                             element,
                             format!("unknown target {other:?}"),
-                            "use one of target=rust, target=k8s, target=docker, target=all",
+                            "use one of target=rust, target=k8s, target=docker, target=openapi, target=all",
                         )
                         .into());
                     }

@@ -41,6 +41,13 @@ const CASES: &[Case] = &[
         params: "",
     },
     Case {
+        name: "http_openapi",
+        dir: None,
+        files: &["tests/protos/http/library.proto"],
+        includes: &["tests/protos/http"],
+        params: "target=openapi",
+    },
+    Case {
         name: "adversarial",
         dir: None,
         files: &["tests/protos/adversarial/keywords.proto", "tests/protos/adversarial/legacy.proto"],

@@ -365,6 +365,9 @@ pub struct ServiceSpec {
     pub methods: &'static [MethodSpec],
     /// Descriptors of the service's package, linked to those of its imports.
     pub descriptors: &'static FileDescriptors,
+    /// The OpenAPI 3.1 document of the HTTP bindings, if there are any
+    /// (served at `/openapi.json` on the HTTP port).
+    pub openapi: Option<&'static str>,
 }
 
 /// The encoded descriptors of one generated package, linked to those of the

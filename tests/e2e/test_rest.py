@@ -33,6 +33,7 @@ AUTH = {"Authorization": f"Bearer {token()}"}
 class Library(Served):
     def __init__(self, proc, grpc_addr, metrics_addr, http_addr):
         super().__init__(proc, grpc_addr, metrics_addr)
+        self.http_addr = http_addr
         self.http = httpx.Client(base_url=f"http://{http_addr}", timeout=10)
 
 
@@ -292,3 +293,44 @@ def test_calls_go_through_the_middleware(library):
     assert second["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
     metrics = httpx.get(f"http://{library.metrics}/metrics").text
     assert re.search(r'grpc_server_handled_total\{grpc_code="NotFound",grpc_method="GetBook",grpc_service="library.v1.Library",grpc_type="unary"\} [1-9]', metrics), metrics
+
+
+def test_the_served_openapi_document_is_the_generated_one_and_valid(library, binaries, tmp_path):
+    r = run([binaries["plugin"], "generate", "-I", PROTOS, PROTOS / "library.proto", "--out", tmp_path, "--opt", "target=openapi"])
+    assert r.returncode == 0, r.stderr
+    generated = json.loads((tmp_path / "library" / "openapi.json").read_text())
+    served = library.http.get("/openapi.json")
+    assert served.status_code == 200 and served.headers["content-type"] == "application/json"
+    assert served.json() == generated
+    from openapi_spec_validator import validate
+
+    validate(generated)
+    assert generated["openapi"] == "3.1.0"
+    get = generated["paths"]["/v1/{name}"]["get"]
+    assert get["description"] == "Reads one book."
+    assert get["parameters"][0]["schema"]["pattern"] == "^shelves/[^/]+/books/[^/]+$"
+    book = generated["components"]["schemas"]["library.v1.Book"]
+    assert book["properties"]["title"]["minLength"] == 1  # from (buf.validate.field).string.min_len
+    assert book["properties"]["pages"]["type"] == "string"  # int64 in the JSON mapping
+    assert book["properties"]["published"] == {"type": "string", "format": "date-time"}
+    assert generated["paths"]["/v1/{parent}/books"]["post"]["security"] == [{"bearerAuth": []}]
+    assert "security" not in get
+
+
+def test_schemathesis_finds_no_server_error_and_no_response_off_the_schema(library):
+    """schemathesis generates requests from the served document (coverage
+    and fuzzing phases, authenticated) and checks every response: no 5xx,
+    status codes, content types and bodies as the document declares."""
+    r = run(
+        [
+            sys.executable, "-m", "schemathesis.cli", "run", f"http://{library.http_addr}/openapi.json",
+            "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+            "--phases", "coverage,fuzzing", "--max-examples", "40", "--seed", "1",
+            "--suppress-health-check", "filter_too_much",
+            "-H", f"Authorization: Bearer {token()}",
+        ],
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    summary = re.search(r"(\d+) generated, (\d+) passed", r.stdout)
+    assert summary and summary.group(1) == summary.group(2) and int(summary.group(1)) > 500, r.stdout[-2000:]

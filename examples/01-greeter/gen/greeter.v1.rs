@@ -836,6 +836,7 @@ pub mod greeter_svc {
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,
+        openapi: None,
     };
     /// Wraps an implementation of `greeter.v1.Greeter` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves).
     pub fn server<T: super::greeter_server::Greeter>(

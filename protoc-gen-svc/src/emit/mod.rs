@@ -6,6 +6,7 @@ pub mod docs;
 #[cfg(feature = "manifests")]
 pub mod manifests;
 pub mod modfile;
+pub mod openapi;
 pub mod paths;
 pub mod prost_text;
 pub mod rust;

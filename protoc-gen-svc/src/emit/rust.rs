@@ -108,7 +108,8 @@ pub fn package_code(
     let prost = prost_code(&files, &wanted, options)?;
     let plan = descriptor_plan(pool, &files, packages, options);
     let validators = validators(pool, descriptor_set, packages, options)?;
-    assemble(prost, plan, validators, packages, options, threads)
+    let documents = super::openapi::documents(pool, descriptor_set, packages);
+    assemble(prost, plan, validators, &documents, packages, options, threads)
 }
 
 /// Each package's validators (`validate=true` with the messages), by
@@ -217,6 +218,7 @@ pub fn assemble(
     prost: ProstCode,
     plan: Option<descriptors::Plan>,
     mut validators: HashMap<String, String>,
+    documents: &HashMap<String, String>,
     packages: &[ir::Package],
     options: &Options,
     threads: usize,
@@ -256,7 +258,8 @@ pub fn assemble(
         // Service specs travel with the services (see the descriptors).
         if options.server || options.client {
             for service in &package.services {
-                extra.extend(spec::service_module(service, &rt, options.server, options.client));
+                let document = documents.get(&service.full_name).map(String::as_str);
+                extra.extend(spec::service_module(service, &rt, options.server, options.client, document));
             }
         }
         body.push_str(&extra.to_string());

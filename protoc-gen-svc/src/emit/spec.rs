@@ -12,7 +12,13 @@ use crate::ir::{self, CODE_NAMES, LoadBalancing, RateLimitKey};
 
 /// Tokens for the `<service>_svc` module of one service; with `server`, it
 /// also gets `server(impl)` and `serve(impl)`, with `client` the `Client`.
-pub fn service_module(service: &ir::Service, rt: &TokenStream, with_server: bool, with_client: bool) -> TokenStream {
+pub fn service_module(
+    service: &ir::Service,
+    rt: &TokenStream,
+    with_server: bool,
+    with_client: bool,
+    openapi: Option<&str>,
+) -> TokenStream {
     let module = format_ident!("{}", crate::ident::svc_module(&service.name));
     let s = &service.settings;
     let name = &service.full_name;
@@ -41,6 +47,15 @@ pub fn service_module(service: &ir::Service, rt: &TokenStream, with_server: bool
         " Settings and per-method policy of `{name}`, resolved from its `(svc.service)` and `(svc.method)` annotations."
     );
     let const_doc = format!(" The resolved specification of `{name}`.");
+    // The OpenAPI document, one literal per line so it reads as JSON.
+    let (openapi_const, openapi_field) = match openapi {
+        Some(document) => {
+            let lines = document.split_inclusive('\n');
+            let doc = format!(" The OpenAPI 3.1 document of `{name}`'s HTTP bindings, served at `/openapi.json`.");
+            (quote! { #[doc = #doc] pub const OPENAPI: &str = concat!(#(#lines),*); }, quote!(Some(OPENAPI)))
+        }
+        None => (TokenStream::new(), quote!(None)),
+    };
     quote! {
         #[doc = #doc]
         pub mod #module {
@@ -55,7 +70,9 @@ pub fn service_module(service: &ir::Service, rt: &TokenStream, with_server: bool
                 client: #client,
                 methods: &[#(#methods),*],
                 descriptors: &super::FILE_DESCRIPTORS,
+                openapi: #openapi_field,
             };
+            #openapi_const
             #entry
         }
     }

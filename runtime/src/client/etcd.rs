@@ -89,6 +89,7 @@ static ETCD: ServiceSpec = ServiceSpec {
         method(WATCH, "Watch", MethodKind::Streaming),
     ],
     descriptors: &FileDescriptors { files: &[], imports: &[] },
+    openapi: None,
 };
 
 #[derive(Clone, PartialEq, prost::Message)]

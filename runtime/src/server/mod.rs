@@ -657,6 +657,7 @@ mod tests {
         },
         methods: &[],
         descriptors: &crate::codegen::FileDescriptors { files: &[], imports: &[] },
+        openapi: None,
     };
 
     #[test]

@@ -412,6 +412,7 @@ pub mod legacy_service_svc {
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,
+        openapi: None,
     };
     /// Wraps an implementation of `adversarial.legacy.LegacyService` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves).
     pub fn server<T: super::legacy_service_server::LegacyService>(

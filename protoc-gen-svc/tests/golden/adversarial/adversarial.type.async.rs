@@ -859,6 +859,7 @@ pub mod async_svc {
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,
+        openapi: None,
     };
     /// Wraps an implementation of `adversarial.type.async.Async` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves).
     pub fn server<T: super::async_server::Async>(

@@ -842,6 +842,7 @@ pub mod shop_svc {
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,
+        openapi: None,
     };
     const _: () = ::svc_runtime::codegen::require_jwt();
     const _: () = ::svc_runtime::codegen::require_tls();

@@ -654,6 +654,7 @@ pub mod checked_svc {
             },
         ],
         descriptors: &super::FILE_DESCRIPTORS,
+        openapi: None,
     };
     /// Wraps an implementation of `rules.v1.Checked` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves).
     pub fn server<T: super::checked_server::Checked>(

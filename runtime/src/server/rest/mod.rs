@@ -48,6 +48,8 @@ pub(crate) struct Rest {
     routes: Vec<Route>,
     status: MessageDescriptor,
     max_body: usize,
+    /// The services' OpenAPI documents as one, for `/openapi.json`.
+    openapi: Option<Bytes>,
 }
 
 struct Route {
@@ -101,7 +103,47 @@ impl Rest {
             }
         }
         let max_body = specs.iter().map(|s| s.server.max_recv_message_size).max().unwrap_or(4 << 20);
-        Ok(Some(Rest { routes, status, max_body }))
+        let openapi = merged_openapi(specs.iter().filter_map(|s| s.openapi)).map(Bytes::from);
+        Ok(Some(Rest { routes, status, max_body, openapi }))
+    }
+}
+
+/// One OpenAPI document of several services: their paths, schemas and
+/// security schemes together (each service's own when there is one).
+fn merged_openapi<'a>(documents: impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
+    let documents: Vec<&str> = documents.collect();
+    match documents.as_slice() {
+        [] => None,
+        [one] => Some(one.as_bytes().to_vec()),
+        many => {
+            let mut merged: Option<serde_json::Value> = None;
+            for text in many {
+                let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) else { continue };
+                let Some(into) = merged.as_mut() else {
+                    merged = Some(doc);
+                    continue;
+                };
+                for section in [&["paths"][..], &["components", "schemas"], &["components", "securitySchemes"]] {
+                    let from = section.iter().try_fold(&doc, |v, k| v.get(*k)).and_then(|v| v.as_object());
+                    let Some(from) = from else { continue };
+                    let mut to = &mut *into;
+                    for key in section {
+                        to = to.as_object_mut()?.entry(*key).or_insert_with(|| serde_json::json!({}));
+                    }
+                    let to = to.as_object_mut()?;
+                    for (k, v) in from {
+                        to.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+                let title = format!(
+                    "{}, {}",
+                    into["info"]["title"].as_str().unwrap_or(""),
+                    doc["info"]["title"].as_str().unwrap_or("")
+                );
+                into["info"]["title"] = serde_json::json!(title);
+            }
+            merged.and_then(|m| serde_json::to_vec_pretty(&m).ok())
+        }
     }
 }
 
@@ -171,6 +213,14 @@ where
 {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
+    if path == "/openapi.json"
+        && matches!(parts.method, http::Method::GET | http::Method::HEAD)
+        && let Some(document) = &rest.openapi
+    {
+        let mut response = http::Response::new(Full::new(document.clone()).boxed());
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        return response;
+    }
     let mut best: Option<(&Route, route::Match)> = None;
     let mut other_method = false;
     for r in &rest.routes {

@@ -50,9 +50,23 @@ fn match_segments(pattern: &'static [PathSegment], segments: &[&str], out: &mut 
             }
             PathSegment::Field { path, pattern } => {
                 let start = at;
-                at += match_segments(pattern, &segments[at..], out)?;
-                let raw = segments[start..at].join("/");
-                out.fields.push((path, percent_decode(&raw)?));
+                let mut ranked = Match { fields: Vec::new(), rank: Vec::new() };
+                if let Some(taken) = match_segments(pattern, &segments[at..], &mut ranked) {
+                    at += taken;
+                    let raw = segments[start..at].join("/");
+                    out.fields.push((path, percent_decode(&raw)?));
+                } else {
+                    // The value in one segment, its slashes escaped as
+                    // %2F (as OpenAPI clients send path parameters).
+                    let value = percent_decode(segments.get(at)?)?;
+                    let inner: Vec<&str> = value.split('/').collect();
+                    if inner.len() < 2 || match_segments(pattern, &inner, &mut ranked)? != inner.len() {
+                        return None;
+                    }
+                    at += 1;
+                    out.fields.push((path, value));
+                }
+                out.rank.extend(ranked.rank);
             }
         }
     }
@@ -120,6 +134,12 @@ mod tests {
         assert_eq!(matches(&verb, "/v1/shelves/1/books/2:copy"), None);
 
         const REST: PathSegment = Field { path: &["path"], pattern: &[Rest] };
+        // Slashes of a value may come percent-encoded, as OpenAPI clients
+        // send them.
+        let m = matches(&get, "/v1/shelves%2F1%2Fbooks%2Fa%20b").expect("match");
+        assert_eq!(m.fields, vec![(&["name"][..], "shelves/1/books/a b".to_owned())]);
+        assert_eq!(matches(&get, "/v1/shelves%2F1%2Fbooks"), None);
+        assert_eq!(matches(&get, "/v1/other%2F1%2Fbooks%2F2"), None);
         let files = rule(&[Literal("files"), REST], None);
         assert_eq!(matches(&files, "/files/a/b/c").expect("match").fields[0].1, "a/b/c");
         assert_eq!(matches(&files, "/files/").expect("match").fields[0].1, "");
