@@ -29,7 +29,7 @@ fi
 step "run the server"
 cargo build -q -p greeter-example
 log="$(mktemp)"
-SVC_GRPC_ADDR=127.0.0.1:0 SVC_METRICS_ADDR=127.0.0.1:0 "$root/target/debug/greeter" >"$log" 2>&1 &
+SVC_GRPC_ADDR=127.0.0.1:0 SVC_METRICS_ADDR=127.0.0.1:0 SVC_HTTP_ADDR=127.0.0.1:0 "$root/target/debug/greeter" >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do
@@ -42,6 +42,21 @@ cat "$log" >&2
 
 step "call it with Python grpcio"
 python3 "$root/scripts/greeter_client.py" "$addr" "$example/proto" "$example/third_party"
+
+step "call it over HTTP/JSON (its google.api.http bindings)"
+http="$(sed -n 's/^svc: serving .*HTTP\/JSON on \([^ )]*\)).*/\1/p' "$log")"
+[ -n "$http" ] || { cat "$log"; echo "no HTTP/JSON listener" >&2; exit 1; }
+python3 - "http://$http" <<'PY'
+import sys, urllib.request
+base = sys.argv[1]
+for request in (
+    urllib.request.Request(f"{base}/v1/hello/Ada"),
+    urllib.request.Request(f"{base}/v1/hello", data=b'{"name": "Grace"}', method="POST"),
+    urllib.request.Request(f"{base}/v1/hello/Ada:stream?count=2"),
+):
+    with urllib.request.urlopen(request, timeout=10) as response:
+        print(request.get_method(), request.full_url, "->", response.status, response.read().decode().strip())
+PY
 
 step "call it with the generated Rust client (all four methods through the pool)"
 "$root/target/debug/greeter-client" --target "$addr"

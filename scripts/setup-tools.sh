@@ -21,7 +21,7 @@
 #     boto3/botocore/packaging/networkx under the image's awscli and moto)
 #   - grpcurl, grpc_health_probe and kubectl-validate (Go modules, into
 #     .tools/go/bin); with
-#     --bench also ghz
+#     --bench also ghz and hey
 #   - buf (npm package @bufbuild/buf, into .tools/node)
 #   - from Debian: protoc (protobuf-compiler, 3.21), dnsmasq, etcd, nginx
 #     (nginx-light) and prometheus; a current protoc (33.x, with editions)
@@ -62,11 +62,13 @@ else
 fi
 
 if [ "$mode" = --example ]; then
-  if python3 -c 'import grpc, grpc_tools' 2>/dev/null; then
-    log "grpcio and grpcio-tools present"
+  # googleapis-common-protos: the example's stubs import google.api.
+  if python3 -c 'import grpc, grpc_tools, google.api.annotations_pb2' 2>/dev/null; then
+    log "grpcio, grpcio-tools and googleapis-common-protos present"
   else
-    log "installing grpcio and grpcio-tools"
-    python3 -m pip install --quiet --disable-pip-version-check "grpcio>=1.70,<2" "grpcio-tools>=1.70,<2"
+    log "installing grpcio, grpcio-tools and googleapis-common-protos"
+    python3 -m pip install --quiet --disable-pip-version-check "grpcio>=1.70,<2" "grpcio-tools>=1.70,<2" \
+      "googleapis-common-protos>=1.60,<2"
   fi
   log "done"
   exit 0
@@ -196,6 +198,16 @@ elif [ -x "$tools/go/bin/ghz" ]; then
 else
   log "installing ghz with go install"
   (cd "$tools" && GOBIN="$tools/go/bin" go install github.com/bojand/ghz/cmd/ghz@v0.120.0)
+fi
+
+# hey (HTTP load generator for bench/rest.py); only with --bench.
+if [ "$mode" != "--bench" ]; then
+  :
+elif [ -x "$tools/go/bin/hey" ]; then
+  log "hey present"
+else
+  log "installing hey with go install"
+  (cd "$tools" && GOBIN="$tools/go/bin" go install github.com/rakyll/hey@v0.1.4)
 fi
 
 # Packages from Debian: debian_package installs one (updating the package

@@ -41,6 +41,13 @@ const CASES: &[Case] = &[
         params: "",
     },
     Case {
+        name: "example_openapi",
+        dir: None,
+        files: &["examples/01-greeter/proto/greeter/v1/greeter.proto"],
+        includes: &["examples/01-greeter/proto"],
+        params: "target=openapi",
+    },
+    Case {
         name: "http_openapi",
         dir: None,
         files: &["tests/protos/http/library.proto"],

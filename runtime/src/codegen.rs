@@ -42,16 +42,6 @@ pub const fn require_jwt() {
     }
 }
 
-/// Fails compilation of a server for a service with `google.api.http`
-/// bindings when this runtime lacks the `rest` feature.
-pub const fn require_rest() {
-    if cfg!(not(feature = "rest")) {
-        panic!(
-            "this service has google.api.http bindings: enable the `rest` feature of svc-runtime (features = [\"rest\"] on its line in Cargo.toml)"
-        );
-    }
-}
-
 /// Fails compilation of a server for a service whose `deploy.tls_secret`
 /// serves TLS when this runtime lacks the `tls` feature.
 pub const fn require_tls() {

@@ -169,18 +169,21 @@ class Served:
 
 def start_greeter(binary, extra_env=None):
     """Starts the example server on 127.0.0.1 port 0 and waits for its
-    start-up line: `svc: serving NAME on ADDR (health and metrics on ADDR)`."""
+    start-up line: `svc: serving NAME on ADDR (health and metrics on ADDR,
+    HTTP/JSON on ADDR)` (the last part for services with HTTP bindings)."""
     import re
 
-    env = {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0", "PATH": "/usr/bin:/bin"}
+    env = {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0", "SVC_HTTP_ADDR": "127.0.0.1:0", "PATH": "/usr/bin:/bin"}
     env.update(extra_env or {})
     proc = subprocess.Popen([str(binary)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline().strip()
-    m = re.match(r"svc: serving (\S+) on (\S+) \(health and metrics on (\S+)\)", line)
+    m = re.match(r"svc: serving (\S+) on (\S+) \(health and metrics on ([^,\s)]+)(?:, HTTP/JSON on (\S+))?\)", line)
     if not m:
         proc.kill()
         raise AssertionError(f"unexpected start-up output {line!r} {proc.stderr.read()!r}")
-    return Served(proc, m.group(2), m.group(3))
+    served = Served(proc, m.group(2), m.group(3))
+    served.http = m.group(4)
+    return served
 
 
 @pytest.fixture(scope="session")

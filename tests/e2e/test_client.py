@@ -187,7 +187,7 @@ def test_a_sigkilled_server_costs_no_idempotent_calls_and_gets_calls_again_after
         # Restarted on the same address, it gets calls again from the same
         # client, which reconnects within its backoff.
         restarted = start_greeter(
-            binaries["greeter"], {"SVC_LOG": "warn", "SVC_GRPC_ADDR": victim.grpc, "SVC_METRICS_ADDR": "127.0.0.1:0"}
+            binaries["greeter"], {"SVC_LOG": "warn", "SVC_GRPC_ADDR": victim.grpc, "SVC_METRICS_ADDR": "127.0.0.1:0", "SVC_HTTP_ADDR": "127.0.0.1:0"}
         )
         servers.append(restarted)
         out, err = run.communicate(timeout=60)

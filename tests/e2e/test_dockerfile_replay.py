@@ -73,7 +73,7 @@ def test_scaffold_image_builds_from_its_context_alone_and_serves_health(binaries
                 os.setgid(gid)
                 os.setuid(uid)
 
-        env = {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0"}
+        env = {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0", "SVC_HTTP_ADDR": "127.0.0.1:0"}
         proc = subprocess.Popen([binary, *entry[1:]], env=env, cwd="/", stderr=subprocess.PIPE, text=True,
                                 preexec_fn=as_user)
         try:

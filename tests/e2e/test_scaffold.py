@@ -110,7 +110,7 @@ def test_a_lean_scaffold_says_which_feature_tls_needs(moved, tmp_path):
     assert cargo(crate, "build", "-q").returncode == 0
     (tmp_path / "tls.crt").write_text("unused")
     (tmp_path / "tls.key").write_text("unused")
-    env = {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0", "PATH": "/usr/bin:/bin",
+    env = {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0", "SVC_HTTP_ADDR": "127.0.0.1:0", "PATH": "/usr/bin:/bin",
            "SVC_TLS_CERT_FILE": str(tmp_path / "tls.crt"), "SVC_TLS_KEY_FILE": str(tmp_path / "tls.key")}
     r = run([TARGET / "scaffold" / "debug" / "hello-service"], env=env, timeout=30)
     assert r.returncode != 0

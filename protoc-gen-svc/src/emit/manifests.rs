@@ -110,6 +110,10 @@ pub struct Deployment {
     pub image_pull_policy: String,
     pub grpc_port: u16,
     pub metrics_port: u16,
+    /// The service serves HTTP/JSON (some method has a `google.api.http`
+    /// binding) on `http_port`.
+    pub has_http: bool,
+    pub http_port: u16,
     pub metrics_path: String,
     pub env: Vec<EnvVar>,
     pub startup: Probe,
@@ -143,6 +147,10 @@ pub struct ServiceManifest {
     pub meta: Meta,
     pub grpc_port: u16,
     pub metrics_port: u16,
+    /// The service serves HTTP/JSON (some method has a `google.api.http`
+    /// binding) on `http_port`.
+    pub has_http: bool,
+    pub http_port: u16,
     /// `appProtocol` of the gRPC port: cleartext HTTP/2 or TLS.
     pub grpc_app_protocol: String,
     pub headless: bool,
@@ -226,6 +234,10 @@ pub struct NetworkPolicy {
     pub meta: Meta,
     pub grpc_port: u16,
     pub metrics_port: u16,
+    /// The service serves HTTP/JSON (some method has a `google.api.http`
+    /// binding) on `http_port`.
+    pub has_http: bool,
+    pub http_port: u16,
 }
 
 impl Manifest for NetworkPolicy {
@@ -278,6 +290,10 @@ pub struct Dockerfile {
     pub uid: u32,
     pub grpc_port: u16,
     pub metrics_port: u16,
+    /// The service serves HTTP/JSON (some method has a `google.api.http`
+    /// binding) on `http_port`.
+    pub has_http: bool,
+    pub http_port: u16,
 }
 
 impl Manifest for Dockerfile {
@@ -472,19 +488,30 @@ impl<'a> Workload<'a> {
         format!("{}-config", self.name())
     }
 
+    /// Whether the service serves HTTP/JSON.
+    fn has_http(&self) -> bool {
+        self.service.methods.iter().any(|m| !m.http.is_empty())
+    }
+
     /// The server's configuration file: the settings it would otherwise
     /// take from the annotations, written out so operators can change them
     /// without rebuilding.
     fn config_lines(&self) -> Vec<String> {
         let s = &self.service.settings;
-        vec![
+        let mut lines = vec![
             format!("# Settings of {}; SVC_* environment variables override them.", self.service.full_name),
             format!("grpc_addr = {}", quote(&format!("0.0.0.0:{}", s.port))),
             format!("metrics_addr = {}", quote(&format!("0.0.0.0:{}", s.metrics_port))),
+        ];
+        if self.has_http() {
+            lines.push(format!("http_addr = {}", quote(&format!("0.0.0.0:{}", s.http_port))));
+        }
+        lines.extend([
             format!("shutdown_grace = {}", quote(&format_duration(s.server.shutdown_grace))),
             format!("log = {}", quote("info")),
             format!("log_format = {}", quote("json")),
-        ]
+        ]);
+        lines
     }
 
     /// Where the JWT key comes from when the service requires tokens:
@@ -567,6 +594,8 @@ impl<'a> Workload<'a> {
             image_pull_policy: if self.image.contains('@') { "IfNotPresent" } else { "Always" }.into(),
             grpc_port: s.port,
             metrics_port: s.metrics_port,
+            has_http: self.has_http(),
+            http_port: s.http_port,
             metrics_path: quote("/metrics"),
             env: self.env(),
             // Up to a minute to start; ready only while this service serves;
@@ -594,6 +623,8 @@ impl<'a> Workload<'a> {
             meta: meta.clone(),
             grpc_port: s.port,
             metrics_port: s.metrics_port,
+            has_http: self.has_http(),
+            http_port: s.http_port,
             grpc_app_protocol: if tls { "https" } else { "kubernetes.io/h2c" }.into(),
             headless: d.headless_service,
             headless_name: format!("{name}-headless"),
@@ -631,8 +662,14 @@ impl<'a> Workload<'a> {
             ("pdb.yaml", overrides.render(&pdb)?),
         ];
         if d.network_policy {
-            let policy =
-                NetworkPolicy { header: header(), meta: meta.clone(), grpc_port: s.port, metrics_port: s.metrics_port };
+            let policy = NetworkPolicy {
+                header: header(),
+                meta: meta.clone(),
+                grpc_port: s.port,
+                metrics_port: s.metrics_port,
+                has_http: self.has_http(),
+                http_port: s.http_port,
+            };
             out.push(("networkpolicy.yaml", overrides.render(&policy)?));
         }
         if d.service_monitor {
@@ -677,6 +714,8 @@ impl<'a> Workload<'a> {
             uid: UID,
             grpc_port: s.port,
             metrics_port: s.metrics_port,
+            has_http: self.has_http(),
+            http_port: s.http_port,
         };
         let ignore = Dockerignore {
             header: header(),

@@ -98,9 +98,6 @@ fn server_entry(service: &ir::Service, rt: &TokenStream) -> TokenStream {
     if service.settings.auth.is_some() {
         features.extend(quote!(const _: () = #rt::codegen::require_jwt();));
     }
-    if service.methods.iter().any(|m| !m.http.is_empty()) {
-        features.extend(quote!(const _: () = #rt::codegen::require_rest();));
-    }
     if service.settings.deploy.tls_secret.is_some() {
         features.extend(quote!(const _: () = #rt::codegen::require_tls();));
     }

@@ -333,9 +333,17 @@ impl Server {
         };
         let grpc = bind("gRPC", settings.config.grpc_addr).await?;
         let metrics = bind("metrics", settings.config.metrics_addr).await?;
-        let bindings = cfg!(feature = "rest")
-            && settings.services.iter().any(|(spec, _)| spec.methods.iter().any(|m| !m.http.is_empty()));
-        let http = match bindings {
+        let bindings = settings.services.iter().any(|(spec, _)| spec.methods.iter().any(|m| !m.http.is_empty()));
+        if bindings && cfg!(not(feature = "rest")) {
+            // Protos from elsewhere (googleapis) carry bindings their users
+            // may not want served: gRPC alone is served, and said so.
+            settings.logger.log(
+                crate::log::Level::Warn,
+                "google.api.http bindings are not served: this build of svc-runtime lacks the `rest` feature",
+                &[("services", crate::log::Value::Str(&settings.names()))],
+            );
+        }
+        let http = match bindings && cfg!(feature = "rest") {
             true => Some(bind("HTTP/JSON", settings.config.http_addr).await?),
             false => None,
         };

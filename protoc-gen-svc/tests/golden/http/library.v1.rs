@@ -2007,7 +2007,6 @@ pub mod library_svc {
         "          \"Library\"\n", "        ]\n", "      }\n", "    }\n", "  }\n", "}\n"
     );
     const _: () = ::svc_runtime::codegen::require_jwt();
-    const _: () = ::svc_runtime::codegen::require_rest();
     /// Wraps an implementation of `library.v1.Library` in its tonic server with the annotated message-size limits; gzip-compressed requests are accepted (responses are sent uncompressed: compressing small messages costs more CPU than it saves).
     pub fn server<T: super::library_server::Library>(
         inner: T,

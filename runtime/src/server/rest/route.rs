@@ -20,6 +20,10 @@ pub(super) fn matches(rule: &HttpRule, path: &str) -> Option<Match> {
     let segments: Vec<&str> = path.split('/').collect();
     let mut out = Match { fields: Vec::new(), rank: Vec::new() };
     let end = match_segments(rule.path, &segments, &mut out)?;
+    if rule.verb.is_some() {
+        // `/v1/{name}:cancel` outranks `/v1/{name}` for `/v1/x:cancel`.
+        out.rank.push(4);
+    }
     (end == segments.len()).then_some(out)
 }
 
@@ -143,6 +147,16 @@ mod tests {
         let files = rule(&[Literal("files"), REST], None);
         assert_eq!(matches(&files, "/files/a/b/c").expect("match").fields[0].1, "a/b/c");
         assert_eq!(matches(&files, "/files/").expect("match").fields[0].1, "");
+    }
+
+    #[test]
+    fn a_matching_verb_ranks_above_a_variable_that_would_take_it() {
+        const ID: PathSegment = Field { path: &["id"], pattern: &[Any] };
+        let plain = matches(&rule(&[Literal("v1"), ID], None), "/v1/x:stream").expect("match");
+        let verb = matches(&rule(&[Literal("v1"), ID], Some("stream")), "/v1/x:stream").expect("match");
+        assert_eq!(plain.fields[0].1, "x:stream");
+        assert_eq!(verb.fields[0].1, "x");
+        assert!(verb.rank > plain.rank);
     }
 
     #[test]
