@@ -99,7 +99,8 @@ def main():
         "bare tonic": start(TARGET / "release" / "bench-bare", {"BENCH_ADDR": "127.0.0.1:0"}, r"listening on (\S+)"),
         "generated": start(
             TARGET / "release" / "bench-generated",
-            {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0", "SVC_JWT_SECRET": SECRET, "SVC_LOG": args.svc_log},
+            {"SVC_GRPC_ADDR": "127.0.0.1:0", "SVC_METRICS_ADDR": "127.0.0.1:0", "SVC_HTTP_ADDR": "127.0.0.1:0",
+             "SVC_JWT_SECRET": SECRET, "SVC_LOG": args.svc_log},
             r"serving \S+ on (\S+)",
         ),
     }
