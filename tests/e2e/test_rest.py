@@ -154,15 +154,48 @@ def test_patch_put_delete_and_a_custom_verb(library):
     # PATCH: the body is the book, its name from the path.
     r = library.http.patch("/v1/shelves/4/books/p", json={"title": "New", "name": "ignored"}, headers=AUTH)
     assert r.status_code == 200 and r.json() == {"name": "shelves/4/books/p", "title": "New"}
-    # PUT with body "*": the whole request from the body, the path field set.
-    r = library.http.put("/v1/shelves/4/books/p", json={"book": {"title": "Put"}, "updateMask": ["title"]}, headers=AUTH)
-    assert r.status_code == 200 and r.json()["title"] == "Put" and r.json()["name"] == "shelves/4/books/p"
+    # PUT with body "*": the whole request from the body, the path field
+    # set; the FieldMask as its JSON string.
+    r = library.http.put("/v1/shelves/4/books/p", json={"book": {"title": "Put", "pages": 9}, "updateMask": "title"}, headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"name": "shelves/4/books/p", "title": "Put"}
+    # PATCH with a mask in the query string.
+    r = library.http.patch("/v1/shelves/4/books/p", params={"updateMask": "pages"}, json={"title": "x", "pages": 12}, headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"name": "shelves/4/books/p", "title": "Put", "pages": "12"}
     # :move with body "*".
     r = library.http.post("/v1/shelves/4/books/p:move", json={"otherShelf": "shelves/5"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["name"] == "shelves/5/books/p"
     r = library.http.delete("/v1/shelves/5/books/p", headers=AUTH)
     assert r.status_code == 200 and r.json() == {}
     status_of(library.http.delete("/v1/shelves/5/books/p", headers=AUTH), 404, 5)
+
+
+def test_well_known_types_in_their_json_forms(library):
+    book = create(
+        library, 6, "wkt", title="W",
+        readTime="3600.500s",
+        extra={"shelf": "top", "copies": 3, "tags": ["a", None, True]},
+        rating=5,
+        attachment={"@type": "type.googleapis.com/library.v1.Shelf", "id": "42"},
+        published="2001-02-03T04:05:06.789Z",
+    )
+    assert book["readTime"] == "3600.500s"
+    assert book["extra"] == {"shelf": "top", "copies": 3, "tags": ["a", None, True]}
+    assert book["rating"] == 5
+    assert book["attachment"] == {"@type": "type.googleapis.com/library.v1.Shelf", "id": "42"}
+    assert book["published"] == "2001-02-03T04:05:06.789Z"
+    assert library.http.get("/v1/shelves/6/books/wkt").json() == book
+    # An Any naming a type the server does not know is refused.
+    body = status_of(library.http.post("/v1/shelves/6/books", json={"title": "x", "attachment": {"@type": "type.googleapis.com/no.Such"}}, headers=AUTH), 400, 3)
+    assert "no.Such" in body["message"]
+    status_of(library.http.post("/v1/shelves/6/books", json={"title": "x", "readTime": "soon"}, headers=AUTH), 400, 3)
+
+
+def test_metadata_travels_as_headers(library):
+    r = library.http.get("/v1/shelves/3/files/a", headers={"Grpc-Metadata-Tenant": "acme"})
+    assert r.status_code == 200
+    assert base64.b64decode(r.json()) == b"shelf 3 file a for acme"
+    assert r.headers["grpc-metadata-shelf"] == "3"
+    assert len(r.headers["x-request-id"]) == 32
 
 
 def test_rest_of_path_response_body_bytes_and_a_custom_method(library):

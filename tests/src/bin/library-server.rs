@@ -65,14 +65,28 @@ impl Library for Books {
         Ok(Response::new(book))
     }
 
+    /// Replaces the book, or only the fields its mask names (`title`,
+    /// `pages`).
     async fn update_book(&self, r: Request<UpdateBookRequest>) -> Result<Response<Book>, Status> {
-        let book = r.into_inner().book.unwrap_or_default();
+        let r = r.into_inner();
+        let book = r.book.unwrap_or_default();
         let mut books = self.lock();
         let Some(slot) = books.get_mut(&book.name) else {
             return Err(Status::not_found(format!("no book {}", book.name)));
         };
-        *slot = book.clone();
-        Ok(Response::new(book))
+        match r.update_mask {
+            Some(mask) if !mask.paths.is_empty() => {
+                for path in &mask.paths {
+                    match path.as_str() {
+                        "title" => slot.title = book.title.clone(),
+                        "pages" => slot.pages = book.pages,
+                        other => return Err(Status::invalid_argument(format!("cannot update {other}"))),
+                    }
+                }
+            }
+            _ => *slot = book,
+        }
+        Ok(Response::new(slot.clone()))
     }
 
     async fn delete_book(&self, r: Request<DeleteBookRequest>) -> Result<Response<DeleteBookResponse>, Status> {
@@ -93,9 +107,20 @@ impl Library for Books {
         Ok(Response::new(book))
     }
 
+    /// The file's name as its content; a `tenant` in the metadata is
+    /// named too, and the shelf comes back as `shelf` metadata.
     async fn get_file(&self, r: Request<GetFileRequest>) -> Result<Response<File>, Status> {
+        let tenant = r.metadata().get("tenant").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let r = r.into_inner();
-        Ok(Response::new(File { content: format!("shelf {} file {}", r.shelf, r.path).into_bytes() }))
+        let mut content = format!("shelf {} file {}", r.shelf, r.path);
+        if let Some(tenant) = tenant {
+            content.push_str(&format!(" for {tenant}"));
+        }
+        let mut response = Response::new(File { content: content.into_bytes() });
+        if let Ok(shelf) = r.shelf.to_string().parse() {
+            response.metadata_mut().insert("shelf", shelf);
+        }
+        Ok(response)
     }
 
     type WatchStream = Pin<Box<dyn Stream<Item = Result<Change, Status>> + Send>>;
