@@ -7,7 +7,6 @@ import base64
 import importlib
 import json
 import re
-import subprocess
 import sys
 import time
 
@@ -16,7 +15,7 @@ import httpx
 import jwt
 import pytest
 
-from conftest import REPO, Served, run
+from conftest import REPO, run, start_greeter
 
 SECRET = "library-secret-library-secret-0123456789"
 PROTOS = REPO / "tests" / "protos" / "http"
@@ -30,30 +29,12 @@ def token(sub="ann"):
 AUTH = {"Authorization": f"Bearer {token()}"}
 
 
-class Library(Served):
-    def __init__(self, proc, grpc_addr, metrics_addr, http_addr):
-        super().__init__(proc, grpc_addr, metrics_addr)
-        self.http_addr = http_addr
-        self.http = httpx.Client(base_url=f"http://{http_addr}", timeout=10)
-
-
 @pytest.fixture(scope="module")
 def library(binaries):
-    env = {
-        "SVC_GRPC_ADDR": "127.0.0.1:0",
-        "SVC_METRICS_ADDR": "127.0.0.1:0",
-        "SVC_HTTP_ADDR": "127.0.0.1:0",
-        "SVC_JWT_SECRET": SECRET,
-        "PATH": "/usr/bin:/bin",
-    }
-    binary = binaries["plugin"].parent / "library-server"
-    proc = subprocess.Popen([str(binary)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline().strip()
-    m = re.match(r"svc: serving \S+ on (\S+) \(health and metrics on (\S+), HTTP/JSON on (\S+)\)", line)
-    if not m:
-        proc.kill()
-        raise AssertionError(f"unexpected start-up output {line!r} {proc.stderr.read()!r}")
-    served = Library(proc, m.group(1), m.group(2), m.group(3))
+    served = start_greeter(binaries["plugin"].parent / "library-server", {"SVC_JWT_SECRET": SECRET})
+    assert served.http, "the library server opens its HTTP/JSON listener"
+    served.http_addr = served.http
+    served.http = httpx.Client(base_url=f"http://{served.http_addr}", timeout=10)
     yield served
     served.http.close()
     served.stop()
