@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import GRPC_HEALTH_PROBE, GRPCURL, run, start_greeter
+from conftest import GRPC_HEALTH_PROBE, GRPCURL, run, start_greeter, wait_for
 
 
 def _name(cn):
@@ -153,6 +153,10 @@ def test_mutual_tls_requires_a_client_certificate(binaries, pki):
             timeout=30,
         )
         assert r.returncode == 0, r.stdout + r.stderr
+        # The example's HTTP bindings are not served beside mTLS: plain
+        # HTTP would let calls around the client-certificate check.
+        assert s.http is None
+        assert wait_for(lambda: any("bindings are not served" in rec.get("msg", "") for rec in s.logs()), 5), s.lines
     finally:
         s.stop()
 
@@ -187,7 +191,9 @@ def test_certificates_reload_without_dropping_connections(binaries, stubs, pki):
         # ... while the connection made before the rotation keeps working.
         assert stub.SayHello(pb2.HelloRequest(name="after"), timeout=5).message == "Hello, after!"
         kept.close()
-        assert any(r.get("msg") == "TLS certificate reloaded" for r in s.logs()), s.lines
+        # Records reach stderr within 200 ms (see runtime/src/log.rs).
+        reloaded = lambda: any(r.get("msg") == "TLS certificate reloaded" for r in s.logs())  # noqa: E731
+        assert wait_for(reloaded, 5), s.lines
     finally:
         s.stop()
 

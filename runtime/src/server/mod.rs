@@ -343,7 +343,16 @@ impl Server {
                 &[("services", crate::log::Value::Str(&settings.names()))],
             );
         }
-        let http = match bindings && cfg!(feature = "rest") {
+        if bindings && cfg!(feature = "rest") && settings.tls.is_some() {
+            // Plain HTTP beside TLS gRPC would let calls around the
+            // transport's protection (mTLS above all).
+            settings.logger.log(
+                crate::log::Level::Warn,
+                "google.api.http bindings are not served: the server uses TLS, which the HTTP/JSON listener does not serve yet",
+                &[("services", crate::log::Value::Str(&settings.names()))],
+            );
+        }
+        let http = match bindings && cfg!(feature = "rest") && settings.tls.is_none() {
             true => Some(bind("HTTP/JSON", settings.config.http_addr).await?),
             false => None,
         };
