@@ -15,7 +15,7 @@ use crate::error::{Diagnostic, Error, Result};
 use crate::ir::*;
 use crate::units::{Quantity, parse_duration, parse_quantity};
 
-mod http;
+pub(crate) mod http;
 
 const SERVICE_EXT: &str = "svc.service";
 const METHOD_EXT: &str = "svc.method";

@@ -15,6 +15,12 @@ const RAW_KEYWORDS: &[&str] = &[
 /// Names that cannot be raw identifiers; prost-build appends `_`.
 const SUFFIX_KEYWORDS: &[&str] = &["_", "self", "super", "crate", "Self", "extern"];
 
+/// The name a service's files and Kubernetes objects go under: its simple
+/// name in kebab case (`ShopAdmin` → `shop-admin`).
+pub fn kebab_name(service_name: &str) -> String {
+    to_snake(service_name).trim_start_matches("r#").trim_end_matches('_').replace('_', "-")
+}
+
 /// snake_case module or field name, escaped like prost-build does.
 pub fn to_snake(s: &str) -> String {
     escape(s.to_snake_case())

@@ -225,8 +225,7 @@ fn openapi_files(
     let mut files = Vec::new();
     for service in packages.iter().flat_map(|p| &p.services) {
         if let Some(document) = documents.get(&service.full_name) {
-            let name =
-                crate::ident::to_snake(&service.name).trim_start_matches("r#").trim_end_matches('_').replace('_', "-");
+            let name = crate::ident::kebab_name(&service.name);
             files.push(GeneratedFile { name: format!("{name}/openapi.json"), content: document.clone() });
         }
     }

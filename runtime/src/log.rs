@@ -442,12 +442,12 @@ fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
             let mut text = [0u8; 21];
             let mut at = 0;
             for octet in a.ip().octets() {
-                at += put_decimal(&mut text[at..], u32::from(octet));
+                at += put_decimal(&mut text[at..], u64::from(octet));
                 text[at] = b'.';
                 at += 1;
             }
             text[at - 1] = b':';
-            at += put_decimal(&mut text[at..], u32::from(a.port()));
+            at += put_decimal(&mut text[at..], u64::from(a.port()));
             out.extend_from_slice(&text[..at]);
         }
         a => {
@@ -486,28 +486,8 @@ const PAIRS: [u8; 200] = {
     pairs
 };
 
-/// Writes `n` (below 100,000) in decimal at the start of `out`; returns
-/// the digits written.
-fn put_decimal(out: &mut [u8], n: u32) -> usize {
-    let mut digits = [0u8; 5];
-    let mut at = digits.len();
-    let mut n = n.min(99_999);
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = digits.len() - at;
-    out[..len].copy_from_slice(&digits[at..]);
-    len
-}
-
-/// Appends `n` in decimal.
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// `n` in decimal, written at the end of `digits`.
+fn decimal(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut at = digits.len();
     while n >= 100 {
         let pair = 2 * (n % 100) as usize;
@@ -522,7 +502,20 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
         at -= 1;
         digits[at] = b'0' + n as u8;
     }
-    out.extend_from_slice(&digits[at..]);
+    &digits[at..]
+}
+
+/// Writes `n` in decimal at the start of `out`; returns the digits written.
+fn put_decimal(out: &mut [u8], n: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let text = decimal(&mut digits, n);
+    out[..text.len()].copy_from_slice(text);
+    text.len()
+}
+
+/// Appends `n` in decimal.
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(decimal(&mut [0u8; 20], n));
 }
 
 /// Appends `n` (below 1000) as exactly three digits.

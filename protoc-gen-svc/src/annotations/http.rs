@@ -202,7 +202,7 @@ impl FileCx<'_> {
 
 /// The field at `path` (proto names) from `message` down: every name but
 /// the last must be a singular message field.
-fn resolve(message: &MessageDescriptor, path: &[String]) -> Result<FieldDescriptor, String> {
+pub(crate) fn resolve(message: &MessageDescriptor, path: &[String]) -> Result<FieldDescriptor, String> {
     let mut current = message.clone();
     for (i, name) in path.iter().enumerate() {
         let Some(field) = current.get_field_by_name(name) else {

@@ -337,7 +337,7 @@ pub struct Layout<'a> {
 /// Kubernetes name of a service: its simple name in kebab case
 /// (`ShopAdmin` → `shop-admin`).
 pub fn app_name(service: &Service) -> String {
-    crate::ident::to_snake(&service.name).trim_start_matches("r#").trim_end_matches('_').replace('_', "-")
+    crate::ident::kebab_name(&service.name)
 }
 
 /// Emits the manifests of every annotated service in `packages`.

@@ -192,7 +192,7 @@ impl Cx {
                 ),
                 PathSegment::Field { path, pattern } => {
                     bound.push(path.join("."));
-                    let field = resolve(input, path);
+                    let field = crate::annotations::http::resolve(input, path).ok();
                     let mut schema =
                         field.as_ref().map_or_else(|| json!({ "type": "string" }), |f| self.scalar_schema(f));
                     let spans = pattern.len() != 1 || pattern.iter().any(|s| matches!(s, PathSegment::Rest));
@@ -218,38 +218,39 @@ impl Cx {
                 _ => None,
             };
             let mut chain = vec![input.full_name().to_owned()];
-            self.query_parameters(input, "", &bound, skip_top.as_deref(), &mut chain, &mut out);
+            self.query_parameters(input, ("", ""), &bound, skip_top.as_deref(), &mut chain, &mut out);
         }
         out
     }
 
-    /// Query parameters for the fields of `message` (under `prefix`) that
-    /// the path does not bind: scalars, enums, repeated ones, and the
-    /// fields of singular messages (not recursively into a message already
-    /// in `chain`).
+    /// Query parameters for the fields of `message` (under `prefix`, its
+    /// proto and its JSON path) that the path does not bind: scalars,
+    /// enums, repeated ones, and the fields of singular messages (not
+    /// recursively into a message already in `chain`).
     fn query_parameters(
         &mut self,
         message: &MessageDescriptor,
-        prefix: &str,
+        prefix: (&str, &str),
         bound: &[String],
         skip: Option<&str>,
         chain: &mut Vec<String>,
         out: &mut Vec<Value>,
     ) {
+        let join =
+            |prefix: &str, name: &str| if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") };
         for field in message.fields() {
-            let proto_path =
-                if prefix.is_empty() { field.name().to_owned() } else { format!("{prefix}.{}", field.name()) };
-            if bound.contains(&proto_path) || (prefix.is_empty() && skip == Some(field.name())) || field.is_map() {
+            let proto_path = join(prefix.0, field.name());
+            if bound.contains(&proto_path) || (prefix.0.is_empty() && skip == Some(field.name())) || field.is_map() {
                 continue;
             }
-            let name = json_path(message, &proto_path, field.json_name(), prefix);
+            let name = join(prefix.1, field.json_name());
             match field.kind() {
                 Kind::Message(inner) if !well_known_scalar(inner.full_name()) => {
                     if field.is_list() || chain.contains(&inner.full_name().to_owned()) || chain.len() > 3 {
                         continue;
                     }
                     chain.push(inner.full_name().to_owned());
-                    self.query_parameters(&inner, &proto_path, bound, None, chain, out);
+                    self.query_parameters(&inner, (&proto_path, &name), bound, None, chain, out);
                     chain.pop();
                 }
                 _ => {
@@ -522,45 +523,6 @@ impl Cx {
     fn field_comment(&mut self, field: &FieldDescriptor) -> Option<String> {
         self.comments.of(&field.parent_file().name().to_owned(), field.path())
     }
-}
-
-/// The JSON name of the field at `proto_path` (its parents' JSON names
-/// joined by dots).
-fn json_path(message: &MessageDescriptor, proto_path: &str, json_name: &str, prefix: &str) -> String {
-    let _ = (message, proto_path);
-    if prefix.is_empty() {
-        return json_name.to_owned();
-    }
-    let parents: Vec<String> = prefix.split('.').map(to_lower_camel).collect();
-    format!("{}.{json_name}", parents.join("."))
-}
-
-fn to_lower_camel(name: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in name.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn resolve(message: &MessageDescriptor, path: &[String]) -> Option<FieldDescriptor> {
-    let mut current = message.clone();
-    let (last, parents) = path.split_last()?;
-    for name in parents {
-        current = match current.get_field_by_name(name)?.kind() {
-            Kind::Message(m) => m,
-            _ => return None,
-        };
-    }
-    current.get_field_by_name(last)
 }
 
 fn with_description(mut schema: Value, text: String) -> Value {

@@ -168,16 +168,15 @@ where
         // Access and audit log.
         let audit = method.is_some_and(|m| m.audit);
         call.ending.record = access_log::Record::new(tables.logger, audit, peer, principal.as_ref());
-        let subject = principal.as_ref().and_then(|p| p.subject.clone());
-        if let Some(principal) = principal {
-            req.extensions_mut().insert(principal);
-        }
 
         // Rate limit.
         if let Some(limiter) = method.and_then(|m| m.rate_limit.as_ref())
-            && let Err(answer) = limiter.check(peer, subject.as_deref())
+            && let Err(answer) = limiter.check(peer, principal.as_ref().and_then(|p| p.subject.as_deref()))
         {
             return CallFuture::answered(answer, call);
+        }
+        if let Some(principal) = principal {
+            req.extensions_mut().insert(principal);
         }
 
         // Load shedding.
